@@ -1,0 +1,161 @@
+package token
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestNewIsWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		tok, err := New()
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		s := tok.String()
+		if len(s) != Len || !strings.HasPrefix(s, Prefix) {
+			t.Fatalf("token of length %d with prefix %q, want length %d and prefix %q", len(s), s[:4], Len, Prefix)
+		}
+		if _, err := Parse(s); err != nil {
+			t.Fatalf("Parse(New()) = %v", err)
+		}
+		if seen[s] {
+			t.Fatal("New returned the same token twice")
+		}
+		seen[s] = true
+	}
+}
+
+func TestEntropyIsAtLeast256Bits(t *testing.T) {
+	if bits := float64(entropyLen) * math.Log2(float64(len(alphabet))); bits < 256 {
+		t.Fatalf("%d base62 characters carry %.2f bits, want at least 256", entropyLen, bits)
+	}
+}
+
+// TestBase62CharIsUniform: over every byte value, each base62 character
+// must come out equally often, and only the bytes that would bias it are
+// refused.
+func TestBase62CharIsUniform(t *testing.T) {
+	counts := map[byte]int{}
+	refused := 0
+	for b := range 256 {
+		c, ok := base62Char(byte(b))
+		if !ok {
+			refused++
+			continue
+		}
+		counts[c]++
+	}
+	if len(counts) != len(alphabet) {
+		t.Fatalf("saw %d distinct characters, want %d", len(counts), len(alphabet))
+	}
+	for c, n := range counts {
+		if n != 256/len(alphabet) {
+			t.Errorf("character %q comes from %d byte values, want %d", c, n, 256/len(alphabet))
+		}
+	}
+	if refused != 256%len(alphabet) {
+		t.Errorf("refused %d byte values, want %d", refused, 256%len(alphabet))
+	}
+}
+
+func TestNewFailsWithoutRandomness(t *testing.T) {
+	if _, err := newFrom(bytes.NewReader(make([]byte, 10))); err == nil {
+		t.Fatal("New succeeded with 10 random bytes")
+	}
+}
+
+func TestParse(t *testing.T) {
+	good, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := good.String()
+	flip := func(i int) string {
+		b := []byte(g)
+		if b[i] == 'a' {
+			b[i] = 'b'
+		} else {
+			b[i] = 'a'
+		}
+		return string(b)
+	}
+	tests := []struct {
+		name string
+		in   string
+		want error
+	}{
+		{"valid", g, nil},
+		{"empty", "", ErrPrefix},
+		{"bearer word left in", "Bearer " + g, ErrPrefix},
+		{"other prefix", "ghp_" + g[4:], ErrPrefix},
+		{"upper-case prefix", "PAT_" + g[4:], ErrPrefix},
+		{"truncated", g[:Len-1], ErrLength},
+		{"extra character", g + "a", ErrLength},
+		{"trailing newline", g[:Len-1] + "\n", ErrAlphabet},
+		{"dash inside", g[:10] + "-" + g[11:], ErrAlphabet},
+		{"non-ASCII", g[:10] + "é" + g[12:], ErrAlphabet},
+		{"typo in entropy", flip(20), ErrChecksum},
+		{"typo in checksum", flip(Len - 1), ErrChecksum},
+		{"swapped halves", Prefix + g[len(Prefix)+entropyLen:] + g[len(Prefix):len(Prefix)+entropyLen], ErrChecksum},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := Parse(tt.in)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Parse error = %v, want %v", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), g[len(Prefix):]) {
+				t.Fatal("the error message contains the token")
+			}
+			if err == nil && tok.String() != tt.in {
+				t.Fatal("Parse returned a different token")
+			}
+		})
+	}
+}
+
+func TestDigest(t *testing.T) {
+	a, _ := New()
+	b, _ := New()
+	if a.Digest() == b.Digest() {
+		t.Fatal("two tokens have the same digest")
+	}
+	s := a.Digest().String()
+	if !strings.HasPrefix(s, DigestPrefix) || len(s) != 71 {
+		t.Fatalf("digest string %q, want sha256: and 64 hex digits", s)
+	}
+	if strings.Contains(s, a.String()[len(Prefix):]) {
+		t.Fatal("digest string contains the token")
+	}
+	back, err := ParseDigest(s)
+	if err != nil || back != a.Digest() {
+		t.Fatalf("ParseDigest(%q) = %v, %v; want the digest back", s, back, err)
+	}
+	// Known answers, computed with `printf %s TOKEN | sha256sum` and
+	// python's zlib.crc32 (the token service and any outside tool must agree).
+	const fixed = "pat_0000000000000000000000000000000000000000000"
+	if got, want := checksumOf(fixed[len(Prefix):]), "2CZclj"; got != want {
+		t.Fatalf("checksum of the all-zero entropy = %q, want %q", got, want)
+	}
+	tok, err := Parse(fixed + "2CZclj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tok.Digest().String(), "sha256:1fe49b9ee6b8ec2fb6bb5ae617423e69d1b664b8a85f048c22a7e3ff48410e9e"; got != want {
+		t.Fatalf("digest = %q, want %q", got, want)
+	}
+}
+
+func TestParseDigestRefusesMalformed(t *testing.T) {
+	for _, s := range []string{"", "sha256:", "sha1:" + strings.Repeat("0", 64), "sha256:" + strings.Repeat("g", 64), "sha256:" + strings.Repeat("0", 63)} {
+		if _, err := ParseDigest(s); err == nil {
+			t.Errorf("ParseDigest(%q) succeeded", s)
+		}
+	}
+}
+
+func checksumOf(entropy string) string { return string(appendChecksum(nil, entropy)) }
