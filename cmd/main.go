@@ -1,0 +1,89 @@
+// Command manager runs the privateapp-operator: the PrivateApp controller
+// (and, as they land, the TokenRotation and AppNotification controllers, the
+// admission webhooks and the token service).
+package main
+
+import (
+	"flag"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/controller"
+)
+
+func main() {
+	var (
+		metricsAddr, probeAddr string
+		leaderElect            bool
+		maxApps, concurrency   int
+		gracePeriod            time.Duration
+		kubeQPS                float64
+		kubeBurst              int
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader among replicas; needed when running more than one.")
+	flag.IntVar(&maxApps, "max-apps-per-namespace", controller.DefaultMaxAppsPerNamespace, "How many PrivateApps in one namespace may hold tokens; the rest wait for a slot.")
+	flag.DurationVar(&gracePeriod, "secret-repair-grace-period", controller.DefaultGracePeriod, "How long the previous token stays valid after a token Secret is deleted or edited out of band.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "How many PrivateApps are reconciled in parallel.")
+	flag.Float64Var(&kubeQPS, "kube-api-qps", 50, "Requests per second to the Kubernetes API server.")
+	flag.IntVar(&kubeBurst, "kube-api-burst", 100, "Burst of requests to the Kubernetes API server.")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	if maxApps < 0 {
+		log.Error(nil, "--max-apps-per-namespace must be zero or more", "value", maxApps)
+		os.Exit(2)
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(kubeQPS), kubeBurst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       "privateapp-operator.privateapps.dev",
+		Cache:                  controller.CacheOptions(),
+	})
+	if err != nil {
+		log.Error(err, "unable to create the manager")
+		os.Exit(1)
+	}
+
+	if err := (&controller.PrivateAppReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("privateapp-operator"),
+		MaxAppsPerNamespace:     maxApps,
+		GracePeriod:             gracePeriod,
+		MaxConcurrentReconciles: concurrency,
+	}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "unable to set up the PrivateApp controller")
+		os.Exit(1)
+	}
+	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
+	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
+
+	log.Info("starting the manager", "maxAppsPerNamespace", maxApps)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "the manager stopped with an error")
+		os.Exit(1)
+	}
+}

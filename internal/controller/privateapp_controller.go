@@ -1,0 +1,236 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+const (
+	// Finalizer lets the operator record an app's uninstall and remove its
+	// Secret before the app goes.
+	Finalizer = "privateapps.dev/uninstall"
+	// OperatorUser is the activity user of what the operator does on its own.
+	OperatorUser = "privateapp-operator"
+	// DefaultGracePeriod is how long an old token keeps working when nothing
+	// else is said: after a delayed rotation, or after a Secret repair.
+	DefaultGracePeriod = 168 * time.Hour
+	// DefaultMaxAppsPerNamespace is the app cap of PRODUCT.md.
+	DefaultMaxAppsPerNamespace = 20
+)
+
+// PrivateAppReconciler issues each PrivateApp's token into its Secret and
+// keeps the Secret, the app's status and the namespace's app cap in line.
+//
+// # Order of writes
+//
+// The token exists in two places: its text in the Secret and its digest in
+// status. Every change writes the Secret first and status second, and status
+// is written with optimistic locking, so a process killed between the two
+// leaves one of these states, each of which the next reconcile completes:
+//
+//   - first token: the Secret holds a token, status has none. The Secret is
+//     ours (controller reference), so its token is adopted: its digest and
+//     the issue time stamped on the Secret go into status.
+//   - repair or rotation: the Secret holds a token whose digest status lacks.
+//     That token was never recorded, so it never worked; it is replaced like
+//     any out-of-band edit, and the token status knows stays valid for the
+//     grace period.
+//   - old token expiry: previous-token is gone from the Secret but status
+//     still lists it; status drops it, and the token service already refuses
+//     it by its expiry time.
+//
+// Decisions that replace a token are taken on the app as the API server has
+// it, not on a cached copy that may lag behind a write this controller just
+// made.
+type PrivateAppReconciler struct {
+	client.Client
+	// APIReader reads from the API server, bypassing the cache.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	// Clock drives token lifetimes and grace periods.
+	Clock clock.PassiveClock
+	// WallClock is compared with creationTimestamp, which the API server
+	// stamps from its own clock; it stays the real clock in tests that fake
+	// Clock.
+	WallClock clock.PassiveClock
+	// MaxAppsPerNamespace is the app cap; apps past it wait for a slot.
+	MaxAppsPerNamespace int
+	// GracePeriod is how long the old token stays valid after a repair.
+	GracePeriod time.Duration
+	// MaxConcurrentReconciles bounds parallel reconciles (default 1).
+	MaxConcurrentReconciles int
+	// NewQueue, when set, builds the controller's work queue; tests pass one
+	// whose delays run on their fake clock.
+	NewQueue func(string, workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request]
+}
+
+// +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one PrivateApp's Secret and status in line with its spec.
+func (r *PrivateAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	app := &v1alpha1.PrivateApp{}
+	if err := r.Get(ctx, req.NamespacedName, app); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !app.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, app)
+	}
+	if !controllerutil.ContainsFinalizer(app, Finalizer) {
+		base := app.DeepCopy()
+		controllerutil.AddFinalizer(app, Finalizer)
+		return ctrl.Result{}, r.Patch(ctx, app, client.MergeFrom(base))
+	}
+
+	s := &appScope{app: app, base: app.DeepCopy(), now: r.Clock.Now()}
+	defer func() {
+		if err := r.patchStatus(ctx, s); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, err})
+			return
+		}
+		s.emitEvents(r.Recorder)
+	}()
+	result, retErr = r.reconcileNormal(ctx, s)
+	if retErr != nil {
+		setReady(s, metav1False, v1alpha1.ReasonReconcileError, retErr.Error())
+	}
+	return result, retErr
+}
+
+func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope) (ctrl.Result, error) {
+	app := s.app
+	if app.Status.InstalledBy == "" {
+		app.Status.InstalledBy = app.Annotations[v1alpha1.InstalledByAnnotation]
+	}
+	app.Status.SecretName = app.TokenSecretName()
+
+	secret, err := r.getTokenSecret(ctx, app)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if secret != nil && !isOwnedBy(secret, app) {
+		return r.secretConflict(s), nil
+	}
+
+	if app.Status.Token == nil {
+		res, issued, err := r.ensureFirstToken(ctx, s, secret)
+		if err != nil || !issued {
+			return res, err
+		}
+	} else if err := r.ensureSecret(ctx, s, secret); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	expirePreviousToken(s)
+	applyTokenLifetime(s)
+	trackScopes(s)
+	setConnection(s)
+	return ctrl.Result{RequeueAfter: nextDeadline(s)}, nil
+}
+
+// patchStatus writes status once per reconcile, and only when it changed.
+func (r *PrivateAppReconciler) patchStatus(ctx context.Context, s *appScope) error {
+	if s.skipStatus {
+		return nil
+	}
+	s.app.Status.ObservedGeneration = s.app.Generation
+	if equality.Semantic.DeepEqual(s.base.Status, s.app.Status) {
+		return nil
+	}
+	return r.Status().Patch(ctx, s.app, client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{}))
+}
+
+// reconcileDelete records the uninstall, removes the Secret (so the token is
+// gone even where no garbage collector runs) and lets the app go.
+func (r *PrivateAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha1.PrivateApp) error {
+	if !controllerutil.ContainsFinalizer(app, Finalizer) {
+		return nil
+	}
+	if n := len(app.Status.Activity); n == 0 || app.Status.Activity[n-1].Type != v1alpha1.ActivityUninstalled {
+		s := &appScope{app: app, base: app.DeepCopy(), now: r.Clock.Now()}
+		s.record(v1alpha1.ActivityUninstalled, "", corev1.EventTypeNormal,
+			"The app was deleted; its tokens are revoked and its Secret %q is removed", app.TokenSecretName())
+		if err := r.patchStatus(ctx, s); err != nil {
+			return err
+		}
+		s.emitEvents(r.Recorder)
+	}
+	if err := r.deleteTokenSecret(ctx, app); err != nil {
+		return err
+	}
+	base := app.DeepCopy()
+	controllerutil.RemoveFinalizer(app, Finalizer)
+	return client.IgnoreNotFound(r.Patch(ctx, app, client.MergeFrom(base)))
+}
+
+// SetupWithManager registers the controller: it watches apps and the Secrets
+// they own, and wakes the apps waiting for a slot when an app goes.
+func (r *PrivateAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.WallClock == nil {
+		r.WallClock = clock.RealClock{}
+	}
+	if r.GracePeriod == 0 {
+		r.GracePeriod = DefaultGracePeriod
+	}
+	opts := controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, NewQueue: r.NewQueue}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.PrivateApp{}).
+		Owns(&corev1.Secret{}).
+		Watches(&v1alpha1.PrivateApp{},
+			handler.EnqueueRequestsFromMapFunc(r.appsWaitingForSlot),
+			builder.WithPredicates(slotFreed())).
+		WithOptions(opts).
+		Named("privateapp").
+		Complete(r)
+}
+
+// slotFreed passes the app events that may free a slot under the cap.
+func slotFreed() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+		},
+	}
+}
+
+func (r *PrivateAppReconciler) appsWaitingForSlot(ctx context.Context, obj client.Object) []reconcile.Request {
+	var apps v1alpha1.PrivateAppList
+	if err := r.List(ctx, &apps, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range apps.Items {
+		a := &apps.Items[i]
+		if a.Status.Token == nil && readyReason(a) == v1alpha1.ReasonAppLimitExceeded {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(a)})
+		}
+	}
+	return reqs
+}
