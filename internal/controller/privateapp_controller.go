@@ -202,20 +202,28 @@ func (r *PrivateAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Watches(&v1alpha1.PrivateApp{},
 			handler.EnqueueRequestsFromMapFunc(r.appsWaitingForSlot),
-			builder.WithPredicates(slotFreed())).
+			builder.WithPredicates(slotsChanged())).
 		WithOptions(opts).
 		Named("privateapp").
 		Complete(r)
 }
 
-// slotFreed passes the app events that may free a slot under the cap.
-func slotFreed() predicate.Funcs {
+// slotsChanged passes the app events that change who holds a slot under the
+// cap: an app going away frees one, an app getting its token takes one (and
+// moves the waiting apps up in line).
+func slotsChanged() predicate.Funcs {
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+			oldApp, okOld := e.ObjectOld.(*v1alpha1.PrivateApp)
+			newApp, okNew := e.ObjectNew.(*v1alpha1.PrivateApp)
+			if !okOld || !okNew {
+				return false
+			}
+			return (oldApp.DeletionTimestamp.IsZero() && !newApp.DeletionTimestamp.IsZero()) ||
+				(oldApp.Status.Token == nil && newApp.Status.Token != nil)
 		},
 	}
 }
@@ -228,7 +236,9 @@ func (r *PrivateAppReconciler) appsWaitingForSlot(ctx context.Context, obj clien
 	var reqs []reconcile.Request
 	for i := range apps.Items {
 		a := &apps.Items[i]
-		if a.Status.Token == nil && readyReason(a) == v1alpha1.ReasonAppLimitExceeded {
+		// Every app without a token, not only those already marked as
+		// waiting: one may be ranking itself on the list this event changed.
+		if a.Status.Token == nil && a.DeletionTimestamp.IsZero() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(a)})
 		}
 	}

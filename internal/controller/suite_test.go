@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sync"
@@ -130,7 +131,9 @@ var _ = AfterEach(func() {
 		haystack.WriteString(e.Note + "\n" + e.Reason + "\n")
 	}
 	for _, a := range apps.Items {
-		haystack.WriteString(a.String() + "\n")
+		j, err := json.Marshal(a)
+		Expect(err).NotTo(HaveOccurred())
+		haystack.Write(j)
 	}
 	Expect(tokens.foundIn(haystack.String())).To(BeZero(), "tokens found in logs, Events or app objects")
 })
