@@ -141,7 +141,7 @@ type Delivery struct {
 // removed.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=appnotif,categories=privateapps
+// +kubebuilder:resource:shortName=appnotif,categories=privateapps-all
 // +kubebuilder:printcolumn:name="Event",type=string,JSONPath=`.spec.event`
 // +kubebuilder:printcolumn:name="Recipients",type=string,JSONPath=`.spec.recipients.kind`
 // +kubebuilder:printcolumn:name="Reminder",type=string,JSONPath=`.spec.reminder`

@@ -330,7 +330,7 @@ type ActivityEntry struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:validation:XValidation:rule="has(self.spec.secretName) || size(self.metadata.name) <= 247",message="the default secretName \"<name>-token\" would be longer than 253 characters: set spec.secretName or use a shorter name"
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=papp,categories=privateapps
+// +kubebuilder:resource:shortName=papp,categories=privateapps-all
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.connection`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Scopes",type=string,JSONPath=`.spec.scopes`,priority=0

@@ -104,7 +104,7 @@ type TokenRotationStatus struct {
 // TokenRotation replaces an app's token, at once or with a grace period.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=tokrot,categories=privateapps
+// +kubebuilder:resource:shortName=tokrot,categories=privateapps-all
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appName`
 // +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

@@ -1,0 +1,228 @@
+// Command dev runs the operator on a local control plane for a newcomer:
+// it starts etcd and kube-apiserver on loopback, installs the CRDs, runs the
+// manager binary against them, applies config/samples and waits until the
+// sample apps have their tokens. It runs until interrupted, then stops every
+// process it started. `make dev` builds what it needs and runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+func main() {
+	var o options
+	// A flag set of our own: controller-runtime registers --kubeconfig on the
+	// default one, with another meaning.
+	flags := flag.NewFlagSet("dev", flag.ExitOnError)
+	flags.StringVar(&o.kubeconfig, "kubeconfig", "bin/dev/kubeconfig", "Where to write the kubeconfig of the local control plane.")
+	flags.StringVar(&o.manager, "manager", "bin/manager", "The manager binary to run.")
+	flags.StringVar(&o.managerLog, "manager-log", "bin/dev/manager.log", "Where the manager's log goes.")
+	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs to install.")
+	flags.StringVar(&o.samples, "samples", "config/samples", "The manifests to apply once the manager runs.")
+	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with the etcd and kube-apiserver binaries.")
+	flags.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "How long to wait for the sample apps to be Ready.")
+	_ = flags.Parse(os.Args[1:])
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	kubeconfig, manager, managerLog, crds, samples, assets string
+	readyTimeout                                           time.Duration
+}
+
+func run(ctx context.Context, o options) (err error) {
+	say("Starting a local control plane: etcd and kube-apiserver from %s, on loopback", o.assets)
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{o.crds},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: o.assets,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane (run `make envtest` to build it): %w", err)
+	}
+	defer func() {
+		say("Stopping the control plane")
+		err = errors.Join(err, env.Stop())
+	}()
+
+	admin, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(o.kubeconfig), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.kubeconfig, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	say("Control plane up at %s; kubeconfig in %s", cfg.Host, o.kubeconfig)
+
+	say("Starting the manager %s (log in %s)", o.manager, o.managerLog)
+	mgr, err := startManager(o)
+	if err != nil {
+		return err
+	}
+	managerDone := make(chan error, 1)
+	go func() { managerDone <- mgr.Wait() }()
+	defer func() {
+		say("Stopping the manager")
+		_ = mgr.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-managerDone:
+		case <-time.After(15 * time.Second):
+			_ = mgr.Process.Kill()
+			<-managerDone
+		}
+	}()
+
+	say("Applying %s", o.samples)
+	if err := kubectl(o.kubeconfig, "apply", "-f", o.samples); err != nil {
+		return err
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	say("Waiting for the sample apps to get their tokens")
+	apps, err := waitForApps(ctx, c, o.readyTimeout, managerDone)
+	if err != nil {
+		return err
+	}
+	_ = kubectl(o.kubeconfig, "get", "privateapps", "-A")
+	first := apps[0]
+	fmt.Printf(`
+The operator is running. In another terminal:
+
+  export KUBECONFIG=%s
+  kubectl get privateapps -A
+  kubectl describe privateapp %s -n %s
+  kubectl get secret %s -n %s -o jsonpath='{.data.token}' | base64 -d; echo
+
+Every sample app's Secret holds a well-formed token whose SHA-256 matches
+status.token.digest. Press Ctrl-C to stop everything.
+dev: ready
+`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, first.Namespace)
+
+	select {
+	case <-ctx.Done():
+		fmt.Println()
+		return nil
+	case err := <-managerDone:
+		managerDone <- err
+		return fmt.Errorf("the manager stopped (%v); see %s", err, o.managerLog)
+	}
+}
+
+func startManager(o options) (*exec.Cmd, error) {
+	if err := os.MkdirAll(filepath.Dir(o.managerLog), 0o755); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(o.managerLog)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--zap-devel")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// The manager goes down with this process even if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the manager (run `make build` first): %w", err)
+	}
+	return cmd, nil
+}
+
+// waitForApps waits until every PrivateApp is Ready and its Secret holds the
+// token status names by digest.
+func waitForApps(ctx context.Context, c client.Client, timeout time.Duration, managerDone chan error) ([]v1alpha1.PrivateApp, error) {
+	deadline := time.After(timeout)
+	for {
+		var apps v1alpha1.PrivateAppList
+		if err := c.List(ctx, &apps); err != nil {
+			return nil, err
+		}
+		if len(apps.Items) > 0 && allIssued(ctx, c, apps.Items) {
+			return apps.Items, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case err := <-managerDone:
+			managerDone <- err
+			return nil, fmt.Errorf("the manager stopped (%v) before the sample apps were Ready", err)
+		case <-deadline:
+			return nil, fmt.Errorf("the sample apps were not Ready after %s; see `kubectl describe privateapps -A`", timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func allIssued(ctx context.Context, c client.Client, apps []v1alpha1.PrivateApp) bool {
+	for _, a := range apps {
+		if !meta.IsStatusConditionTrue(a.Status.Conditions, v1alpha1.ConditionReady) || a.Status.Token == nil {
+			return false
+		}
+		var s corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.Status.SecretName}, &s); err != nil {
+			return false
+		}
+		tok, err := token.Parse(string(s.Data[v1alpha1.SecretTokenKey]))
+		if err != nil || tok.Digest().String() != a.Status.Token.Digest {
+			return false
+		}
+	}
+	return true
+}
+
+func kubectl(kubeconfig string, args ...string) error {
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %v: %w", args, err)
+	}
+	return nil
+}
+
+func say(format string, args ...any) { fmt.Printf(">> "+format+"\n", args...) }
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,186 @@
+// Package e2e drives the built binaries the way a user does.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+// TestDevEnvironment runs what `make dev` runs: it must bring up a control
+// plane with the samples Ready and their tokens in Secrets, leak no token,
+// and stop every process it started on Ctrl-C.
+func TestDevEnvironment(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	manager := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	dev := build(t, root, "./hack/dev", filepath.Join(tmp, "dev"))
+	kubeconfig := filepath.Join(tmp, "kubeconfig")
+	managerLog := filepath.Join(tmp, "manager.log")
+
+	cmd := exec.Command(dev, "--manager", manager, "--kubeconfig", kubeconfig, "--manager-log", managerLog,
+		"--assets", assets(root))
+	cmd.Dir = root
+	var output bytes.Buffer
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(io.TeeReader(stdout, &output))
+		for sc.Scan() {
+			if sc.Text() == "dev: ready" {
+				ready <- true
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("dev exited before it was ready:\n%s", output.String())
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("dev was not ready after 3 minutes:\n%s", output.String())
+	}
+
+	kubectl := func(args ...string) []byte {
+		t.Helper()
+		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	server := controlPlaneAddress(t, kubectl)
+
+	// What the README's walkthrough does.
+	kubectl("wait", "--for=condition=Ready", "privateapp/billing-sync", "-n", "default", "--timeout=30s")
+	table := string(kubectl("get", "privateapps", "-A"))
+	for _, want := range []string{"NAMESPACE", "STATUS", "READY", "SCOPES", "INSTALLED BY", "AGE", "billing-sync", "Connected"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("`kubectl get privateapps -A` lacks %q:\n%s", want, table)
+		}
+	}
+	var app struct {
+		Status struct {
+			SecretName string `json:"secretName"`
+			Token      struct {
+				Digest string `json:"digest"`
+			} `json:"token"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(kubectl("get", "privateapp", "billing-sync", "-n", "default", "-o", "json"), &app); err != nil {
+		t.Fatal(err)
+	}
+	encoded := kubectl("get", "secret", app.Status.SecretName, "-n", "default", "-o", "jsonpath={.data.token}")
+	text, err := base64.StdEncoding.DecodeString(string(encoded))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := token.Parse(string(text))
+	if err != nil {
+		t.Fatalf("the Secret's token does not parse: %v", err)
+	}
+	if tok.Digest().String() != app.Status.Token.Digest {
+		t.Fatalf("the Secret's token has digest %s, status says %s", tok.Digest(), app.Status.Token.Digest)
+	}
+
+	describe := string(kubectl("describe", "privateapp", "billing-sync", "-n", "default"))
+	for _, want := range []string{"Conditions:", "TokenIssued", "Activity:", "Installed"} {
+		if !strings.Contains(describe, want) {
+			t.Errorf("`kubectl describe privateapp` lacks %q", want)
+		}
+	}
+	events := string(kubectl("get", "events", "-A", "-o", "json"))
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("dev exited with %v after Ctrl-C:\n%s", err, output.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("dev did not stop within a minute of Ctrl-C:\n%s", output.String())
+	}
+
+	logText, err := os.ReadFile(managerLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logText) == 0 {
+		t.Fatal("the manager logged nothing; the leak check below would be empty")
+	}
+	for what, text := range map[string]string{"manager log": string(logText), "Events": events, "dev output": output.String()} {
+		if strings.Contains(text, tok.String()) {
+			t.Errorf("the token appears in the %s", what)
+		}
+	}
+
+	if conn, err := net.DialTimeout("tcp", server, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the kube-apiserver at %s still answers after dev stopped", server)
+	}
+	if out, _ := exec.Command("pgrep", "-f", manager).Output(); len(out) > 0 {
+		t.Errorf("the manager still runs after dev stopped: pids %s", out)
+	}
+}
+
+func controlPlaneAddress(t *testing.T, kubectl func(...string) []byte) string {
+	u, err := url.Parse(strings.TrimSpace(string(kubectl("config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func assets(root string) string {
+	if a := os.Getenv("KUBEBUILDER_ASSETS"); a != "" {
+		return a
+	}
+	return filepath.Join(root, "bin", "k8s")
+}
+
+func build(t *testing.T, root, pkg, out string) string {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
