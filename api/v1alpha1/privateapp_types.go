@@ -21,8 +21,6 @@ const (
 const (
 	// ReasonTokenIssued: the app has a valid token in its Secret.
 	ReasonTokenIssued = "TokenIssued"
-	// ReasonPending: the app is waiting for the operator to issue its token.
-	ReasonPending = "Pending"
 	// ReasonSuspended: spec.suspend is true; the app's tokens are refused.
 	ReasonSuspended = "Suspended"
 	// ReasonAppLimitExceeded: the namespace already has as many apps with

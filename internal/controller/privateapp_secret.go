@@ -116,8 +116,8 @@ func (r *PrivateAppReconciler) waitForSlot(ctx context.Context, s *appScope) (gr
 	app := s.app
 	settled := app.CreationTimestamp.Add(time.Second + rankSettle)
 	if wait := settled.Sub(r.WallClock.Now()); wait > 0 {
-		app.Status.Connection = v1alpha1.ConnectionPending
-		setReady(s, metav1False, v1alpha1.ReasonPending, "Issuing the app's token")
+		// Status stays as it is for these two seconds at most: writing
+		// Pending now would cost every new app one more API write.
 		return false, ctrl.Result{RequeueAfter: wait}, nil
 	}
 

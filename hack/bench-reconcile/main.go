@@ -1,0 +1,305 @@
+// Command bench-reconcile measures how long the manager takes to give 1,000
+// PrivateApps in 50 namespaces their tokens on an envtest control plane, and
+// its peak memory, next to a floor measured in the same run: a plain client
+// making the same API writes per app (add the finalizer, create the Secret,
+// write status) with the same concurrency and the same client rate limits.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+type options struct {
+	manager, assets, crds string
+	apps, namespaces      int
+	concurrency           int
+	qps                   float64
+	burst                 int
+}
+
+func main() {
+	var o options
+	flags := flag.NewFlagSet("bench-reconcile", flag.ExitOnError)
+	flags.StringVar(&o.manager, "manager", "bin/manager", "The manager binary.")
+	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with etcd and kube-apiserver.")
+	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs.")
+	flags.IntVar(&o.apps, "apps", 1000, "How many apps.")
+	flags.IntVar(&o.namespaces, "namespaces", 50, "How many namespaces they spread over.")
+	flags.IntVar(&o.concurrency, "concurrency", 4, "Parallel reconciles of the manager, and workers of the floor.")
+	flags.Float64Var(&o.qps, "qps", 200, "Client requests per second, for the manager and the floor alike.")
+	flags.IntVar(&o.burst, "burst", 400, "Client burst, for the manager and the floor alike.")
+	_ = flags.Parse(os.Args[1:])
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-reconcile:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	env := &envtest.Environment{CRDDirectoryPaths: []string{o.crds}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: o.assets}
+	cfg, err := env.Start()
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+	scheme := kruntime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+
+	// The creator of the apps is the same in both runs and not throttled.
+	creatorCfg := rest.CopyConfig(cfg)
+	creatorCfg.QPS, creatorCfg.Burst = -1, 0
+	creator, err := client.New(creatorCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+
+	mgrTime, peakRSS, err := runManager(o, env, creator)
+	if err != nil {
+		return err
+	}
+	floorTime, err := runFloor(o, cfg, scheme, creator)
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("\n| measure | value |\n| --- | --- |\n")
+	fmt.Printf("| apps, namespaces | %d, %d |\n", o.apps, o.namespaces)
+	fmt.Printf("| machine | %d cores (GOMAXPROCS), %s/%s |\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("| client limits (manager and floor) | %.0f QPS, burst %d, concurrency %d |\n", o.qps, o.burst, o.concurrency)
+	fmt.Printf("| manager: all apps Ready | %.1f s |\n", mgrTime.Seconds())
+	fmt.Printf("| floor: same writes, plain client | %.1f s |\n", floorTime.Seconds())
+	fmt.Printf("| manager / floor | %.2fx (target at most 1.5x) |\n", mgrTime.Seconds()/floorTime.Seconds())
+	fmt.Printf("| manager peak memory (VmHWM) | %.1f MiB (target under 150 MiB) |\n", float64(peakRSS)/(1<<20))
+	return nil
+}
+
+func runManager(o options, env *envtest.Environment, creator client.Client) (time.Duration, int64, error) {
+	user, err := env.AddUser(envtest.User{Name: "bench-manager", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return 0, 0, err
+	}
+	dir, err := os.MkdirTemp("", "bench-reconcile")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		return 0, 0, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "manager.log"))
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.Command(o.manager, "--health-probe-bind-address=127.0.0.1:18181",
+		"--max-concurrent-reconciles="+strconv.Itoa(o.concurrency),
+		fmt.Sprintf("--kube-api-qps=%g", o.qps), "--kube-api-burst="+strconv.Itoa(o.burst))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+path)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	if err := waitHealthy("http://127.0.0.1:18181/readyz"); err != nil {
+		return 0, 0, err
+	}
+
+	ctx := context.Background()
+	start := time.Now()
+	if err := createApps(ctx, creator, "bench", o, nil); err != nil {
+		return 0, 0, err
+	}
+	for {
+		var apps v1alpha1.PrivateAppList
+		if err := creator.List(ctx, &apps); err != nil {
+			return 0, 0, err
+		}
+		ready := 0
+		for i := range apps.Items {
+			if strings.HasPrefix(apps.Items[i].Namespace, "bench-") &&
+				meta.IsStatusConditionTrue(apps.Items[i].Status.Conditions, v1alpha1.ConditionReady) {
+				ready++
+			}
+		}
+		if ready == o.apps {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return 0, 0, fmt.Errorf("only %d of %d apps Ready after 10 minutes", ready, o.apps)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	rss, err := peakRSS(cmd.Process.Pid)
+	return elapsed, rss, err
+}
+
+// runFloor makes, for each app, the writes the manager makes, with a plain
+// client and the same concurrency, as soon as the app exists.
+func runFloor(o options, cfg *rest.Config, scheme *kruntime.Scheme, creator client.Client) (time.Duration, error) {
+	floorCfg := rest.CopyConfig(cfg)
+	floorCfg.QPS, floorCfg.Burst = float32(o.qps), o.burst
+	c, err := client.New(floorCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return 0, err
+	}
+	ctx := context.Background()
+	created := make(chan *v1alpha1.PrivateApp, o.apps)
+	var wg sync.WaitGroup
+	errs := make(chan error, o.concurrency)
+	start := time.Now()
+	for range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for app := range created {
+				if err := floorWrites(ctx, c, app); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	err = createApps(ctx, creator, "floor", o, created)
+	close(created)
+	wg.Wait()
+	close(errs)
+	if err != nil {
+		return 0, err
+	}
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func floorWrites(ctx context.Context, c client.Client, app *v1alpha1.PrivateApp) error {
+	base := app.DeepCopy()
+	app.Finalizers = append(app.Finalizers, "privateapps.dev/uninstall")
+	if err := c.Patch(ctx, app, client.MergeFrom(base)); err != nil {
+		return err
+	}
+	tok, err := token.New()
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: app.Namespace, Name: app.Name + "-token",
+			Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}},
+		Type: v1alpha1.SecretType,
+		Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.String())},
+	}
+	if err := c.Create(ctx, secret); err != nil {
+		return err
+	}
+	base = app.DeepCopy()
+	now := metav1.Now()
+	app.Status.Token = &v1alpha1.TokenStatus{Digest: tok.Digest().String(), IssuedAt: now}
+	app.Status.Connection = v1alpha1.ConnectionConnected
+	meta.SetStatusCondition(&app.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonTokenIssued})
+	return c.Status().Patch(ctx, app, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+}
+
+// createApps creates the namespaces and the apps with 8 parallel creators,
+// passing each created app to out when out is not nil.
+func createApps(ctx context.Context, c client.Client, prefix string, o options, out chan<- *v1alpha1.PrivateApp) error {
+	for n := range o.namespaces {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%02d", prefix, n)}}
+		if err := c.Create(ctx, ns); err != nil {
+			return err
+		}
+	}
+	jobs := make(chan int)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				app := &v1alpha1.PrivateApp{
+					ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("%s-%02d", prefix, i%o.namespaces), Name: fmt.Sprintf("app-%04d", i)},
+					Spec:       v1alpha1.PrivateAppSpec{DisplayName: "Bench", Scopes: []string{"crm.objects.contacts.read"}},
+				}
+				if err := c.Create(ctx, app); err != nil {
+					errs <- err
+					return
+				}
+				if out != nil {
+					out <- app
+				}
+			}
+		}()
+	}
+	for i := range o.apps {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func waitHealthy(url string) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		out, err := exec.Command("curl", "-fsS", url).Output()
+		if err == nil && strings.TrimSpace(string(out)) == "ok" {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("the manager was not ready at %s within a minute", url)
+}
+
+// peakRSS reads the process's high-water mark of resident memory.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
