@@ -18,9 +18,9 @@ func TestDecideSlot(t *testing.T) {
 		wantHolders  int
 	}{
 		{
-			name:  "room for everyone",
-			apps:  []capEntry{{name: "a", created: at(0)}, {name: "b", created: at(1)}},
-			app:   "b", limit: 20, wantGranted: true, wantPosition: 2,
+			name: "room for everyone",
+			apps: []capEntry{{name: "a", created: at(0)}, {name: "b", created: at(1)}},
+			app:  "b", limit: 20, wantGranted: true, wantPosition: 2,
 		},
 		{
 			name: "oldest waiting app gets the last slot",
@@ -68,9 +68,9 @@ func TestDecideSlot(t *testing.T) {
 			app: "next", limit: 1, wantGranted: true, wantPosition: 1,
 		},
 		{
-			name:  "limit zero grants nothing",
-			apps:  []capEntry{{name: "a", created: at(0)}},
-			app:   "a", limit: 0, wantGranted: false, wantPosition: 1,
+			name: "limit zero grants nothing",
+			apps: []capEntry{{name: "a", created: at(0)}},
+			app:  "a", limit: 0, wantGranted: false, wantPosition: 1,
 		},
 	}
 	for _, tt := range tests {

@@ -183,4 +183,3 @@ func build(t *testing.T, root, pkg, out string) string {
 	}
 	return out
 }
-
