@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -112,7 +113,8 @@ func (r *PrivateAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		s.emitEvents(r.Recorder)
 	}()
 	result, retErr = r.reconcileNormal(ctx, s)
-	if retErr != nil {
+	// A conflict means the cache lagged behind a write; the retry sees it.
+	if retErr != nil && !apierrors.IsConflict(retErr) && !apierrors.IsAlreadyExists(retErr) {
 		setReady(s, metav1False, v1alpha1.ReasonReconcileError, retErr.Error())
 	}
 	return result, retErr
@@ -125,21 +127,22 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 	}
 	app.Status.SecretName = app.TokenSecretName()
 
-	secret, err := r.getTokenSecret(ctx, app)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if secret != nil && !isOwnedBy(secret, app) {
-		return r.secretConflict(s), nil
-	}
-
 	if app.Status.Token == nil {
-		res, issued, err := r.ensureFirstToken(ctx, s, secret)
+		res, issued, err := r.ensureFirstToken(ctx, s)
 		if err != nil || !issued {
 			return res, err
 		}
-	} else if err := r.ensureSecret(ctx, s, secret); err != nil {
-		return ctrl.Result{}, err
+	} else {
+		secret, err := r.getTokenSecret(ctx, app)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if secret != nil && !isOwnedBy(secret, app) {
+			return r.secretConflict(s), nil
+		}
+		if err := r.ensureSecret(ctx, s, secret); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 
 	expirePreviousToken(s)

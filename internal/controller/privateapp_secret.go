@@ -69,25 +69,64 @@ func (r *PrivateAppReconciler) secretConflict(s *appScope) ctrl.Result {
 }
 
 // ensureFirstToken gives an app without a token its first one, when the cap
-// allows. issued reports whether the app now has a token.
-func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope, secret *corev1.Secret) (res ctrl.Result, issued bool, err error) {
+// allows. issued reports whether the app now has a token. New apps are the
+// common case, so the Secret is read from the API server only when creating
+// it finds one there already.
+func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope) (res ctrl.Result, issued bool, err error) {
 	app := s.app
+	secret := &corev1.Secret{}
+	switch err := r.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.TokenSecretName()}, secret); {
+	case apierrors.IsNotFound(err):
+		secret = nil
+	case err != nil:
+		return ctrl.Result{}, false, fmt.Errorf("reading Secret %q: %w", app.TokenSecretName(), err)
+	}
 	if secret != nil {
-		if tok, perr := token.Parse(string(secret.Data[v1alpha1.SecretTokenKey])); perr == nil {
-			issuedAt := s.now
-			if at, terr := time.Parse(time.RFC3339Nano, secret.Annotations[IssuedAtAnnotation]); terr == nil {
-				issuedAt = at
-			}
-			recordInstall(s, tok.Digest(), issuedAt)
-			return ctrl.Result{}, true, r.ensureSecret(ctx, s, secret)
-		}
+		return r.adoptOrOverwrite(ctx, s, secret)
 	}
 
 	granted, res, err := r.waitForSlot(ctx, s)
 	if err != nil || !granted {
 		return res, false, err
 	}
+	tok, err := token.New()
+	if err != nil {
+		return ctrl.Result{}, false, err
+	}
+	err = r.writeToken(ctx, app, nil, tok, s.now)
+	if apierrors.IsAlreadyExists(err) {
+		// Someone else's Secret, one of ours without its labels, or one the
+		// cache has not seen yet.
+		if secret, err = r.getTokenSecret(ctx, app); err != nil || secret == nil {
+			return ctrl.Result{}, false, err
+		}
+		return r.adoptOrOverwrite(ctx, s, secret)
+	}
+	if err != nil {
+		return ctrl.Result{}, false, err
+	}
+	recordInstall(s, tok.Digest(), s.now)
+	return ctrl.Result{}, true, nil
+}
 
+// adoptOrOverwrite handles a Secret that exists before the app has a token
+// in status. A Secret the app owns with a well-formed token was written by a
+// reconcile killed before it recorded the digest: the token is adopted.
+func (r *PrivateAppReconciler) adoptOrOverwrite(ctx context.Context, s *appScope, secret *corev1.Secret) (ctrl.Result, bool, error) {
+	app := s.app
+	if !isOwnedBy(secret, app) {
+		return r.secretConflict(s), false, nil
+	}
+	if tok, err := token.Parse(string(secret.Data[v1alpha1.SecretTokenKey])); err == nil {
+		issuedAt := s.now
+		if at, terr := time.Parse(time.RFC3339Nano, secret.Annotations[IssuedAtAnnotation]); terr == nil {
+			issuedAt = at
+		}
+		recordInstall(s, tok.Digest(), issuedAt)
+		return ctrl.Result{}, true, r.ensureSecret(ctx, s, secret)
+	}
+	// Ours, but without a usable token: no token was ever recorded for this
+	// app, so there is nothing to keep.
 	tok, err := token.New()
 	if err != nil {
 		return ctrl.Result{}, false, err
@@ -252,10 +291,10 @@ func (r *PrivateAppReconciler) writeToken(ctx context.Context, app *v1alpha1.Pri
 	} else {
 		err = r.Update(ctx, secret)
 	}
-	if err != nil {
+	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("writing the token into Secret %q: %w", secret.Name, redact(err, tok))
 	}
-	return nil
+	return err
 }
 
 // desiredSecret returns a copy of secret with the type, owner, labels,
