@@ -30,9 +30,10 @@ const (
 	// of someone else's Secret brings no event.
 	conflictRecheck = 30 * time.Second
 	// rankSettle is how long after an app's creation second the cap waits
-	// before ranking it, so that every app created in the same second, which
-	// may rank before it by name, is visible to the ranking.
-	rankSettle = 1500 * time.Millisecond
+	// before ranking it, so that every app created in the same second (which
+	// may rank before it by name) is in the list the ranking reads from the
+	// API server: a margin for clock skew and for creates still in flight.
+	rankSettle = 500 * time.Millisecond
 )
 
 // getTokenSecret returns the app's Secret, or nil when there is none.
@@ -155,7 +156,7 @@ func (r *PrivateAppReconciler) waitForSlot(ctx context.Context, s *appScope) (gr
 	app := s.app
 	settled := app.CreationTimestamp.Add(time.Second + rankSettle)
 	if wait := settled.Sub(r.WallClock.Now()); wait > 0 {
-		// Status stays as it is for these two seconds at most: writing
+		// Status stays as it is for this second and a half at most: writing
 		// Pending now would cost every new app one more API write.
 		return false, ctrl.Result{RequeueAfter: wait}, nil
 	}
