@@ -78,6 +78,10 @@ func main() {
 		log.Error(err, "unable to set up the PrivateApp controller")
 		os.Exit(1)
 	}
+	if err := (&controller.TokenRotationReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "unable to set up the TokenRotation controller")
+		os.Exit(1)
+	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 

@@ -228,9 +228,47 @@ type TokenStatus struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
+	// rotation is the TokenRotation that issued the current token, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Rotation string `json:"rotation,omitempty"`
+
 	// previous is the token that keeps working during a grace period.
 	// +optional
 	Previous *PreviousTokenStatus `json:"previous,omitempty"`
+
+	// pending is a token change in flight: recorded before the Secret is
+	// written, so that an operator restart between the two writes finishes
+	// the change instead of mistaking it for an edit. A pending token is not
+	// valid.
+	// +optional
+	Pending *PendingTokenStatus `json:"pending,omitempty"`
+}
+
+// PendingTokenStatus is a token change that a rotation has started.
+type PendingTokenStatus struct {
+	// digest of the token being written into the Secret.
+	// +required
+	// +kubebuilder:validation:MaxLength=71
+	Digest string `json:"digest"`
+
+	// rotation is the TokenRotation making the change.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Rotation string `json:"rotation"`
+
+	// at is when the change started; the new token's issue time.
+	// +required
+	At metav1.Time `json:"at"`
+
+	// cancel is true when the change puts the previous token back.
+	// +optional
+	Cancel bool `json:"cancel,omitempty"`
+
+	// previousExpiresAt, for a delayed rotation, is when the token being
+	// replaced stops working; unset, it stops at once.
+	// +optional
+	PreviousExpiresAt *metav1.Time `json:"previousExpiresAt,omitempty"`
 }
 
 // PreviousTokenStatus is a token that is still valid until expiresAt.
@@ -240,17 +278,33 @@ type PreviousTokenStatus struct {
 	// +kubebuilder:validation:MaxLength=71
 	Digest string `json:"digest"`
 
+	// issuedAt is when the previous token was issued.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+
 	// expiresAt is when the previous token stops working. The token service
 	// refuses it from this instant, whatever the operator is doing.
 	// +required
 	ExpiresAt metav1.Time `json:"expiresAt"`
 
-	// reason says why two tokens are valid: a TokenRotation's name, or
+	// reason says why two tokens are valid: DelayedRotation, or
 	// SecretRepaired when the Secret was deleted or edited out of band.
 	// +optional
-	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:MaxLength=64
 	Reason string `json:"reason,omitempty"`
+
+	// rotation is the TokenRotation whose grace period keeps this token
+	// valid, for reason DelayedRotation.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Rotation string `json:"rotation,omitempty"`
 }
+
+// Reasons a previous token is valid.
+const (
+	PreviousReasonDelayedRotation = "DelayedRotation"
+	PreviousReasonSecretRepaired  = "SecretRepaired"
+)
 
 // UsageStatus counts calls made with an app's tokens.
 type UsageStatus struct {

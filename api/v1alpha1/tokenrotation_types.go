@@ -38,6 +38,22 @@ const (
 	ReasonAppHasNoToken = "AppHasNoToken"
 	// ReasonRotationInProgress: another Delayed rotation holds the grace period.
 	ReasonRotationInProgress = "RotationInProgress"
+	// ReasonGracePeriod: the new token is in place and the old one still works.
+	ReasonGracePeriod = "GracePeriod"
+	// ReasonCompleted: only the new token works.
+	ReasonCompleted = "Completed"
+	// ReasonCancelled: the old token is back and the new one is revoked.
+	ReasonCancelled = "Cancelled"
+	// ReasonSuperseded: an Immediate rotation revoked the tokens of this one.
+	ReasonSuperseded = "Superseded"
+	// ReasonCannotCancel: the old token's text is no longer in the Secret.
+	ReasonCannotCancel = "CannotCancel"
+)
+
+// Labels on TokenRotations the operator creates for spec.rotation.
+const (
+	// AutomaticRotationLabel marks a TokenRotation created on schedule.
+	AutomaticRotationLabel = "privateapps.dev/automatic"
 )
 
 // TokenRotationSpec asks for a new token for an app.

@@ -86,6 +86,8 @@ type PrivateAppReconciler struct {
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/finalizers,verbs=update
+// +kubebuilder:rbac:groups=privateapps.dev,resources=tokenrotations,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=privateapps.dev,resources=tokenrotations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -109,6 +111,9 @@ func (r *PrivateAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		if err := r.patchStatus(ctx, s); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 			return
+		}
+		if err := r.writeRotationStatus(ctx, s); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
 		s.emitEvents(r.Recorder)
 	}()
@@ -140,16 +145,44 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 		if secret != nil && !isOwnedBy(secret, app) {
 			return r.secretConflict(s), nil
 		}
+		resolvePending(s, secret)
+		expirePreviousToken(s)
+		rotations, err := r.rotationsOf(ctx, app)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		// Rotations start from a Secret that holds the current token; a
+		// Secret that needs repair is repaired first, and its update event
+		// brings the rotations back.
+		if secret != nil && secret.Type == v1alpha1.SecretType && holdsToken(secret, app.Status.Token.Digest) {
+			if secret, err = r.reconcileRotations(ctx, s, secret, rotations); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
 		if err := r.ensureSecret(ctx, s, secret); err != nil {
 			return ctrl.Result{}, err
 		}
+		applyTokenLifetime(s)
+		next, err := r.scheduleRotation(ctx, s, rotations)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		trackScopes(s)
+		setConnection(s)
+		return ctrl.Result{RequeueAfter: minPositive(next, nextDeadline(s))}, nil
 	}
 
-	expirePreviousToken(s)
 	applyTokenLifetime(s)
 	trackScopes(s)
 	setConnection(s)
 	return ctrl.Result{RequeueAfter: nextDeadline(s)}, nil
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // patchStatus writes status once per reconcile, and only when it changed.
@@ -199,10 +232,15 @@ func (r *PrivateAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.GracePeriod == 0 {
 		r.GracePeriod = DefaultGracePeriod
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.TokenRotation{}, rotationAppField,
+		func(o client.Object) []string { return []string{o.(*v1alpha1.TokenRotation).Spec.AppName} }); err != nil {
+		return err
+	}
 	opts := controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, NewQueue: r.NewQueue}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PrivateApp{}).
 		Owns(&corev1.Secret{}).
+		Watches(&v1alpha1.TokenRotation{}, handler.EnqueueRequestsFromMapFunc(rotationToApp)).
 		Watches(&v1alpha1.PrivateApp{},
 			handler.EnqueueRequestsFromMapFunc(r.appsWaitingForSlot),
 			builder.WithPredicates(slotsChanged())).
@@ -246,4 +284,12 @@ func (r *PrivateAppReconciler) appsWaitingForSlot(ctx context.Context, obj clien
 		}
 	}
 	return reqs
+}
+
+func rotationToApp(_ context.Context, obj client.Object) []reconcile.Request {
+	rot, ok := obj.(*v1alpha1.TokenRotation)
+	if !ok {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: rot.Namespace, Name: rot.Spec.AppName}}}
 }

@@ -256,8 +256,9 @@ func (r *PrivateAppReconciler) repairToken(ctx context.Context, s *appScope, sec
 	if old.ExpiresAt != nil && old.ExpiresAt.Before(&metav1.Time{Time: until}) {
 		until = old.ExpiresAt.Time
 	}
+	issued := old.IssuedAt
 	app.Status.Token.Previous = &v1alpha1.PreviousTokenStatus{
-		Digest: old.Digest, ExpiresAt: metav1.NewTime(until), Reason: string(v1alpha1.ActivitySecretRepaired),
+		Digest: old.Digest, IssuedAt: &issued, ExpiresAt: metav1.NewTime(until), Reason: v1alpha1.PreviousReasonSecretRepaired,
 	}
 	s.record(v1alpha1.ActivitySecretRepaired, OperatorUser, corev1.EventTypeWarning,
 		"Secret %q was %s outside the operator; a new token was issued and the previous one stays valid until %s",

@@ -105,6 +105,8 @@ var _ = BeforeSuite(func() {
 		NewQueue:                newFakeClockQueue,
 	}).SetupWithManager(mgr)).To(Succeed())
 
+	Expect((&TokenRotationReconciler{Client: mgr.GetClient(), Clock: fakeClock}).SetupWithManager(mgr)).To(Succeed())
+
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

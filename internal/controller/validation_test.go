@@ -7,6 +7,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 )
@@ -78,16 +80,17 @@ var _ = Describe("API validation", func() {
 			Spec:       v1alpha1.TokenRotationSpec{AppName: "a", Strategy: v1alpha1.RotationDelayed},
 		}
 		Expect(k8s.Create(ctx, rot)).To(Succeed())
-		rot.Spec.AppName = "b"
-		err := k8s.Update(ctx, rot)
+		// Merge patches, as kubectl sends them: the operator writes status
+		// meanwhile, so a full update could fail on resourceVersion instead.
+		patch := func(p string) error {
+			return k8s.Patch(ctx, rot.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(p)))
+		}
+		err := patch(`{"spec":{"appName":"b"}}`)
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("appName, strategy and gracePeriod are immutable"))
 
-		rot.Spec.AppName = "a"
-		rot.Spec.ExpireOldTokenNow = true
-		Expect(k8s.Update(ctx, rot)).To(Succeed())
-		rot.Spec.ExpireOldTokenNow = false
-		err = k8s.Update(ctx, rot)
+		Expect(patch(`{"spec":{"expireOldTokenNow":true}}`)).To(Succeed())
+		err = patch(`{"spec":{"expireOldTokenNow":false}}`)
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("expireOldTokenNow cannot be undone"))
 	})

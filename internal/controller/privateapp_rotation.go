@@ -1,0 +1,409 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+// rotationAppField indexes TokenRotations by spec.appName.
+const rotationAppField = "spec.appName"
+
+// maxAutomaticRotations is how many schedule-made TokenRotations an app
+// keeps; older finished ones are deleted.
+const maxAutomaticRotations = 5
+
+// Rotations change the token in three writes, like the first issue, with one
+// more in front: status records the pending token's digest, then the Secret
+// gets its text, then status makes it current. A restart after the first
+// write finds the Secret without the pending token and drops it (the rotation
+// runs again with a fresh token); after the second it finds the Secret with
+// it and finishes. Either way nothing in the Secret is ever adopted on trust.
+
+// resolvePending finishes or drops a token change that a restart
+// interrupted.
+func resolvePending(s *appScope, secret *corev1.Secret) {
+	t := s.app.Status.Token
+	p := t.Pending
+	if p == nil {
+		return
+	}
+	t.Pending = nil
+	if secret != nil && holdsToken(secret, p.Digest) {
+		promote(s, p)
+	}
+}
+
+// promote makes a pending token current, as the rotation that started it
+// asked.
+func promote(s *appScope, p *v1alpha1.PendingTokenStatus) {
+	t := s.app.Status.Token
+	old := *t
+	if p.Cancel {
+		t.Digest, t.Rotation, t.Previous, t.ExpiresAt = old.Previous.Digest, "", nil, nil
+		t.IssuedAt = p.At
+		if old.Previous.IssuedAt != nil {
+			t.IssuedAt = *old.Previous.IssuedAt
+		}
+		s.record(v1alpha1.ActivityRotationCancelled, "", corev1.EventTypeNormal,
+			"TokenRotation %q was cancelled: the previous token is current again and the new one is revoked", p.Rotation)
+		return
+	}
+	*t = v1alpha1.TokenStatus{Digest: p.Digest, IssuedAt: p.At, Rotation: p.Rotation}
+	if p.PreviousExpiresAt != nil && !tokenExpired(&old, s.now) {
+		until := p.PreviousExpiresAt.Time
+		if old.ExpiresAt != nil && old.ExpiresAt.Time.Before(until) {
+			until = old.ExpiresAt.Time
+		}
+		issued := old.IssuedAt
+		t.Previous = &v1alpha1.PreviousTokenStatus{
+			Digest: old.Digest, IssuedAt: &issued, ExpiresAt: metav1.NewTime(until),
+			Reason: v1alpha1.PreviousReasonDelayedRotation, Rotation: p.Rotation,
+		}
+		s.record(v1alpha1.ActivityTokenRotated, "", corev1.EventTypeNormal,
+			"TokenRotation %q issued a new token; the previous one works until %s", p.Rotation, until.UTC().Format(time.RFC3339))
+		return
+	}
+	s.record(v1alpha1.ActivityTokenRotated, "", corev1.EventTypeNormal,
+		"TokenRotation %q issued a new token; every earlier token is revoked", p.Rotation)
+}
+
+// rotationsOf returns the app's TokenRotations, oldest first.
+func (r *PrivateAppReconciler) rotationsOf(ctx context.Context, app *v1alpha1.PrivateApp) ([]v1alpha1.TokenRotation, error) {
+	var list v1alpha1.TokenRotationList
+	if err := r.List(ctx, &list, client.InNamespace(app.Namespace), client.MatchingFields{rotationAppField: app.Name}); err != nil {
+		return nil, fmt.Errorf("listing the app's TokenRotations: %w", err)
+	}
+	slices.SortFunc(list.Items, func(a, b v1alpha1.TokenRotation) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	return list.Items, nil
+}
+
+func isFinal(p v1alpha1.RotationPhase) bool {
+	switch p {
+	case v1alpha1.RotationCompleted, v1alpha1.RotationCancelled, v1alpha1.RotationSuperseded, v1alpha1.RotationFailed:
+		return true
+	}
+	return false
+}
+
+// reconcileRotations applies the app's TokenRotations one at a time, oldest
+// first, and keeps their status in line with the app's. secret is the app's
+// Secret, holding the current token. It returns the Secret as it is after any
+// write.
+func (r *PrivateAppReconciler) reconcileRotations(ctx context.Context, s *appScope, secret *corev1.Secret, rotations []v1alpha1.TokenRotation) (*corev1.Secret, error) {
+	t := s.app.Status.Token
+	for i := range rotations {
+		rot := &rotations[i]
+		if isFinal(rot.Status.Phase) {
+			continue
+		}
+		if rot.Status.Phase == v1alpha1.RotationGracePeriod {
+			if t.Previous == nil || t.Previous.Rotation != rot.Name {
+				s.finishRotation(rot, endedPhase(rot, t), "")
+				continue
+			}
+			switch {
+			case rot.Spec.Cancel:
+				return r.cancelRotation(ctx, s, secret, rot)
+			case rot.Spec.ExpireOldTokenNow:
+				t.Previous = nil
+				s.record(v1alpha1.ActivityOldTokenExpired, "", corev1.EventTypeNormal,
+					"TokenRotation %q ended its grace period early (expireOldTokenNow); the previous token is revoked", rot.Name)
+				s.finishRotation(rot, v1alpha1.RotationCompleted, "")
+			}
+			continue
+		}
+		// Pending or new.
+		if t.Rotation == rot.Name {
+			// Applied, but its status was not written before a restart.
+			s.markApplied(rot, t)
+			return secret, nil
+		}
+		return r.applyRotation(ctx, s, secret, rot)
+	}
+	return secret, nil
+}
+
+// endedPhase is the final phase of a rotation whose grace period is over.
+func endedPhase(rot *v1alpha1.TokenRotation, t *v1alpha1.TokenStatus) v1alpha1.RotationPhase {
+	switch {
+	case t.Rotation == rot.Name:
+		return v1alpha1.RotationCompleted
+	case rot.Spec.Cancel:
+		return v1alpha1.RotationCancelled
+	default:
+		return v1alpha1.RotationSuperseded
+	}
+}
+
+func (r *PrivateAppReconciler) applyRotation(ctx context.Context, s *appScope, secret *corev1.Secret, rot *v1alpha1.TokenRotation) (*corev1.Secret, error) {
+	t := s.app.Status.Token
+	delayed := rot.Spec.Strategy == v1alpha1.RotationDelayed
+	if delayed && t.Previous != nil && !s.now.Before(t.Previous.ExpiresAt.Time) {
+		// The other grace period is over; let it end first.
+		return secret, nil
+	}
+	if delayed && t.Previous != nil {
+		s.failRotation(rot, holderMessage(t.Previous))
+		return secret, nil
+	}
+	tok, err := token.New()
+	if err != nil {
+		return secret, err
+	}
+	p := &v1alpha1.PendingTokenStatus{Digest: tok.Digest().String(), Rotation: rot.Name, At: metav1.NewTime(s.now)}
+	data := map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.String())}
+	if delayed && !tokenExpired(t, s.now) {
+		grace := DefaultGracePeriod
+		if rot.Spec.GracePeriod != nil {
+			grace = rot.Spec.GracePeriod.Duration
+		}
+		until := metav1.NewTime(s.now.Add(grace))
+		p.PreviousExpiresAt = &until
+		data[v1alpha1.SecretPreviousTokenKey] = secret.Data[v1alpha1.SecretTokenKey]
+	}
+	superseded := t.Previous
+	written, err := r.swapToken(ctx, s, secret, p, data, tok)
+	if err != nil {
+		return secret, err
+	}
+	s.markApplied(rot, s.app.Status.Token)
+	if superseded != nil && superseded.Rotation != "" {
+		s.supersede(superseded.Rotation, rot.Name)
+	}
+	return written, nil
+}
+
+func holderMessage(prev *v1alpha1.PreviousTokenStatus) string {
+	until := prev.ExpiresAt.UTC().Format(time.RFC3339)
+	if prev.Rotation != "" {
+		return fmt.Sprintf("TokenRotation %q is in its grace period until %s; set expireOldTokenNow: true (keep the new token) "+
+			"or cancel: true (go back to the old one) on it, or wait, then create this rotation again; "+
+			"an Immediate rotation is always allowed", prev.Rotation, until)
+	}
+	return fmt.Sprintf("the token replaced by a Secret repair stays valid until %s; wait until then and create this rotation "+
+		"again, or use strategy Immediate, which is always allowed", until)
+}
+
+func (r *PrivateAppReconciler) cancelRotation(ctx context.Context, s *appScope, secret *corev1.Secret, rot *v1alpha1.TokenRotation) (*corev1.Secret, error) {
+	t := s.app.Status.Token
+	prevText := secret.Data[v1alpha1.SecretPreviousTokenKey]
+	old, err := token.Parse(string(prevText))
+	if err != nil || old.Digest().String() != t.Previous.Digest {
+		s.rotationCondition(rot, metav1.ConditionTrue, v1alpha1.ReasonCannotCancel,
+			"cancel cannot put the old token back: its text is no longer in the Secret's previous-token key; "+
+				"set expireOldTokenNow: true instead, or let the grace period end")
+		return secret, nil
+	}
+	p := &v1alpha1.PendingTokenStatus{Digest: t.Previous.Digest, Rotation: rot.Name, At: metav1.NewTime(s.now), Cancel: true}
+	written, err := r.swapToken(ctx, s, secret, p, map[string][]byte{v1alpha1.SecretTokenKey: prevText}, old)
+	if err != nil {
+		return secret, err
+	}
+	s.finishRotation(rot, v1alpha1.RotationCancelled, "")
+	return written, nil
+}
+
+// swapToken records p as pending, writes data into the Secret, and promotes p.
+func (r *PrivateAppReconciler) swapToken(ctx context.Context, s *appScope, secret *corev1.Secret, p *v1alpha1.PendingTokenStatus, data map[string][]byte, tok token.Token) (*corev1.Secret, error) {
+	s.app.Status.Token.Pending = p
+	if err := r.patchStatus(ctx, s); err != nil {
+		return secret, fmt.Errorf("recording the pending token: %w", err)
+	}
+	s.base = s.app.DeepCopy()
+
+	want := desiredSecret(s.app, secret)
+	want.Data = data
+	want.Annotations[IssuedAtAnnotation] = p.At.UTC().Format(time.RFC3339Nano)
+	if err := r.Update(ctx, want); err != nil {
+		// Status still says pending; the next reconcile drops it.
+		return secret, fmt.Errorf("writing the new token into Secret %q: %w", want.Name, redact(err, tok))
+	}
+	s.app.Status.Token.Pending = nil
+	promote(s, p)
+	return want, nil
+}
+
+// Rotation status changes are collected during the app's reconcile and
+// written after the app's status.
+
+type rotationUpdate struct {
+	name   string
+	mutate func(*v1alpha1.TokenRotationStatus)
+}
+
+func (s *appScope) updateRotation(name string, mutate func(*v1alpha1.TokenRotationStatus)) {
+	s.rotationUpdates = append(s.rotationUpdates, rotationUpdate{name: name, mutate: mutate})
+}
+
+func (s *appScope) markApplied(rot *v1alpha1.TokenRotation, t *v1alpha1.TokenStatus) {
+	rotatedAt := t.IssuedAt
+	if t.Previous != nil && t.Previous.Rotation == rot.Name {
+		expires := t.Previous.ExpiresAt
+		s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
+			st.Phase, st.RotatedAt, st.OldTokenExpiresAt = v1alpha1.RotationGracePeriod, &rotatedAt, &expires
+			setRotationReady(st, s.now, metav1.ConditionTrue, v1alpha1.ReasonGracePeriod, fmt.Sprintf(
+				"The new token is in the Secret; the old one also works until %s. Set expireOldTokenNow: true to end "+
+					"this now, or cancel: true to go back to the old token", expires.UTC().Format(time.RFC3339)))
+		})
+		return
+	}
+	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
+		st.RotatedAt = &rotatedAt
+	})
+	s.finishRotation(rot, v1alpha1.RotationCompleted, "")
+}
+
+func (s *appScope) finishRotation(rot *v1alpha1.TokenRotation, phase v1alpha1.RotationPhase, by string) {
+	now := metav1.NewTime(s.now)
+	var reason, msg string
+	switch phase {
+	case v1alpha1.RotationCompleted:
+		reason, msg = v1alpha1.ReasonCompleted, "Only the new token works"
+	case v1alpha1.RotationCancelled:
+		reason, msg = v1alpha1.ReasonCancelled, "The old token is current again; the token this rotation issued is revoked"
+	case v1alpha1.RotationSuperseded:
+		reason, msg = v1alpha1.ReasonSuperseded, "An Immediate rotation revoked every token this rotation left valid"
+		if by != "" {
+			msg = fmt.Sprintf("Immediate TokenRotation %q revoked every token this rotation left valid", by)
+		}
+	}
+	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
+		st.Phase, st.CompletedAt = phase, &now
+		if st.OldTokenExpiresAt != nil && st.OldTokenExpiresAt.After(s.now) {
+			st.OldTokenExpiresAt = &now
+		}
+		setRotationReady(st, s.now, metav1.ConditionTrue, reason, msg)
+	})
+}
+
+func (s *appScope) supersede(name, by string) {
+	now := metav1.NewTime(s.now)
+	s.updateRotation(name, func(st *v1alpha1.TokenRotationStatus) {
+		st.Phase, st.CompletedAt = v1alpha1.RotationSuperseded, &now
+		st.OldTokenExpiresAt = &now
+		setRotationReady(st, s.now, metav1.ConditionTrue, v1alpha1.ReasonSuperseded,
+			fmt.Sprintf("Immediate TokenRotation %q revoked every token this rotation left valid", by))
+	})
+}
+
+func (s *appScope) failRotation(rot *v1alpha1.TokenRotation, msg string) {
+	now := metav1.NewTime(s.now)
+	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
+		st.Phase, st.CompletedAt = v1alpha1.RotationFailed, &now
+		setRotationReady(st, s.now, metav1.ConditionFalse, v1alpha1.ReasonRotationInProgress, msg)
+	})
+	s.event(corev1.EventTypeWarning, v1alpha1.ReasonRotationInProgress, fmt.Sprintf("TokenRotation %q refused: %s", rot.Name, msg))
+}
+
+func (s *appScope) rotationCondition(rot *v1alpha1.TokenRotation, status metav1.ConditionStatus, reason, msg string) {
+	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
+		setRotationReady(st, s.now, status, reason, msg)
+	})
+}
+
+// writeRotationStatus applies the collected changes, each to the rotation as
+// the cache has it.
+func (r *PrivateAppReconciler) writeRotationStatus(ctx context.Context, s *appScope) error {
+	for _, u := range s.rotationUpdates {
+		rot := &v1alpha1.TokenRotation{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: s.app.Namespace, Name: u.name}, rot); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		base := rot.DeepCopy()
+		u.mutate(&rot.Status)
+		rot.Status.ObservedGeneration = rot.Generation
+		for i := range rot.Status.Conditions {
+			rot.Status.Conditions[i].ObservedGeneration = rot.Generation
+		}
+		if err := r.Status().Patch(ctx, rot, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("writing the status of TokenRotation %q: %w", u.name, err)
+		}
+	}
+	s.rotationUpdates = nil
+	return nil
+}
+
+// scheduleRotation creates the next automatic rotation when spec.rotation
+// says it is due, and says how long until the next one otherwise.
+func (r *PrivateAppReconciler) scheduleRotation(ctx context.Context, s *appScope, rotations []v1alpha1.TokenRotation) (time.Duration, error) {
+	app := s.app
+	pol := app.Spec.Rotation
+	t := app.Status.Token
+	if pol == nil || t == nil || tokenExpired(t, s.now) {
+		return 0, nil
+	}
+	for _, rot := range rotations {
+		if !isFinal(rot.Status.Phase) {
+			return 0, nil // one at a time; this one's end wakes the app
+		}
+	}
+	due := t.IssuedAt.Add(pol.Interval.Duration)
+	if t.Previous != nil && t.Previous.ExpiresAt.After(due) {
+		due = t.Previous.ExpiresAt.Time
+	}
+	if wait := due.Sub(s.now); wait > 0 {
+		return wait, nil
+	}
+	name := fmt.Sprintf("%s-auto-%d", truncate(app.Name, 200), due.Unix())
+	rot := &v1alpha1.TokenRotation{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: app.Namespace, Name: name,
+			Labels:          map[string]string{v1alpha1.AppNameLabel: app.Name, v1alpha1.AutomaticRotationLabel: "true"},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(app, v1alpha1.GroupVersion.WithKind("PrivateApp"))},
+		},
+		Spec: v1alpha1.TokenRotationSpec{AppName: app.Name, Strategy: v1alpha1.RotationDelayed, GracePeriod: pol.GracePeriod},
+	}
+	if err := r.Create(ctx, rot); err != nil && !apierrors.IsAlreadyExists(err) {
+		return 0, fmt.Errorf("creating the scheduled TokenRotation %q: %w", name, err)
+	}
+	return 0, r.pruneAutomaticRotations(ctx, rotations)
+}
+
+// pruneAutomaticRotations keeps the newest finished schedule-made rotations.
+func (r *PrivateAppReconciler) pruneAutomaticRotations(ctx context.Context, rotations []v1alpha1.TokenRotation) error {
+	var auto []v1alpha1.TokenRotation
+	for _, rot := range rotations {
+		if rot.Labels[v1alpha1.AutomaticRotationLabel] == "true" && isFinal(rot.Status.Phase) {
+			auto = append(auto, rot)
+		}
+	}
+	for i := 0; i < len(auto)-(maxAutomaticRotations-1); i++ {
+		if err := r.Delete(ctx, &auto[i]); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting old TokenRotation %q: %w", auto[i].Name, err)
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func setRotationReady(st *v1alpha1.TokenRotationStatus, now time.Time, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, LastTransitionTime: metav1.NewTime(now),
+	})
+}
