@@ -64,7 +64,7 @@ var _ = Describe("PrivateApp", func() {
 		Expect(secret.Annotations).To(HaveKeyWithValue("reflector/allowed", "true"))
 		Expect(metav1.IsControlledBy(secret, app)).To(BeTrue())
 
-		Expect(eventReasons(ns, "billing-sync")).To(ContainElement("Installed"))
+		expectEvent(ns, "billing-sync", "Installed", corev1.EventTypeNormal)
 	})
 
 	It("writes the token to spec.secretName", func() {
@@ -89,7 +89,7 @@ var _ = Describe("PrivateApp", func() {
 		Expect(app.Status.Token).To(BeNil())
 		Consistently(func() map[string][]byte { return getSecret(ns, "crm-token").Data }, "500ms").
 			Should(Equal(map[string][]byte{"password": []byte("hunter2")}))
-		Expect(eventReasons(ns, "crm")).To(ContainElement(v1alpha1.ReasonSecretConflict))
+		expectEvent(ns, "crm", v1alpha1.ReasonSecretConflict, corev1.EventTypeWarning)
 
 		By("the other Secret going away, the app gets its token at the next check")
 		Expect(k8s.Delete(ctx, foreign)).To(Succeed())
@@ -113,7 +113,8 @@ var _ = Describe("PrivateApp", func() {
 		Expect(app.Status.Token.Digest).To(Equal(digest))
 		Expect(digestOf(getSecret(ns, "crm-token"), v1alpha1.SecretTokenKey)).To(Equal(digest))
 		Expect(lastActivity(app)).To(Equal(v1alpha1.ActivityReconnected))
-		Expect(eventReasons(ns, "crm")).To(ContainElements("Disconnected", "Reconnected"))
+		expectEvent(ns, "crm", "Disconnected", corev1.EventTypeNormal)
+		expectEvent(ns, "crm", "Reconnected", corev1.EventTypeNormal)
 	})
 
 	It("keeps the token when scopes change and records the change", func() {
@@ -185,7 +186,7 @@ var _ = Describe("PrivateApp", func() {
 			Expect(app.Status.Token.Previous.Reason).To(Equal("SecretRepaired"))
 			Expect(digestOf(getSecret(ns, "crm-token"), v1alpha1.SecretTokenKey)).To(Equal(app.Status.Token.Digest))
 			Expect(lastActivity(app)).To(Equal(v1alpha1.ActivitySecretRepaired))
-			Expect(eventTypes(ns, "crm")).To(HaveKeyWithValue("SecretRepaired", corev1.EventTypeWarning))
+			expectEvent(ns, "crm", "SecretRepaired", corev1.EventTypeWarning)
 			Expect(isReady(app)).To(BeTrue())
 
 			By("the grace period ending, the old token leaves status")
@@ -239,7 +240,7 @@ var _ = Describe("PrivateApp", func() {
 			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "crm"}, &v1alpha1.PrivateApp{}))
 		}).Should(BeTrue())
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "crm-token"}, &corev1.Secret{}))).To(BeTrue())
-		Expect(eventReasons(ns, "crm")).To(ContainElement("Uninstalled"))
+		expectEvent(ns, "crm", "Uninstalled", corev1.EventTypeNormal)
 	})
 
 	Context("under the namespace cap", func() {
@@ -275,7 +276,7 @@ var _ = Describe("PrivateApp", func() {
 			for _, a := range apps[20:] {
 				Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: a.Name + "-token"}, &corev1.Secret{}))).To(BeTrue())
 			}
-			Expect(eventReasons(ns, apps[24].Name)).To(ContainElement(v1alpha1.ReasonAppLimitExceeded))
+			expectEvent(ns, apps[24].Name, v1alpha1.ReasonAppLimitExceeded, corev1.EventTypeWarning)
 
 			By("deleting an app with a token, the oldest waiting app gets it")
 			Expect(k8s.Delete(ctx, &apps[3])).To(Succeed())
@@ -469,27 +470,23 @@ func lastActivity(a *v1alpha1.PrivateApp) v1alpha1.ActivityType {
 	return a.Status.Activity[len(a.Status.Activity)-1].Type
 }
 
-func eventTypes(ns, name string) map[string]string {
+// appEvents returns the reason and type of every Event about the app.
+func appEvents(ns, name string) map[string]string {
+	var evs eventsv1.EventList
+	ExpectWithOffset(1, k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
 	out := map[string]string{}
-	EventuallyWithOffset(1, func() int {
-		var evs eventsv1.EventList
-		Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
-		for _, e := range evs.Items {
-			if e.Regarding.Name == name {
-				out[e.Reason] = e.Type
-			}
+	for _, e := range evs.Items {
+		if e.Regarding.Name == name {
+			out[e.Reason] = e.Type
 		}
-		return len(out)
-	}).Should(BeNumerically(">", 0))
+	}
 	return out
 }
 
-func eventReasons(ns, name string) []string {
-	var reasons []string
-	for r := range eventTypes(ns, name) {
-		reasons = append(reasons, r)
-	}
-	return reasons
+// expectEvent waits for an Event: the recorder sends them asynchronously.
+func expectEvent(ns, name, reason, eventType string) {
+	EventuallyWithOffset(1, func() map[string]string { return appEvents(ns, name) }).
+		Should(HaveKeyWithValue(reason, eventType), "Event %s about %s/%s", reason, ns, name)
 }
 
 func sortByAge(apps []v1alpha1.PrivateApp) {

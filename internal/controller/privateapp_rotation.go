@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
@@ -115,7 +116,9 @@ func (r *PrivateAppReconciler) reconcileRotations(ctx context.Context, s *appSco
 		}
 		if rot.Status.Phase == v1alpha1.RotationGracePeriod {
 			if t.Previous == nil || t.Previous.Rotation != rot.Name {
-				s.finishRotation(rot, endedPhase(rot, t), "")
+				// Its end was not recorded before a restart: the current
+				// token says how it ended.
+				s.finishRotation(rot, endedPhase(rot, t), t.Rotation)
 				continue
 			}
 			switch {
@@ -319,27 +322,33 @@ func (s *appScope) rotationCondition(rot *v1alpha1.TokenRotation, status metav1.
 }
 
 // writeRotationStatus applies the collected changes, each to the rotation as
-// the cache has it.
+// the cache has it. A change that fails is made again by the next reconcile,
+// from the app's status.
 func (r *PrivateAppReconciler) writeRotationStatus(ctx context.Context, s *appScope) error {
+	var errs []error
 	for _, u := range s.rotationUpdates {
-		rot := &v1alpha1.TokenRotation{}
-		if err := r.Get(ctx, client.ObjectKey{Namespace: s.app.Namespace, Name: u.name}, rot); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return err
-		}
-		base := rot.DeepCopy()
-		u.mutate(&rot.Status)
-		rot.Status.ObservedGeneration = rot.Generation
-		for i := range rot.Status.Conditions {
-			rot.Status.Conditions[i].ObservedGeneration = rot.Generation
-		}
-		if err := r.Status().Patch(ctx, rot, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			return fmt.Errorf("writing the status of TokenRotation %q: %w", u.name, err)
+		if err := r.patchRotationStatus(ctx, s.app.Namespace, u); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	s.rotationUpdates = nil
+	return kerrors.NewAggregate(errs)
+}
+
+func (r *PrivateAppReconciler) patchRotationStatus(ctx context.Context, ns string, u rotationUpdate) error {
+	rot := &v1alpha1.TokenRotation{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: u.name}, rot); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	base := rot.DeepCopy()
+	u.mutate(&rot.Status)
+	rot.Status.ObservedGeneration = rot.Generation
+	for i := range rot.Status.Conditions {
+		rot.Status.Conditions[i].ObservedGeneration = rot.Generation
+	}
+	if err := r.Status().Patch(ctx, rot, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("writing the status of TokenRotation %q: %w", u.name, err)
+	}
 	return nil
 }
 
