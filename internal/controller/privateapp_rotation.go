@@ -282,7 +282,7 @@ func (s *appScope) finishRotation(rot *v1alpha1.TokenRotation, phase v1alpha1.Ro
 	case v1alpha1.RotationCancelled:
 		reason, msg = v1alpha1.ReasonCancelled, "The old token is current again; the token this rotation issued is revoked"
 	case v1alpha1.RotationSuperseded:
-		reason, msg = v1alpha1.ReasonSuperseded, "An Immediate rotation revoked every token this rotation left valid"
+		reason, msg = v1alpha1.ReasonSuperseded, "A Secret repair replaced the app's tokens and ended this rotation's grace period"
 		if by != "" {
 			msg = fmt.Sprintf("Immediate TokenRotation %q revoked every token this rotation left valid", by)
 		}
