@@ -218,9 +218,10 @@ func (r *PrivateAppReconciler) ensureSecret(ctx context.Context, s *appScope, se
 	return nil
 }
 
+// holdsToken reports whether the Secret's token key holds the token with
+// this digest.
 func holdsToken(secret *corev1.Secret, digest string) bool {
-	tok, err := token.Parse(string(secret.Data[v1alpha1.SecretTokenKey]))
-	return err == nil && tok.Digest().String() == digest
+	return holdsDigest(secret.Data[v1alpha1.SecretTokenKey], digest)
 }
 
 // repairToken issues a new token into a Secret that was deleted or whose
@@ -334,6 +335,7 @@ func desiredSecret(app *v1alpha1.PrivateApp, secret *corev1.Secret) *corev1.Secr
 	return want
 }
 
+// holdsDigest reports whether text is a well-formed token with this digest.
 func holdsDigest(text []byte, digest string) bool {
 	tok, err := token.Parse(string(text))
 	return err == nil && tok.Digest().String() == digest

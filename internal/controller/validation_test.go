@@ -27,9 +27,7 @@ var _ = Describe("API validation", func() {
 		func(mutate func(*v1alpha1.PrivateApp), message string) {
 			app := newUnmanagedAppObject(ns, "app")
 			mutate(app)
-			err := k8s.Create(ctx, app)
-			Expect(err).To(HaveOccurred())
-			Expect(err.Error()).To(ContainSubstring(message))
+			expectRefused(app, message)
 		},
 		Entry("http logo", func(a *v1alpha1.PrivateApp) { a.Spec.LogoURL = "http://example.com/x.png" },
 			"logoURL must be an https:// URL"),
@@ -61,9 +59,7 @@ var _ = Describe("API validation", func() {
 
 	DescribeTable("TokenRotation create",
 		func(spec v1alpha1.TokenRotationSpec, message string) {
-			err := k8s.Create(ctx, &v1alpha1.TokenRotation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "rot-"}, Spec: spec})
-			Expect(err).To(HaveOccurred())
-			Expect(err.Error()).To(ContainSubstring(message))
+			expectRefused(&v1alpha1.TokenRotation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "rot-"}, Spec: spec}, message)
 		},
 		Entry("an unknown strategy", v1alpha1.TokenRotationSpec{AppName: "a", Strategy: "Later"}, `Unsupported value: "Later"`),
 		Entry("a grace period on an Immediate rotation",
@@ -97,9 +93,7 @@ var _ = Describe("API validation", func() {
 
 	DescribeTable("AppNotification create",
 		func(spec v1alpha1.AppNotificationSpec, message string) {
-			err := k8s.Create(ctx, &v1alpha1.AppNotification{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "n-"}, Spec: spec})
-			Expect(err).To(HaveOccurred())
-			Expect(err.Error()).To(ContainSubstring(message))
+			expectRefused(&v1alpha1.AppNotification{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "n-"}, Spec: spec}, message)
 		},
 		Entry("AppDisconnected without apps",
 			v1alpha1.AppNotificationSpec{Event: v1alpha1.EventAppDisconnected, Recipients: v1alpha1.Recipients{Kind: v1alpha1.RecipientsEveryone}},
@@ -123,6 +117,14 @@ var _ = Describe("API validation", func() {
 		Expect(k8s.Create(ctx, app)).To(Succeed())
 	})
 })
+
+// expectRefused creates obj and expects the API server to refuse it with a
+// message containing message.
+func expectRefused(obj client.Object, message string) {
+	err := k8s.Create(ctx, obj)
+	ExpectWithOffset(1, err).To(HaveOccurred())
+	ExpectWithOffset(1, err.Error()).To(ContainSubstring(message))
+}
 
 // newUnmanagedAppObject returns an app the suite's manager will not act on.
 func newUnmanagedAppObject(ns, name string) *v1alpha1.PrivateApp {
