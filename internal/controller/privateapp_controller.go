@@ -47,13 +47,15 @@ const (
 // is written with optimistic locking, so a process killed between the two
 // leaves one of these states, each of which the next reconcile completes:
 //
-//   - first token: the Secret holds a token, status has none. The Secret is
-//     ours (controller reference), so its token is adopted: its digest and
-//     the issue time stamped on the Secret go into status.
-//   - repair or rotation: the Secret holds a token whose digest status lacks.
-//     That token was never recorded, so it never worked; it is replaced like
-//     any out-of-band edit, and the token status knows stays valid for the
-//     grace period.
+//   - first token: the Secret holds a token, status has none. That token was
+//     never recorded, so it never worked: it is replaced by a fresh one.
+//     Nothing found in a Secret is adopted, so a token planted by someone
+//     who may create Secrets but not read them is never trusted.
+//   - repair: the Secret holds a token whose digest status lacks. It is
+//     replaced like any out-of-band edit, and the token status knows stays
+//     valid for the grace period.
+//   - rotation: status first records the new token's digest as pending
+//     (privateapp_rotation.go), so the next reconcile finishes or drops it.
 //   - old token expiry: previous-token is gone from the Secret but status
 //     still lists it; status drops it, and the token service already refuses
 //     it by its expiry time.

@@ -297,19 +297,17 @@ var _ = Describe("PrivateApp", func() {
 	Context("after a crash", func() {
 		// Each test builds by hand the state a manager killed between two
 		// writes leaves behind, then hands the app to the manager.
-		It("adopts a token written to the Secret before its digest reached status", func() {
+		It("replaces a first token written to the Secret before its digest reached status", func() {
 			app := newUnmanagedApp(ns, "crm")
-			tok, err := token.New()
-			Expect(err).NotTo(HaveOccurred())
-			issued := time.Date(2026, 2, 1, 8, 0, 0, 0, time.UTC)
-			createTokenSecret(app, tok, issued)
+			unrecorded := mustToken()
+			createTokenSecret(app, unrecorded, fakeClock.Now())
 
 			handOver(app)
 			app = waitReady(ns, "crm")
-			Expect(app.Status.Token.Digest).To(Equal(tok.Digest().String()))
-			Expect(app.Status.Token.IssuedAt.Time).To(BeTemporally("==", issued))
+			Expect(app.Status.Token.Digest).NotTo(Equal(unrecorded.Digest().String()), "a token status never recorded is never adopted")
+			Expect(app.Status.Token.Previous).To(BeNil(), "it never worked, so it gets no grace period")
 			Expect(app.Status.Activity).To(HaveLen(1))
-			Expect(digestOf(getSecret(ns, "crm-token"), v1alpha1.SecretTokenKey)).To(Equal(tok.Digest().String()))
+			Expect(digestOf(getSecret(ns, "crm-token"), v1alpha1.SecretTokenKey)).To(Equal(app.Status.Token.Digest))
 		})
 
 		It("replaces a token that was written during a repair but never recorded", func() {

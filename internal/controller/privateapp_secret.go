@@ -21,8 +21,7 @@ import (
 )
 
 const (
-	// IssuedAtAnnotation on the token Secret is when its token was issued, so
-	// that a token adopted after a crash keeps its exact issue time.
+	// IssuedAtAnnotation on the token Secret says when its token was issued.
 	IssuedAtAnnotation = "privateapps.dev/token-issued-at"
 
 	// conflictRecheck is how often an app whose Secret name is taken looks
@@ -83,7 +82,7 @@ func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope
 		return ctrl.Result{}, false, fmt.Errorf("reading Secret %q: %w", app.TokenSecretName(), err)
 	}
 	if secret != nil {
-		return r.adoptOrOverwrite(ctx, s, secret)
+		return r.replaceUnrecorded(ctx, s, secret)
 	}
 
 	granted, res, err := r.waitForSlot(ctx, s)
@@ -101,7 +100,7 @@ func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope
 		if secret, err = r.getTokenSecret(ctx, app); err != nil || secret == nil {
 			return ctrl.Result{}, false, err
 		}
-		return r.adoptOrOverwrite(ctx, s, secret)
+		return r.replaceUnrecorded(ctx, s, secret)
 	}
 	if err != nil {
 		return ctrl.Result{}, false, err
@@ -110,24 +109,23 @@ func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope
 	return ctrl.Result{}, true, nil
 }
 
-// adoptOrOverwrite handles a Secret that exists before the app has a token
-// in status. A Secret the app owns with a well-formed token was written by a
-// reconcile killed before it recorded the digest: the token is adopted.
-func (r *PrivateAppReconciler) adoptOrOverwrite(ctx context.Context, s *appScope, secret *corev1.Secret) (ctrl.Result, bool, error) {
+// replaceUnrecorded handles a Secret that exists before the app has a token
+// in status. If the app owns it, a reconcile wrote it and was killed before
+// recording the digest: that token never worked, so it is replaced rather
+// than adopted, and a token planted by someone who may create Secrets but not
+// read them is never trusted.
+func (r *PrivateAppReconciler) replaceUnrecorded(ctx context.Context, s *appScope, secret *corev1.Secret) (ctrl.Result, bool, error) {
 	app := s.app
 	if !isOwnedBy(secret, app) {
 		return r.secretConflict(s), false, nil
 	}
-	if tok, err := token.Parse(string(secret.Data[v1alpha1.SecretTokenKey])); err == nil {
-		issuedAt := s.now
-		if at, terr := time.Parse(time.RFC3339Nano, secret.Annotations[IssuedAtAnnotation]); terr == nil {
-			issuedAt = at
-		}
-		recordInstall(s, tok.Digest(), issuedAt)
-		return ctrl.Result{}, true, r.ensureSecret(ctx, s, secret)
+	// A cache that has not yet seen this controller's own status write
+	// looks the same; act only on the app as the API server has it.
+	fresh, err := r.isFresh(ctx, app)
+	if err != nil || !fresh {
+		s.skipStatus = !fresh
+		return ctrl.Result{}, false, err
 	}
-	// Ours, but without a usable token: no token was ever recorded for this
-	// app, so there is nothing to keep.
 	tok, err := token.New()
 	if err != nil {
 		return ctrl.Result{}, false, err
