@@ -100,8 +100,13 @@ func Parse(s string) (Token, error) {
 // code that hashes a presented token should call it.
 func (t Token) String() string { return t.text }
 
-// Digest returns the SHA-256 digest of the token.
-func (t Token) Digest() Digest { return Digest(sha256.Sum256([]byte(t.text))) }
+// Digest returns the SHA-256 digest of the token. It does not allocate: the
+// token service computes one per request.
+func (t Token) Digest() Digest {
+	var buf [Len]byte
+	n := copy(buf[:], t.text)
+	return Digest(sha256.Sum256(buf[:n]))
+}
 
 // Digest is the SHA-256 of a token: how everything outside the Secret
 // refers to a token.
@@ -130,7 +135,7 @@ func appendChecksum(buf []byte, entropy string) []byte {
 
 // encodeChecksum writes the CRC-32 (IEEE) of entropy as fixed-width base62.
 func encodeChecksum(dst []byte, entropy string) {
-	n := crc32.ChecksumIEEE([]byte(entropy))
+	n := crcIEEE(entropy)
 	for i := len(dst) - 1; i >= 0; i-- {
 		dst[i] = alphabet[n%uint32(len(alphabet))]
 		n /= uint32(len(alphabet))
@@ -144,6 +149,16 @@ func base62Char(b byte) (byte, bool) {
 		return 0, false
 	}
 	return alphabet[int(b)%len(alphabet)], true
+}
+
+// crcIEEE is crc32.ChecksumIEEE over a string, without the allocation the
+// []byte conversion costs there.
+func crcIEEE(s string) uint32 {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
+	}
+	return ^crc
 }
 
 func isBase62(c byte) bool {

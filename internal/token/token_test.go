@@ -3,6 +3,7 @@ package token
 import (
 	"bytes"
 	"errors"
+	"hash/crc32"
 	"math"
 	"strings"
 	"testing"
@@ -159,3 +160,36 @@ func TestParseDigestRefusesMalformed(t *testing.T) {
 }
 
 func checksumOf(entropy string) string { return string(appendChecksum(nil, entropy)) }
+
+func TestCRCMatchesTheStandardLibrary(t *testing.T) {
+	for _, in := range []string{"", "a", strings.Repeat("0", 43), "The quick brown fox jumps over the lazy dog"} {
+		if got, want := crcIEEE(in), crc32.ChecksumIEEE([]byte(in)); got != want {
+			t.Errorf("crcIEEE(%q) = %08x, want %08x", in, got, want)
+		}
+	}
+}
+
+func TestParseAndDigestDoNotAllocate(t *testing.T) {
+	tok, _ := New()
+	s := tok.String()
+	allocs := testing.AllocsPerRun(100, func() {
+		p, err := Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Digest()
+	})
+	if allocs != 0 {
+		t.Fatalf("Parse and Digest allocate %.0f times per call, want 0", allocs)
+	}
+}
+
+func BenchmarkParseAndDigest(b *testing.B) {
+	tok, _ := New()
+	s := tok.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, _ := Parse(s)
+		_ = p.Digest()
+	}
+}
