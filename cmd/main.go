@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
+	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
 )
 
 func main() {
@@ -28,6 +32,7 @@ func main() {
 		gracePeriod            time.Duration
 		kubeQPS                float64
 		kubeBurst              int
+		ts                     tokenServiceFlags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -37,6 +42,12 @@ func main() {
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "How many PrivateApps are reconciled in parallel.")
 	flag.Float64Var(&kubeQPS, "kube-api-qps", 50, "Requests per second to the Kubernetes API server.")
 	flag.IntVar(&kubeBurst, "kube-api-burst", 100, "Burst of requests to the Kubernetes API server.")
+	flag.StringVar(&ts.addr, "token-service-bind-address", ":8443", "Address of the token service; empty turns it off.")
+	flag.StringVar(&ts.cert, "token-service-tls-cert", "", "TLS certificate of the token service (PEM); reloaded when it changes.")
+	flag.StringVar(&ts.key, "token-service-tls-key", "", "TLS key of the token service (PEM).")
+	flag.BoolVar(&ts.insecure, "token-service-insecure", false, "Serve the token service over plain HTTP; for local use only.")
+	flag.StringVar(&ts.limitsFile, "limits-file", "", "YAML file with the rate limits by edition (see docs/token-service.md); the defaults are PRODUCT.md's.")
+	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -82,6 +93,12 @@ func main() {
 		log.Error(err, "unable to set up the TokenRotation controller")
 		os.Exit(1)
 	}
+	if ts.addr != "" {
+		if err := setUpTokenService(mgr, ts); err != nil {
+			log.Error(err, "unable to set up the token service")
+			os.Exit(1)
+		}
+	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
@@ -90,4 +107,36 @@ func main() {
 		log.Error(err, "the manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+type tokenServiceFlags struct {
+	addr, cert, key, limitsFile string
+	insecure                    bool
+	flushInterval               time.Duration
+}
+
+func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
+	limits, err := tokenservice.LoadLimits(f.limitsFile)
+	if err != nil {
+		return err
+	}
+	ix, accounts, usage := tokenservice.NewIndex(), tokenservice.NewNamespaceLabels(), tokenservice.NewUsage()
+	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts); err != nil {
+		return err
+	}
+	log := ctrl.Log.WithName("token-service")
+	srv := &tokenservice.Server{
+		Index: ix, Limiter: ratelimit.New(), Limits: limits, Accounts: accounts, Usage: usage,
+		Clock: clock.RealClock{}, Log: log,
+	}
+	if err := mgr.Add(&tokenservice.Serving{
+		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure,
+		Handler: srv.Handler(), Cache: mgr.GetCache(), Log: log,
+	}); err != nil {
+		return err
+	}
+	return mgr.Add(&tokenservice.Flusher{
+		Client: mgr.GetClient(), Usage: usage, Limits: limits, Accounts: accounts,
+		Clock: clock.RealClock{}, Interval: f.flushInterval, Log: log,
+	})
 }

@@ -6,10 +6,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,6 +44,7 @@ func main() {
 	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs to install.")
 	flags.StringVar(&o.samples, "samples", "config/samples", "The manifests to apply once the manager runs.")
 	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with the etcd and kube-apiserver binaries.")
+	flags.StringVar(&o.tokenService, "token-service-address", "127.0.0.1:18080", "Loopback address of the token service (plain HTTP).")
 	flags.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "How long to wait for the sample apps to be Ready.")
 	_ = flags.Parse(os.Args[1:])
 
@@ -53,6 +58,7 @@ func main() {
 
 type options struct {
 	kubeconfig, manager, managerLog, crds, samples, assets string
+	tokenService                                           string
 	readyTimeout                                           time.Duration
 }
 
@@ -125,18 +131,24 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	_ = kubectl(o.kubeconfig, "get", "privateapps", "-A")
 	first := apps[0]
+	say("Validating %s/%s's token with the token service at http://%s", first.Namespace, first.Name, o.tokenService)
+	if err := validateWithTokenService(ctx, c, o.tokenService, first); err != nil {
+		return err
+	}
 	fmt.Printf(`
 The operator is running. In another terminal:
 
-  export KUBECONFIG=%s
+  export KUBECONFIG=%[1]s
   kubectl get privateapps -A
-  kubectl describe privateapp %s -n %s
-  kubectl get secret %s -n %s -o jsonpath='{.data.token}' | base64 -d; echo
+  kubectl describe privateapp %[2]s -n %[3]s
+  TOKEN=$(kubectl get secret %[4]s -n %[3]s -o jsonpath='{.data.token}' | base64 -d)
+  curl -s http://%[5]s/oauth/v2/private-apps/get/access-token-info -d "{\"tokenKey\":\"$TOKEN\"}"
+  curl -si -H "Authorization: Bearer $TOKEN" 'http://%[5]s/v1/check?scope=%[6]s'
 
 Every sample app's Secret holds a well-formed token whose SHA-256 matches
-status.token.digest. Press Ctrl-C to stop everything.
+status.token.digest, and the token service accepts it. Press Ctrl-C to stop everything.
 dev: ready
-`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, first.Namespace)
+`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, o.tokenService, first.Spec.Scopes[0])
 
 	select {
 	case <-ctx.Done():
@@ -156,7 +168,8 @@ func startManager(o options) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--zap-devel")
+	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--zap-devel",
+		"--token-service-bind-address="+o.tokenService, "--token-service-insecure")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The manager goes down with this process even if it is killed.
@@ -225,4 +238,46 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// validateWithTokenService asks the token service about the app's token the
+// way a gateway and an integration would, and prints the answers (never the
+// token).
+func validateWithTokenService(ctx context.Context, c client.Client, addr string, app v1alpha1.PrivateApp) error {
+	var s corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.Status.SecretName}, &s); err != nil {
+		return err
+	}
+	tok := string(s.Data[v1alpha1.SecretTokenKey])
+	body, _ := json.Marshal(map[string]string{"tokenKey": tok})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Post("http://"+addr+"/oauth/v2/private-apps/get/access-token-info", "application/json", bytes.NewReader(body))
+		if err == nil {
+			info, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				fmt.Printf("   access-token-info: %d %s", resp.StatusCode, info)
+				break
+			}
+			err = fmt.Errorf("access-token-info answered %d: %s", resp.StatusCode, info)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the token service did not accept the sample token: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/check?scope="+app.Spec.Scopes[0], nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	fmt.Printf("   /v1/check?scope=%s: %d, %s=%s, X-RateLimit-Remaining=%s\n", app.Spec.Scopes[0], resp.StatusCode,
+		"X-PrivateApp-Name", resp.Header.Get("X-PrivateApp-Name"), resp.Header.Get("X-RateLimit-Remaining"))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/v1/check answered %d for the sample token", resp.StatusCode)
+	}
+	return nil
 }

@@ -244,7 +244,7 @@ func (m *managerProcess) start() {
 	m.t.Helper()
 	logFile, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(m.t, err)
-	m.cmd = exec.Command(m.bin, "--health-probe-bind-address=0")
+	m.cmd = exec.Command(m.bin, "--health-probe-bind-address=0", "--token-service-bind-address=")
 	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -1,0 +1,108 @@
+// Package ratelimit counts calls per app in fixed 10-second windows and per
+// account (namespace) per UTC day, and says whether one more call is allowed.
+// It imports nothing from Kubernetes; time is passed in.
+package ratelimit
+
+import (
+	"sync"
+	"time"
+)
+
+// Window is the length of an app's rate-limit window.
+const Window = 10 * time.Second
+
+// Limits are the limits that apply to one call.
+type Limits struct {
+	// PerWindow is how many calls one app may make per Window.
+	PerWindow int64
+	// PerDay is how many calls one account may make per UTC day.
+	PerDay int64
+}
+
+// Refusal says which limit refused a call.
+type Refusal int
+
+const (
+	// NotRefused: the call is allowed.
+	NotRefused Refusal = iota
+	// AppWindow: the app used its calls for this 10-second window.
+	AppWindow
+	// AccountDay: the account used its calls for this UTC day.
+	AccountDay
+)
+
+// Decision is the answer for one call, with what the rate-limit headers say.
+type Decision struct {
+	Refused        Refusal
+	Limit          int64
+	Remaining      int64
+	DailyLimit     int64
+	DailyRemaining int64
+	// RetryAfter is how long until the limit that refused the call resets.
+	RetryAfter time.Duration
+}
+
+// Allowed reports whether the call may proceed.
+func (d Decision) Allowed() bool { return d.Refused == NotRefused }
+
+// Limiter holds the counters. The zero value is not usable; use New.
+type Limiter struct {
+	mu       sync.Mutex
+	apps     map[string]*counter
+	accounts map[string]*counter
+}
+
+type counter struct {
+	start time.Time // start of the current window or day
+	n     int64
+}
+
+// New returns an empty Limiter.
+func New() *Limiter {
+	return &Limiter{apps: map[string]*counter{}, accounts: map[string]*counter{}}
+}
+
+// Take counts one call by app in account at now, if the limits allow it.
+// A refused call does not count against either limit.
+func (l *Limiter) Take(app, account string, lim Limits, now time.Time) Decision {
+	winStart := now.Truncate(Window)
+	dayStart := time.Date(now.UTC().Year(), now.UTC().Month(), now.UTC().Day(), 0, 0, 0, 0, time.UTC)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := current(l.apps, app, winStart)
+	d := current(l.accounts, account, dayStart)
+
+	dec := Decision{Limit: lim.PerWindow, DailyLimit: lim.PerDay}
+	switch {
+	case d.n >= lim.PerDay:
+		dec.Refused, dec.RetryAfter = AccountDay, dayStart.Add(24*time.Hour).Sub(now)
+	case a.n >= lim.PerWindow:
+		dec.Refused, dec.RetryAfter = AppWindow, winStart.Add(Window).Sub(now)
+	default:
+		a.n++
+		d.n++
+	}
+	dec.Remaining = max(lim.PerWindow-a.n, 0)
+	dec.DailyRemaining = max(lim.PerDay-d.n, 0)
+	return dec
+}
+
+// Forget drops an app's window counter, e.g. when the app is deleted.
+func (l *Limiter) Forget(app string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.apps, app)
+}
+
+func current(m map[string]*counter, key string, start time.Time) *counter {
+	c, ok := m[key]
+	if !ok {
+		c = &counter{start: start}
+		m[key] = c
+	}
+	if !c.start.Equal(start) {
+		c.start, c.n = start, 0
+	}
+	return c
+}

@@ -1,0 +1,58 @@
+package tokenservice
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "privateapps_token_requests_total",
+		Help: "Requests to the token service, by path and HTTP status code.",
+	}, []string{"path", "code"})
+	refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "privateapps_token_refusals_total",
+		Help: "Tokens refused, by reason: missing, malformed, unknown, expired, suspended, missing_scope, rate_limit_app, rate_limit_account.",
+	}, []string{"reason"})
+	latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "privateapps_token_request_duration_seconds",
+		Help:    "Time to answer a token service request, by path.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
+	}, []string{"path"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(requests, refusals, latency)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// instrument counts requests and times them, labelled by the known path.
+func instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		path := "other"
+		switch {
+		case r.URL.Path == PathAccessTokenInfo, r.URL.Path == PathTokenReview, r.URL.Path == PathCheck:
+			path = r.URL.Path
+		case len(r.URL.Path) > len(PathCheck) && r.URL.Path[:len(PathCheck)+1] == PathCheck+"/":
+			path = PathCheck
+		}
+		requests.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
+		latency.WithLabelValues(path).Observe(time.Since(start).Seconds())
+	})
+}

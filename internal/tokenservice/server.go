@@ -1,0 +1,325 @@
+package tokenservice
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+// Paths the token service answers.
+const (
+	PathAccessTokenInfo = "/oauth/v2/private-apps/get/access-token-info"
+	PathCheck           = "/v1/check"
+	PathTokenReview     = "/apis/authentication.k8s.io/v1/tokenreviews"
+)
+
+// maxBody bounds request bodies; a token-info request is tens of bytes and a
+// TokenReview well under this.
+const maxBody = 16 << 10
+
+// Error categories of the JSON error body.
+const (
+	categoryAuthentication = "INVALID_AUTHENTICATION"
+	categoryScopes         = "MISSING_SCOPES"
+	categoryDisconnected   = "APP_DISCONNECTED"
+	categoryRateLimits     = "RATE_LIMITS"
+	categoryValidation     = "VALIDATION_ERROR"
+	categoryNotFound       = "OBJECT_NOT_FOUND"
+)
+
+// Identity headers on an allowed /v1/check answer, for the upstream.
+const (
+	HeaderNamespace = "X-PrivateApp-Namespace"
+	HeaderName      = "X-PrivateApp-Name"
+	HeaderAppID     = "X-PrivateApp-Id"
+	HeaderUser      = "X-PrivateApp-User"
+	HeaderScopes    = "X-PrivateApp-Scopes"
+)
+
+// AccountLabels tells the edition and API add-on of a namespace.
+type AccountLabels interface {
+	Labels(namespace string) (edition string, apiLimitIncrease bool)
+}
+
+// Server answers the three interfaces of the token service.
+type Server struct {
+	Index    *Index
+	Limiter  *ratelimit.Limiter
+	Limits   LimitsConfig
+	Accounts AccountLabels
+	Usage    *Usage
+	Clock    clock.PassiveClock
+	Log      logr.Logger
+}
+
+// Handler routes the token service's paths; anything else gets a JSON 404.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(PathAccessTokenInfo, s.onlyPost(s.accessTokenInfo))
+	mux.HandleFunc(PathCheck, s.check)
+	mux.HandleFunc(PathCheck+"/", s.check) // Envoy ext_authz path-prefix mode
+	mux.HandleFunc(PathTokenReview, s.onlyPost(s.tokenReview))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
+			"no such endpoint %q; the token service answers POST %s, %s and POST %s", r.URL.Path, PathAccessTokenInfo, PathCheck, PathTokenReview))
+	})
+	return instrument(mux)
+}
+
+func (s *Server) onlyPost(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, categoryValidation, fmt.Sprintf("%s takes POST, not %s", r.URL.Path, r.Method))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h(w, r)
+	}
+}
+
+// verdict is the outcome of validating a presented token.
+type verdict struct {
+	match   Match
+	status  int
+	reason  string // metrics label of a refusal
+	message string
+}
+
+// validate finds a token's app and checks that the token works at now. It
+// never puts the token into the message.
+func (s *Server) validate(text string, now time.Time) verdict {
+	tok, err := token.Parse(text)
+	if err != nil {
+		return verdict{status: http.StatusUnauthorized, reason: "malformed", message: "the token is malformed: " + err.Error()}
+	}
+	m, ok := s.Index.Lookup(tok.Digest())
+	if !ok {
+		return verdict{status: http.StatusUnauthorized, reason: "unknown", message: "the token is unknown or has been revoked"}
+	}
+	if m.Expired(now) {
+		return verdict{match: m, status: http.StatusUnauthorized, reason: "expired", message: fmt.Sprintf(
+			"the token expired at %s", m.ExpiresAt().UTC().Format(time.RFC3339))}
+	}
+	if m.App.Suspended {
+		return verdict{match: m, status: http.StatusForbidden, reason: "suspended", message: fmt.Sprintf(
+			"app %s/%s is disconnected (spec.suspend is true); its tokens are refused until it is reconnected", m.App.Namespace, m.App.Name)}
+	}
+	return verdict{match: m, status: http.StatusOK}
+}
+
+func (s *Server) limitsFor(ns string) ratelimit.Limits {
+	edition, addOn := "", false
+	if s.Accounts != nil {
+		edition, addOn = s.Accounts.Labels(ns)
+	}
+	return s.Limits.For(edition, addOn)
+}
+
+// check is external authorization for ingress gateways.
+func (s *Server) check(w http.ResponseWriter, r *http.Request) {
+	now := s.Clock.Now()
+	text, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		s.unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token>")
+		return
+	}
+	v := s.validate(text, now)
+	if v.status == http.StatusUnauthorized {
+		s.unauthorized(w, v.reason, v.message)
+		return
+	}
+	app := v.match.App
+	dec := s.Limiter.Take(app.Namespace+"/"+app.Name, app.Namespace, s.limitsFor(app.Namespace), now)
+	setRateHeaders(w.Header(), dec)
+	s.Usage.Record(app.Key(), now, dec.Allowed())
+	if !dec.Allowed() {
+		retry := int64(math.Ceil(dec.RetryAfter.Seconds()))
+		w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
+		which := "the app's limit of %d calls per 10 seconds"
+		limit, reason := dec.Limit, "rate_limit_app"
+		if dec.Refused == ratelimit.AccountDay {
+			which, limit, reason = "the account's limit of %d calls per day (UTC)", dec.DailyLimit, "rate_limit_account"
+		}
+		refusals.WithLabelValues(reason).Inc()
+		writeError(w, http.StatusTooManyRequests, categoryRateLimits,
+			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry))
+		return
+	}
+	if v.status == http.StatusForbidden {
+		refusals.WithLabelValues(v.reason).Inc()
+		writeError(w, http.StatusForbidden, categoryDisconnected, v.message)
+		return
+	}
+	var missing []string
+	for _, sc := range r.URL.Query()["scope"] {
+		if !app.HasScope(sc) {
+			missing = append(missing, sc)
+		}
+	}
+	if len(missing) > 0 {
+		refusals.WithLabelValues("missing_scope").Inc()
+		writeError(w, http.StatusForbidden, categoryScopes, fmt.Sprintf(
+			"app %s/%s lacks the scopes this call requires: %s; add them to the app's spec.scopes",
+			app.Namespace, app.Name, strings.Join(missing, ", ")))
+		return
+	}
+	h := w.Header()
+	h.Set(HeaderNamespace, app.Namespace)
+	h.Set(HeaderName, app.Name)
+	h.Set(HeaderAppID, app.UID)
+	h.Set(HeaderUser, app.InstalledBy)
+	h.Set(HeaderScopes, strings.Join(app.Scopes, " "))
+	w.WriteHeader(http.StatusOK)
+}
+
+type tokenInfoRequest struct {
+	TokenKey string `json:"tokenKey"`
+}
+
+// TokenInfo is the answer of the access-token-info endpoint.
+type TokenInfo struct {
+	UserID    string   `json:"userId"`
+	HubID     string   `json:"hubId"`
+	AppID     string   `json:"appId"`
+	Scopes    []string `json:"scopes"`
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	TokenType string   `json:"tokenType"`
+	ExpiresAt string   `json:"expiresAt,omitempty"`
+	// Previous is true for a token kept valid by a grace period.
+	Previous bool `json:"previous,omitempty"`
+}
+
+func (s *Server) accessTokenInfo(w http.ResponseWriter, r *http.Request) {
+	var req tokenInfoRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, categoryValidation, fmt.Sprintf("the request body is over %d bytes", maxBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, categoryValidation, `the body must be JSON of the form {"tokenKey": "<token>"}`)
+		return
+	}
+	if req.TokenKey == "" {
+		writeError(w, http.StatusBadRequest, categoryValidation, `tokenKey is required: send {"tokenKey": "<token>"}`)
+		return
+	}
+	v := s.validate(req.TokenKey, s.Clock.Now())
+	if v.status != http.StatusOK {
+		refusals.WithLabelValues(v.reason).Inc()
+		category := categoryAuthentication
+		if v.status == http.StatusForbidden {
+			category = categoryDisconnected
+		}
+		writeError(w, v.status, category, v.message)
+		return
+	}
+	app := v.match.App
+	info := TokenInfo{
+		UserID: app.InstalledBy, HubID: app.Namespace, AppID: app.UID, Scopes: app.Scopes,
+		Namespace: app.Namespace, Name: app.Name, TokenType: "private-app", Previous: v.match.Previous,
+	}
+	if exp := v.match.ExpiresAt(); exp != nil {
+		info.ExpiresAt = exp.UTC().Format(time.RFC3339)
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// tokenReview is Kubernetes webhook token authentication. Calls count as
+// usage but are not refused by rate limits: the API server has its own
+// fairness and caches answers.
+func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
+	var review authnv1.TokenReview
+	if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+		writeError(w, http.StatusBadRequest, categoryValidation, "the body must be an authentication.k8s.io/v1 TokenReview")
+		return
+	}
+	now := s.Clock.Now()
+	resp := authnv1.TokenReview{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"}}
+	v := s.validate(review.Spec.Token, now)
+	if v.status != http.StatusOK {
+		refusals.WithLabelValues(v.reason).Inc()
+		resp.Status.Error = v.message
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	app := v.match.App
+	s.Usage.Record(app.Key(), now, true)
+	resp.Status = authnv1.TokenReviewStatus{
+		Authenticated: true,
+		Audiences:     review.Spec.Audiences,
+		User: authnv1.UserInfo{
+			Username: "privateapp:" + app.Namespace + ":" + app.Name,
+			UID:      app.UID,
+			Groups:   []string{"privateapps", "privateapps:" + app.Namespace},
+			Extra:    map[string]authnv1.ExtraValue{"privateapps.dev/scopes": app.Scopes},
+		},
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, reason, message string) {
+	refusals.WithLabelValues(reason).Inc()
+	w.Header().Set("WWW-Authenticate", `Bearer realm="privateapps", error="invalid_token"`)
+	writeError(w, http.StatusUnauthorized, categoryAuthentication, message)
+}
+
+// bearer takes the token from an Authorization header value.
+func bearer(h string) (string, bool) {
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+func setRateHeaders(h http.Header, d ratelimit.Decision) {
+	h.Set("X-RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+	h.Set("X-RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
+	h.Set("X-RateLimit-Interval-Milliseconds", strconv.FormatInt(ratelimit.Window.Milliseconds(), 10))
+	h.Set("X-RateLimit-Daily", strconv.FormatInt(d.DailyLimit, 10))
+	h.Set("X-RateLimit-Daily-Remaining", strconv.FormatInt(d.DailyRemaining, 10))
+}
+
+// ErrorBody is the JSON shape of every error answer.
+type ErrorBody struct {
+	Status        string `json:"status"`
+	Message       string `json:"message"`
+	Category      string `json:"category"`
+	CorrelationID string `json:"correlationId"`
+}
+
+func writeError(w http.ResponseWriter, code int, category, message string) {
+	writeJSON(w, code, ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: correlationID()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func correlationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

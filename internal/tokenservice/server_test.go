@@ -1,0 +1,349 @@
+package tokenservice
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	srv     *httptest.Server
+	clock   *clocktesting.FakeClock
+	ix      *Index
+	usage   *Usage
+	tokens  []string // every token text, to check no answer echoes one
+	current token.Token
+	prev    token.Token
+}
+
+type labels map[string][2]string
+
+func (l labels) Labels(ns string) (string, bool) { return l[ns][0], l[ns][1] == "true" }
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{clock: clocktesting.NewFakeClock(t0), ix: NewIndex(), usage: NewUsage()}
+	f.current, f.prev = mustNew(t), mustNew(t)
+	f.tokens = []string{f.current.String(), f.prev.String()}
+	f.ix.Set(app("team-a", "crm", f.current, &f.prev, t0.Add(time.Hour), nil))
+	limits := DefaultLimits()
+	limits.Editions["tiny"] = EditionLimits{PerTenSeconds: 3, PerDay: 5}
+	s := &Server{
+		Index: f.ix, Limiter: ratelimit.New(), Limits: limits, Usage: f.usage, Clock: f.clock,
+		Accounts: labels{"team-a": {"professional", ""}, "tiny": {"tiny", ""}},
+	}
+	f.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func mustNew(t *testing.T) token.Token {
+	tok, err := token.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func app(ns, name string, cur token.Token, prev *token.Token, prevExpires time.Time, curExpires *time.Time) *v1alpha1.PrivateApp {
+	a := &v1alpha1.PrivateApp{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
+		Spec:       v1alpha1.PrivateAppSpec{Scopes: []string{"crm.objects.contacts.read", "crm.objects.deals.write"}},
+		Status: v1alpha1.PrivateAppStatus{InstalledBy: "alice", Token: &v1alpha1.TokenStatus{
+			Digest: cur.Digest().String(), IssuedAt: metav1.NewTime(t0),
+		}},
+	}
+	if curExpires != nil {
+		e := metav1.NewTime(*curExpires)
+		a.Status.Token.ExpiresAt = &e
+	}
+	if prev != nil {
+		a.Status.Token.Previous = &v1alpha1.PreviousTokenStatus{Digest: prev.Digest().String(), ExpiresAt: metav1.NewTime(prevExpires)}
+	}
+	return a
+}
+
+type answer struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func (f *fixture) do(t *testing.T, method, path, auth string, body []byte) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{code: resp.StatusCode, header: resp.Header, body: b}
+	f.assertNoToken(t, a)
+	return a
+}
+
+// assertNoToken: no answer ever contains a token, in its body or headers.
+func (f *fixture) assertNoToken(t *testing.T, a answer) {
+	t.Helper()
+	var all strings.Builder
+	all.Write(a.body)
+	for k, vs := range a.header {
+		all.WriteString(k + strings.Join(vs, ","))
+	}
+	for _, tok := range f.tokens {
+		if strings.Contains(all.String(), tok[len(token.Prefix):len(token.Prefix)+20]) {
+			t.Fatal("an answer contains a token")
+		}
+	}
+}
+
+func errorBody(t *testing.T, a answer) ErrorBody {
+	t.Helper()
+	var e ErrorBody
+	if err := json.Unmarshal(a.body, &e); err != nil {
+		t.Fatalf("error body is not JSON: %v", err)
+	}
+	if e.Status != "error" || e.Message == "" || e.Category == "" || len(e.CorrelationID) != 32 {
+		t.Fatalf("error body %+v lacks status, message, category or correlationId", e)
+	}
+	return e
+}
+
+func TestCheck(t *testing.T) {
+	f := newFixture(t)
+	typo := []byte(f.current.String())
+	typo[10] ^= 1
+	tests := []struct {
+		name, auth, query string
+		at                time.Time
+		code              int
+		category, message string
+	}{
+		{name: "current token", auth: "Bearer " + f.current.String(), code: 200},
+		{name: "lower-case scheme", auth: "bearer " + f.current.String(), code: 200},
+		{name: "required scope held", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.contacts.read&scope=crm.objects.deals.write", code: 200},
+		{name: "previous token in its grace period", auth: "Bearer " + f.prev.String(), at: t0.Add(time.Hour - time.Nanosecond), code: 200},
+		{name: "previous token at the end of its grace period", auth: "Bearer " + f.prev.String(), at: t0.Add(time.Hour),
+			code: 401, category: categoryAuthentication, message: "expired at 2026-03-01T13:00:00Z"},
+		{name: "no Authorization", code: 401, category: categoryAuthentication, message: "Authorization: Bearer <token>"},
+		{name: "Basic auth", auth: "Basic dXNlcjpwYXNz", code: 401, category: categoryAuthentication, message: "no Bearer token"},
+		{name: "malformed", auth: "Bearer hello", code: 401, category: categoryAuthentication, message: "malformed"},
+		{name: "typo fails the checksum", auth: "Bearer " + string(typo), code: 401, category: categoryAuthentication, message: "checksum"},
+		{name: "unknown token", auth: "Bearer " + mustNew(t).String(), code: 401, category: categoryAuthentication, message: "unknown or has been revoked"},
+		{name: "missing scope", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.deals.write&scope=crm.schemas.companies.write",
+			code: 403, category: categoryScopes, message: "lacks the scopes this call requires: crm.schemas.companies.write"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			at := tt.at
+			if at.IsZero() {
+				at = t0
+			}
+			f.clock.SetTime(at)
+			a := f.do(t, http.MethodGet, PathCheck+tt.query, tt.auth, nil)
+			if a.code != tt.code {
+				t.Fatalf("status %d, want %d: %s", a.code, tt.code, a.body)
+			}
+			switch tt.code {
+			case 200:
+				for h, want := range map[string]string{HeaderNamespace: "team-a", HeaderName: "crm", HeaderAppID: "uid-crm", HeaderUser: "alice",
+					HeaderScopes: "crm.objects.contacts.read crm.objects.deals.write", "X-RateLimit-Limit": "150", "X-RateLimit-Interval-Milliseconds": "10000",
+					"X-RateLimit-Daily": "500000"} {
+					if got := a.header.Get(h); got != want {
+						t.Errorf("%s: %q, want %q", h, got, want)
+					}
+				}
+			default:
+				e := errorBody(t, a)
+				if e.Category != tt.category || !strings.Contains(e.Message, tt.message) {
+					t.Fatalf("error %+v, want category %s and a message containing %q", e, tt.category, tt.message)
+				}
+				if tt.code == 401 && !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Bearer ") {
+					t.Fatalf("401 without WWW-Authenticate: %v", a.header)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckRefusesSuspendedAndExpiredApps(t *testing.T) {
+	f := newFixture(t)
+	exp := t0.Add(time.Minute)
+	a := app("team-a", "crm", f.current, nil, time.Time{}, &exp)
+	a.Spec.Suspend = true
+	f.ix.Set(a)
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.String(), nil); got.code != 403 || errorBody(t, got).Category != categoryDisconnected {
+		t.Fatalf("suspended app: %d %s, want 403 %s", got.code, got.body, categoryDisconnected)
+	}
+	a.Spec.Suspend = false
+	f.ix.Set(a)
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.prev.String(), nil); got.code != 401 {
+		t.Fatalf("the previous token after the app dropped it: %d, want 401", got.code)
+	}
+	f.clock.SetTime(exp)
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.String(), nil); got.code != 401 {
+		t.Fatalf("a token past its lifetime: %d, want 401", got.code)
+	}
+	f.ix.Remove(types.NamespacedName{Namespace: a.Namespace, Name: a.Name})
+	f.clock.SetTime(t0)
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.String(), nil); got.code != 401 {
+		t.Fatalf("a deleted app's token: %d, want 401", got.code)
+	}
+}
+
+
+func TestCheckRateLimits(t *testing.T) {
+	f := newFixture(t)
+	apps := make([]token.Token, 3)
+	for i := range apps {
+		apps[i] = mustNew(t)
+		f.tokens = append(f.tokens, apps[i].String())
+		f.ix.Set(app("tiny", string(rune('a'+i)), apps[i], nil, time.Time{}, nil))
+	}
+	f.clock.SetTime(t0.Add(2500 * time.Millisecond))
+	var codes []int
+	var last answer
+	for range 5 {
+		last = f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[0].String(), nil)
+		codes = append(codes, last.code)
+	}
+	if want := []int{200, 200, 200, 429, 429}; !equal(codes, want) {
+		t.Fatalf("a burst of 5 with 3 per window: %v, want %v", codes, want)
+	}
+	if last.header.Get("Retry-After") != "8" || last.header.Get("X-RateLimit-Remaining") != "0" {
+		t.Fatalf("429 headers: Retry-After %q, Remaining %q; want 8 and 0", last.header.Get("Retry-After"), last.header.Get("X-RateLimit-Remaining"))
+	}
+	if e := errorBody(t, last); e.Category != categoryRateLimits || !strings.Contains(e.Message, "3 calls per 10 seconds") {
+		t.Fatalf("429 body %+v", e)
+	}
+
+	// The account's day (5 calls) holds across apps: 3 used by a, 2 left.
+	codes = nil
+	for _, tok := range []token.Token{apps[1], apps[1], apps[2]} {
+		codes = append(codes, f.do(t, http.MethodGet, PathCheck, "Bearer "+tok.String(), nil).code)
+	}
+	if want := []int{200, 200, 429}; !equal(codes, want) {
+		t.Fatalf("the account's daily limit across apps: %v, want %v", codes, want)
+	}
+	f.clock.SetTime(t0.Add(6 * time.Hour)) // 18:00 UTC, in a new 10-second window
+	last = f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[2].String(), nil)
+	if last.code != 429 || last.header.Get("Retry-After") != "21600" || last.header.Get("X-RateLimit-Daily-Remaining") != "0" {
+		t.Fatalf("past the daily limit: %d, Retry-After %q; want 429 and the seconds to 00:00 UTC", last.code, last.header.Get("Retry-After"))
+	}
+	f.clock.SetTime(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[2].String(), nil); got.code != 200 {
+		t.Fatalf("after 00:00 UTC: %d, want 200", got.code)
+	}
+
+	counts := f.usage.take()
+	a := counts[(&App{Namespace: "tiny", Name: "a"}).Key()]
+	if d := a.pending["2026-03-01"]; d.Calls != 3 || d.Refused != 2 {
+		t.Fatalf("usage of app a: %+v, want 3 calls and 2 refused", d)
+	}
+	if c := counts[(&App{Namespace: "tiny", Name: "c"}).Key()]; c.pending["2026-03-01"].Refused != 2 || c.pending["2026-03-02"].Calls != 1 {
+		t.Fatalf("usage of app c by day: %+v %+v", c.pending["2026-03-01"], c.pending["2026-03-02"])
+	}
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAccessTokenInfo(t *testing.T) {
+	f := newFixture(t)
+	body := func(tok string) []byte { b, _ := json.Marshal(map[string]string{"tokenKey": tok}); return b }
+
+	a := f.do(t, http.MethodPost, PathAccessTokenInfo, "", body(f.current.String()))
+	var info TokenInfo
+	if a.code != 200 || json.Unmarshal(a.body, &info) != nil {
+		t.Fatalf("%d %s", a.code, a.body)
+	}
+	if info.UserID != "alice" || info.HubID != "team-a" || info.AppID != "uid-crm" || info.Name != "crm" ||
+		len(info.Scopes) != 2 || info.TokenType != "private-app" || info.Previous {
+		t.Fatalf("token info %+v", info)
+	}
+	a = f.do(t, http.MethodPost, PathAccessTokenInfo, "", body(f.prev.String()))
+	if json.Unmarshal(a.body, &info) != nil || !info.Previous || info.ExpiresAt != "2026-03-01T13:00:00Z" {
+		t.Fatalf("previous token info: %s", a.body)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		method string
+		body   []byte
+		code   int
+		msg    string
+	}{
+		{"unknown token", http.MethodPost, body(mustNew(t).String()), 401, "unknown"},
+		{"malformed JSON", http.MethodPost, []byte(`{"tokenKey":`), 400, `{"tokenKey": "<token>"}`},
+		{"unknown field", http.MethodPost, []byte(`{"token":"x"}`), 400, "tokenKey"},
+		{"no tokenKey", http.MethodPost, []byte(`{}`), 400, "tokenKey is required"},
+		{"body too large", http.MethodPost, append(append([]byte(`{"tokenKey":"`), bytes.Repeat([]byte("a"), 2*maxBody)...), '"', '}'), 413, "over"},
+		{"GET", http.MethodGet, nil, 405, "takes POST"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := f.do(t, tt.method, PathAccessTokenInfo, "", tt.body)
+			if a.code != tt.code || !strings.Contains(errorBody(t, a).Message, tt.msg) {
+				t.Fatalf("%d %s, want %d with %q", a.code, a.body, tt.code, tt.msg)
+			}
+		})
+	}
+	if a := f.do(t, http.MethodGet, "/v2/nothing", "", nil); a.code != 404 || errorBody(t, a).Category != categoryNotFound {
+		t.Fatalf("unknown path: %d %s", a.code, a.body)
+	}
+}
+
+func TestTokenReview(t *testing.T) {
+	f := newFixture(t)
+	review := func(tok string) authnv1.TokenReview {
+		b, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: tok}})
+		a := f.do(t, http.MethodPost, PathTokenReview, "", b)
+		var r authnv1.TokenReview
+		if a.code != 200 || json.Unmarshal(a.body, &r) != nil {
+			t.Fatalf("%d %s", a.code, a.body)
+		}
+		return r
+	}
+	r := review(f.current.String())
+	if !r.Status.Authenticated || r.Status.User.Username != "privateapp:team-a:crm" || r.Status.User.UID != "uid-crm" ||
+		!equalStrings(r.Status.User.Groups, []string{"privateapps", "privateapps:team-a"}) ||
+		len(r.Status.User.Extra["privateapps.dev/scopes"]) != 2 || r.Kind != "TokenReview" {
+		t.Fatalf("review %+v", r)
+	}
+	if r := review(mustNew(t).String()); r.Status.Authenticated || !strings.Contains(r.Status.Error, "unknown") {
+		t.Fatalf("unknown token review %+v", r.Status)
+	}
+}
+
+func equalStrings(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") }

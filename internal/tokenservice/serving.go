@@ -1,0 +1,74 @@
+package tokenservice
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+)
+
+// Serving runs the token service's HTTP server as a manager runnable on
+// every replica (no leader election: any replica answers).
+type Serving struct {
+	Addr string
+	// CertFile and KeyFile serve TLS, reloaded when they change.
+	CertFile, KeyFile string
+	// Insecure serves plain HTTP; for local use only.
+	Insecure bool
+	Handler  http.Handler
+	// Cache must have synced before the first answer: an empty index would
+	// refuse every valid token.
+	Cache cache.Cache
+	Log   logr.Logger
+	// Ready is closed once the server listens.
+	Ready chan struct{}
+}
+
+// NeedLeaderElection is false: every replica serves.
+func (s *Serving) NeedLeaderElection() bool { return false }
+
+// Start serves until ctx ends.
+func (s *Serving) Start(ctx context.Context) error {
+	if !s.Insecure && (s.CertFile == "" || s.KeyFile == "") {
+		return errors.New("the token service needs --token-service-tls-cert and --token-service-tls-key, " +
+			"or --token-service-insecure to serve plain HTTP for local use")
+	}
+	if !s.Cache.WaitForCacheSync(ctx) {
+		return errors.New("the token service's caches did not sync")
+	}
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("token service listening on %s: %w", s.Addr, err)
+	}
+	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
+	if !s.Insecure {
+		cw, err := certwatcher.New(s.CertFile, s.KeyFile)
+		if err != nil {
+			return fmt.Errorf("token service certificate: %w", err)
+		}
+		go func() { _ = cw.Start(ctx) }()
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cw.GetCertificate}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	s.Log.Info("token service listening", "address", ln.Addr().String(), "tls", !s.Insecure)
+	if s.Ready != nil {
+		close(s.Ready)
+	}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package tokenservice
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
+// Feed keeps the index and the namespace labels up to date from the
+// manager's informers: the PrivateApp informer (status digests, no Secrets)
+// and a metadata-only Namespace informer.
+func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels) error {
+	apps, err := c.GetInformer(ctx, &v1alpha1.PrivateApp{})
+	if err != nil {
+		return fmt.Errorf("watching PrivateApps: %w", err)
+	}
+	if _, err := apps.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { setApp(ix, obj) },
+		UpdateFunc: func(_, obj any) { setApp(ix, obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if a, ok := obj.(*v1alpha1.PrivateApp); ok {
+				ix.Remove(types.NamespacedName{Namespace: a.Namespace, Name: a.Name})
+			}
+		},
+	}); err != nil {
+		return err
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	nss, err := c.GetInformer(ctx, meta)
+	if err != nil {
+		return fmt.Errorf("watching Namespaces: %w", err)
+	}
+	_, err = nss.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { ns.set(obj) },
+		UpdateFunc: func(_, obj any) { ns.set(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if m, ok := obj.(metav1.Object); ok {
+				ns.remove(m.GetName())
+			}
+		},
+	})
+	return err
+}
+
+func setApp(ix *Index, obj any) {
+	if a, ok := obj.(*v1alpha1.PrivateApp); ok {
+		ix.Set(a)
+	}
+}
+
+// NamespaceLabels holds each namespace's edition and API add-on labels.
+type NamespaceLabels struct {
+	mu sync.RWMutex
+	m  map[string]accountLabels
+}
+
+type accountLabels struct {
+	edition string
+	addOn   bool
+}
+
+// NewNamespaceLabels returns an empty set.
+func NewNamespaceLabels() *NamespaceLabels { return &NamespaceLabels{m: map[string]accountLabels{}} }
+
+// Labels implements AccountLabels.
+func (n *NamespaceLabels) Labels(ns string) (string, bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	l := n.m[ns]
+	return l.edition, l.addOn
+}
+
+func (n *NamespaceLabels) set(obj any) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	l := m.GetLabels()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.m[m.GetName()] = accountLabels{edition: l[v1alpha1.EditionLabel], addOn: l[v1alpha1.APILimitIncreaseLabel] == "true"}
+}
+
+func (n *NamespaceLabels) remove(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.m, name)
+}

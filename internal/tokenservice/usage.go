@@ -1,0 +1,179 @@
+package tokenservice
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+// usageDays is how many UTC days status.usage.daily keeps.
+const usageDays = 30
+
+// Usage counts each app's calls per UTC day in memory and writes them into
+// PrivateApp.status.usage, only for apps whose counts changed.
+type Usage struct {
+	mu   sync.Mutex
+	apps map[types.NamespacedName]*appUsage
+}
+
+type appUsage struct {
+	// pending counts since the last flush, by UTC day (YYYY-MM-DD).
+	pending map[string]*v1alpha1.DailyUsage
+	last    time.Time
+}
+
+// NewUsage returns empty counters.
+func NewUsage() *Usage { return &Usage{apps: map[types.NamespacedName]*appUsage{}} }
+
+// Record counts one call: allowed, or refused by a rate limit.
+func (u *Usage) Record(app types.NamespacedName, now time.Time, allowed bool) {
+	day := now.UTC().Format(time.DateOnly)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	a := u.apps[app]
+	if a == nil {
+		a = &appUsage{pending: map[string]*v1alpha1.DailyUsage{}}
+		u.apps[app] = a
+	}
+	d := a.pending[day]
+	if d == nil {
+		d = &v1alpha1.DailyUsage{Date: day}
+		a.pending[day] = d
+	}
+	if allowed {
+		d.Calls++
+		if now.After(a.last) {
+			a.last = now
+		}
+	} else {
+		d.Refused++
+	}
+}
+
+// take removes and returns what was counted since the last flush.
+func (u *Usage) take() map[types.NamespacedName]*appUsage {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := u.apps
+	u.apps = map[types.NamespacedName]*appUsage{}
+	return out
+}
+
+// giveBack returns counts that could not be written, for the next flush.
+func (u *Usage) giveBack(app types.NamespacedName, a *appUsage) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	cur := u.apps[app]
+	if cur == nil {
+		u.apps[app] = a
+		return
+	}
+	for day, d := range a.pending {
+		if c := cur.pending[day]; c != nil {
+			c.Calls += d.Calls
+			c.Refused += d.Refused
+		} else {
+			cur.pending[day] = d
+		}
+	}
+	if a.last.After(cur.last) {
+		cur.last = a.last
+	}
+}
+
+// Flusher writes the counts into status every Interval.
+type Flusher struct {
+	Client   client.Client
+	Usage    *Usage
+	Limits   LimitsConfig
+	Accounts AccountLabels
+	Clock    clock.PassiveClock
+	Interval time.Duration
+	Log      logr.Logger
+}
+
+// Start flushes until ctx ends, then once more.
+func (f *Flusher) Start(ctx context.Context) error {
+	t := time.NewTicker(f.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			f.Flush(context.Background())
+			return nil
+		case <-t.C:
+			f.Flush(ctx)
+		}
+	}
+}
+
+// NeedLeaderElection is false: every replica writes the calls it answered.
+func (f *Flusher) NeedLeaderElection() bool { return false }
+
+// Flush writes every app's new counts into its status.
+func (f *Flusher) Flush(ctx context.Context) {
+	for key, a := range f.Usage.take() {
+		if err := f.flushApp(ctx, key, a); err != nil {
+			f.Log.Error(err, "writing usage; will retry", "app", key.String())
+			f.Usage.giveBack(key, a)
+		}
+	}
+}
+
+func (f *Flusher) flushApp(ctx context.Context, key types.NamespacedName, a *appUsage) error {
+	app := &v1alpha1.PrivateApp{}
+	if err := f.Client.Get(ctx, key, app); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	base := app.DeepCopy()
+	now := f.Clock.Now()
+	today := now.UTC().Format(time.DateOnly)
+	oldest := now.UTC().AddDate(0, 0, -(usageDays - 1)).Format(time.DateOnly)
+
+	usage := app.Status.Usage
+	if usage == nil {
+		usage = &v1alpha1.UsageStatus{}
+	}
+	byDay := map[string]v1alpha1.DailyUsage{}
+	for _, d := range usage.Daily {
+		byDay[d.Date] = d
+	}
+	for day, d := range a.pending {
+		e := byDay[day]
+		e.Date, e.Calls, e.Refused = day, e.Calls+d.Calls, e.Refused+d.Refused
+		byDay[day] = e
+	}
+	usage.Daily = usage.Daily[:0]
+	for day := oldest; day <= today; day = nextDay(day) {
+		if d, ok := byDay[day]; ok {
+			usage.Daily = append(usage.Daily, d)
+		}
+	}
+	t := byDay[today]
+	usage.CallsToday, usage.RefusedToday = t.Calls, t.Refused
+	edition, addOn := "", false
+	if f.Accounts != nil {
+		edition, addOn = f.Accounts.Labels(app.Namespace)
+	}
+	lim := f.Limits.For(edition, addOn)
+	usage.LimitPer10s, usage.DailyLimit = lim.PerWindow, lim.PerDay
+	app.Status.Usage = usage
+	if !a.last.IsZero() && (app.Status.LastActivityTime == nil || a.last.After(app.Status.LastActivityTime.Time)) {
+		last := metav1.NewTime(a.last)
+		app.Status.LastActivityTime = &last
+	}
+	return f.Client.Status().Patch(ctx, app, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+}
+
+func nextDay(day string) string {
+	t, _ := time.Parse(time.DateOnly, day)
+	return t.AddDate(0, 0, 1).Format(time.DateOnly)
+}
