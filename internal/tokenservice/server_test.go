@@ -36,7 +36,7 @@ type labels map[string][2]string
 
 func (l labels) Labels(ns string) (string, bool) { return l[ns][0], l[ns][1] == "true" }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{clock: clocktesting.NewFakeClock(t0), ix: NewIndex(), usage: NewUsage()}
 	f.current, f.prev = mustNew(t), mustNew(t)
@@ -53,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func mustNew(t *testing.T) token.Token {
+func mustNew(t testing.TB) token.Token {
 	tok, err := token.New()
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +213,6 @@ func TestCheckRefusesSuspendedAndExpiredApps(t *testing.T) {
 		t.Fatalf("a deleted app's token: %d, want 401", got.code)
 	}
 }
-
 
 func TestCheckRateLimits(t *testing.T) {
 	f := newFixture(t)
