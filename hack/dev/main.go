@@ -169,7 +169,9 @@ func startManager(o options) (*exec.Cmd, error) {
 		return nil, err
 	}
 	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--zap-devel",
-		"--token-service-bind-address="+o.tokenService, "--token-service-insecure")
+		"--token-service-bind-address="+o.tokenService, "--token-service-insecure",
+		// Calls show up in `kubectl get privateapps` within seconds.
+		"--usage-flush-interval=5s")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The manager goes down with this process even if it is killed.

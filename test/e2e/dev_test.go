@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -31,8 +32,9 @@ func TestDevEnvironment(t *testing.T) {
 	kubeconfig := filepath.Join(tmp, "kubeconfig")
 	managerLog := filepath.Join(tmp, "manager.log")
 
+	tokenService := freeAddress(t)
 	cmd := exec.Command(dev, "--manager", manager, "--kubeconfig", kubeconfig, "--manager-log", managerLog,
-		"--assets", assets(root))
+		"--assets", assets(root), "--token-service-address", tokenService)
 	cmd.Dir = root
 	var output bytes.Buffer
 	stdout, err := cmd.StdoutPipe()
@@ -112,7 +114,47 @@ func TestDevEnvironment(t *testing.T) {
 			t.Errorf("`kubectl describe privateapp` lacks %q", want)
 		}
 	}
+	// The token service: the call counts in status within the flush interval
+	// (5 s in dev), and deleting the app revokes the token within a second.
+	check := func() int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+tokenService+"/v1/check?scope=crm.objects.contacts.read", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.String())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := check(); code != http.StatusOK {
+		t.Fatalf("/v1/check with the sample token: %d, want 200", code)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := kubectl("get", "privateapp", "billing-sync", "-n", "default", "-o", "jsonpath={.status.usage.callsToday} {.status.lastActivityTime}")
+		if f := strings.Fields(string(out)); len(f) == 2 && f[0] != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status.usage.callsToday and lastActivityTime not written within 30 s: %q", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	events := string(kubectl("get", "events", "-A", "-o", "json"))
+
+	kubectl("delete", "privateapp", "billing-sync", "-n", "default", "--wait=false")
+	deleted := time.Now()
+	for check() != http.StatusUnauthorized {
+		if time.Since(deleted) > 5*time.Second {
+			t.Fatal("the deleted app's token still works 5 s later")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	revokedAfter := time.Since(deleted)
+	t.Logf("token refused %s after kubectl delete returned", revokedAfter)
+	if revokedAfter > time.Second {
+		t.Errorf("revocation took %s, want under 1 s", revokedAfter)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -148,6 +190,15 @@ func TestDevEnvironment(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", manager).Output(); len(out) > 0 {
 		t.Errorf("the manager still runs after dev stopped: pids %s", out)
 	}
+}
+
+func freeAddress(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func controlPlaneAddress(t *testing.T, kubectl func(...string) []byte) string {
