@@ -237,14 +237,20 @@ func (o *observer) states() int { o.mu.Lock(); defer o.mu.Unlock(); return o.see
 type managerProcess struct {
 	t                    *testing.T
 	bin, kubeconfig, log string
-	cmd                  *exec.Cmd
+	// args replace the default of running without the token service.
+	args []string
+	cmd  *exec.Cmd
 }
 
 func (m *managerProcess) start() {
 	m.t.Helper()
 	logFile, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(m.t, err)
-	m.cmd = exec.Command(m.bin, "--health-probe-bind-address=0", "--token-service-bind-address=")
+	args := m.args
+	if args == nil {
+		args = []string{"--token-service-bind-address="}
+	}
+	m.cmd = exec.Command(m.bin, append([]string{"--health-probe-bind-address=0"}, args...)...)
 	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
