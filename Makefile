@@ -46,6 +46,13 @@ vet: ## Run go vet and check formatting.
 fuzz: ## Fuzz the token parser for a minute.
 	go test ./internal/token -run '^$$' -fuzz FuzzParse -fuzztime 60s
 
+.PHONY: bench
+bench: envtest build ## Benchmark the token service (throughput, latency, revocation) and write docs/benchmarks.md.
+	go test ./internal/token ./internal/ratelimit ./internal/tokenservice -run '^$$' -bench . -benchmem | tee bin/bench-go.txt
+	go run ./hack/bench-tokenservice --manager bin/manager | tee bin/bench-tokenservice.md
+	{ cat bin/bench-tokenservice.md; echo; echo '```'; grep -E '^(Benchmark|cpu:)' bin/bench-go.txt; echo '```'; } | \
+		hack/update-bench-section.sh token-service "make bench"
+
 .PHONY: bench-reconcile
 bench-reconcile: envtest build ## Benchmark: 1,000 apps in 50 namespaces against envtest, next to a plain-client floor.
 	go run ./hack/bench-reconcile --manager bin/manager --apps 1000 --namespaces 50

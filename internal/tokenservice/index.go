@@ -6,6 +6,7 @@ package tokenservice
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,11 @@ type App struct {
 	// Scopes are spec.scopes, sorted: an edit applies at once.
 	Scopes    []string
 	Suspended bool
+	// key ("namespace/name") and identity (the values of the identity
+	// headers of an allowed check) are made once per status change rather
+	// than per request.
+	key      string
+	identity [5]string
 	// CurrentExpiresAt is when the current token expires, if it does.
 	CurrentExpiresAt *time.Time
 	// PreviousExpiresAt is when the previous token expires, if there is one.
@@ -103,7 +109,9 @@ func (ix *Index) Set(pa *v1alpha1.PrivateApp) {
 		Namespace: pa.Namespace, Name: pa.Name, UID: string(pa.UID), InstalledBy: pa.Status.InstalledBy,
 		Scopes:    slices.Sorted(slices.Values(pa.Spec.Scopes)),
 		Suspended: pa.Spec.Suspend,
+		key:       pa.Namespace + "/" + pa.Name,
 	}
+	app.identity = [5]string{app.Namespace, app.Name, app.UID, app.InstalledBy, strings.Join(app.Scopes, " ")}
 	var ds []token.Digest
 	cur, err := token.ParseDigest(t.Digest)
 	hasCur := err == nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app := v.match.App
-	dec := s.Limiter.Take(app.Namespace+"/"+app.Name, app.Namespace, s.limitsFor(app.Namespace), now)
+	dec := s.Limiter.Take(app.key, app.Namespace, s.limitsFor(app.Namespace), now)
 	setRateHeaders(w.Header(), dec)
 	s.Usage.Record(app.Key(), now, dec.Allowed())
 	if !dec.Allowed() {
@@ -167,7 +168,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var missing []string
-	for _, sc := range r.URL.Query()["scope"] {
+	for _, sc := range requiredScopes(r.URL.RawQuery) {
 		if !app.HasScope(sc) {
 			missing = append(missing, sc)
 		}
@@ -179,12 +180,11 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 			app.Namespace, app.Name, strings.Join(missing, ", ")))
 		return
 	}
+	// The values are the app's, built once per status change; their capacity
+	// is capped, so nothing can append into them.
 	h := w.Header()
-	h.Set(HeaderNamespace, app.Namespace)
-	h.Set(HeaderName, app.Name)
-	h.Set(HeaderAppID, app.UID)
-	h.Set(HeaderUser, app.InstalledBy)
-	h.Set(HeaderScopes, strings.Join(app.Scopes, " "))
+	id := &app.identity
+	h[hdrNamespace], h[hdrName], h[hdrAppID], h[hdrUser], h[hdrScopes] = id[0:1:1], id[1:2:2], id[2:3:3], id[3:4:4], id[4:5:5]
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -283,6 +283,25 @@ func (s *Server) unauthorized(w http.ResponseWriter, reason, message string) {
 	writeError(w, http.StatusUnauthorized, categoryAuthentication, message)
 }
 
+// requiredScopes returns the values of the scope query parameters. Scopes
+// are plain ASCII, so the usual case needs no unescaping and no map.
+func requiredScopes(rawQuery string) []string {
+	if rawQuery == "" {
+		return nil
+	}
+	if strings.ContainsAny(rawQuery, "%+;") {
+		q, _ := url.ParseQuery(rawQuery)
+		return q["scope"]
+	}
+	var out []string
+	for part := range strings.SplitSeq(rawQuery, "&") {
+		if v, ok := strings.CutPrefix(part, "scope="); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // bearer takes the token from an Authorization header value.
 func bearer(h string) (string, bool) {
 	const prefix = "Bearer "
@@ -292,12 +311,36 @@ func bearer(h string) (string, bool) {
 	return strings.TrimSpace(h[len(prefix):]), true
 }
 
+// Header names in canonical form: Header.Set would otherwise build the
+// canonical key anew on every request.
+var (
+	hdrLimit          = http.CanonicalHeaderKey("X-RateLimit-Limit")
+	hdrRemaining      = http.CanonicalHeaderKey("X-RateLimit-Remaining")
+	hdrInterval       = http.CanonicalHeaderKey("X-RateLimit-Interval-Milliseconds")
+	hdrDaily          = http.CanonicalHeaderKey("X-RateLimit-Daily")
+	hdrDailyRemaining = http.CanonicalHeaderKey("X-RateLimit-Daily-Remaining")
+	hdrNamespace      = http.CanonicalHeaderKey(HeaderNamespace)
+	hdrName           = http.CanonicalHeaderKey(HeaderName)
+	hdrAppID          = http.CanonicalHeaderKey(HeaderAppID)
+	hdrUser           = http.CanonicalHeaderKey(HeaderUser)
+	hdrScopes         = http.CanonicalHeaderKey(HeaderScopes)
+	intervalMillis    = strconv.FormatInt(ratelimit.Window.Milliseconds(), 10)
+)
+
+// setRateHeaders writes the five rate-limit headers with two allocations:
+// one string holding the four numbers and one array behind the five values.
 func setRateHeaders(h http.Header, d ratelimit.Decision) {
-	h.Set("X-RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
-	h.Set("X-RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
-	h.Set("X-RateLimit-Interval-Milliseconds", strconv.FormatInt(ratelimit.Window.Milliseconds(), 10))
-	h.Set("X-RateLimit-Daily", strconv.FormatInt(d.DailyLimit, 10))
-	h.Set("X-RateLimit-Daily-Remaining", strconv.FormatInt(d.DailyRemaining, 10))
+	var buf [80]byte
+	b := buf[:0]
+	var ends [4]int
+	for i, n := range [4]int64{d.Limit, d.Remaining, d.DailyLimit, d.DailyRemaining} {
+		b = strconv.AppendInt(b, n, 10)
+		ends[i] = len(b)
+	}
+	all := string(b)
+	v := make([]string, 5)
+	v[0], v[1], v[2], v[3], v[4] = all[:ends[0]], all[ends[0]:ends[1]], intervalMillis, all[ends[1]:ends[2]], all[ends[2]:ends[3]]
+	h[hdrLimit], h[hdrRemaining], h[hdrInterval], h[hdrDaily], h[hdrDailyRemaining] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4], v[4:5:5]
 }
 
 // ErrorBody is the JSON shape of every error answer.

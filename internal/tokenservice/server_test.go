@@ -145,6 +145,9 @@ func TestCheck(t *testing.T) {
 		{name: "current token", auth: "Bearer " + f.current.String(), code: 200},
 		{name: "lower-case scheme", auth: "bearer " + f.current.String(), code: 200},
 		{name: "required scope held", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.contacts.read&scope=crm.objects.deals.write", code: 200},
+		{name: "percent-encoded scope", auth: "Bearer " + f.current.String(), query: "?scope=crm%2Eobjects%2Econtacts%2Eread", code: 200},
+		{name: "percent-encoded missing scope", auth: "Bearer " + f.current.String(), query: "?other=1&scope=crm%2Eschemas%2Ecompanies%2Ewrite",
+			code: 403, category: categoryScopes, message: "crm.schemas.companies.write"},
 		{name: "previous token in its grace period", auth: "Bearer " + f.prev.String(), at: t0.Add(time.Hour - time.Nanosecond), code: 200},
 		{name: "previous token at the end of its grace period", auth: "Bearer " + f.prev.String(), at: t0.Add(time.Hour),
 			code: 401, category: categoryAuthentication, message: "expired at 2026-03-01T13:00:00Z"},
@@ -346,3 +349,25 @@ func TestTokenReview(t *testing.T) {
 }
 
 func equalStrings(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") }
+
+// BenchmarkCheck is one allowed /v1/check through the whole handler chain
+// (routing, metrics, validation, rate limit, usage, headers), without the
+// network.
+func BenchmarkCheck(b *testing.B) {
+	f := newFixture(b)
+	limits := DefaultLimits()
+	limits.Editions["professional"] = EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
+	s := &Server{Index: f.ix, Limiter: ratelimit.New(), Limits: limits, Usage: f.usage, Clock: f.clock,
+		Accounts: labels{"team-a": {"professional", ""}}}
+	h := s.Handler()
+	req := httptest.NewRequest(http.MethodGet, PathCheck+"?scope=crm.objects.contacts.read", nil)
+	req.Header.Set("Authorization", "Bearer "+f.current.String())
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+}

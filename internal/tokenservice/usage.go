@@ -28,6 +28,9 @@ type appUsage struct {
 	// pending counts since the last flush, by UTC day (YYYY-MM-DD).
 	pending map[string]*v1alpha1.DailyUsage
 	last    time.Time
+	// today is pending's entry for the day that starts at dayStart.
+	dayStart time.Time
+	today    *v1alpha1.DailyUsage
 }
 
 // NewUsage returns empty counters.
@@ -35,7 +38,6 @@ func NewUsage() *Usage { return &Usage{apps: map[types.NamespacedName]*appUsage{
 
 // Record counts one call: allowed, or refused by a rate limit.
 func (u *Usage) Record(app types.NamespacedName, now time.Time, allowed bool) {
-	day := now.UTC().Format(time.DateOnly)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	a := u.apps[app]
@@ -43,11 +45,16 @@ func (u *Usage) Record(app types.NamespacedName, now time.Time, allowed bool) {
 		a = &appUsage{pending: map[string]*v1alpha1.DailyUsage{}}
 		u.apps[app] = a
 	}
-	d := a.pending[day]
-	if d == nil {
-		d = &v1alpha1.DailyUsage{Date: day}
-		a.pending[day] = d
+	// The day's name is formatted once per app and day, not per call.
+	dayStart := now.UTC().Truncate(24 * time.Hour)
+	if !a.dayStart.Equal(dayStart) || a.today == nil {
+		day := dayStart.Format(time.DateOnly)
+		if a.pending[day] == nil {
+			a.pending[day] = &v1alpha1.DailyUsage{Date: day}
+		}
+		a.dayStart, a.today = dayStart, a.pending[day]
 	}
+	d := a.today
 	if allowed {
 		d.Calls++
 		if now.After(a.last) {

@@ -1,0 +1,328 @@
+// Command bench-tokenservice measures the token service on loopback, with
+// the load generator on the same machine:
+//
+//   - /v1/check throughput at fixed concurrency, next to a bare net/http
+//     handler answering 200 (the ceiling for this design), and p50/p99
+//     latency at half of /v1/check's maximum throughput;
+//   - revocation latency: the real manager binary against an envtest control
+//     plane; delete an app, then time until its token is first refused.
+//
+// It prints a markdown section; `make bench` writes it into
+// docs/benchmarks.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
+)
+
+type options struct {
+	manager, assets, crds string
+	connections           int
+	duration              time.Duration
+	trials                int
+	rounds                int
+}
+
+func main() {
+	var o options
+	flags := flag.NewFlagSet("bench-tokenservice", flag.ExitOnError)
+	flags.StringVar(&o.manager, "manager", "bin/manager", "The manager binary, for the revocation trials.")
+	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with etcd and kube-apiserver.")
+	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs.")
+	flags.IntVar(&o.connections, "connections", 32, "Concurrent keep-alive connections of the load generator.")
+	flags.DurationVar(&o.duration, "duration", 5*time.Second, "How long each throughput and latency run lasts.")
+	flags.IntVar(&o.trials, "trials", 100, "Revocation trials.")
+	flags.IntVar(&o.rounds, "rounds", 3, "Throughput rounds; bare and /v1/check runs alternate and the medians are compared.")
+	_ = flags.Parse(os.Args[1:])
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-tokenservice:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	bare, err := serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	if err != nil {
+		return err
+	}
+	checkURL, tok, err := tokenService()
+	if err != nil {
+		return err
+	}
+	auth := "Bearer " + tok.String()
+
+	// Two cores shared with the load generator make one run noisy: alternate
+	// the two servers and compare medians.
+	var bares, checks []float64
+	for range o.rounds {
+		r, _ := load(bare+"/", "", o.connections, o.duration, 0)
+		bares = append(bares, r)
+		r, _ = load(checkURL, auth, o.connections, o.duration, 0)
+		checks = append(checks, r)
+	}
+	slices.Sort(bares)
+	slices.Sort(checks)
+	bareRPS, checkRPS := bares[len(bares)/2], checks[len(checks)/2]
+	_, lat := load(checkURL, auth, o.connections, o.duration, checkRPS/2)
+	slices.Sort(lat)
+
+	revocations, err := revocationTrials(o)
+	if err != nil {
+		return err
+	}
+	slices.Sort(revocations)
+
+	fmt.Printf("| measure | value | target |\n| --- | --- | --- |\n")
+	fmt.Printf("| machine | %d cores, %s/%s; load generator in the same process tree | |\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("| bare net/http handler, %d connections, median of %d runs | %.0f req/s (runs %.0f to %.0f) | ceiling |\n",
+		o.connections, o.rounds, bareRPS, bares[0], bares[len(bares)-1])
+	fmt.Printf("| /v1/check (10,000 apps indexed), %d connections, median of %d runs | %.0f req/s (runs %.0f to %.0f) = %.0f%% of bare | at least 80%% |\n",
+		o.connections, o.rounds, checkRPS, checks[0], checks[len(checks)-1], 100*checkRPS/bareRPS)
+	fmt.Printf("| /v1/check latency at %.0f req/s (half of max) | p50 %s, p99 %s | p99 under 1 ms |\n", checkRPS/2, pct(lat, 50), pct(lat, 99))
+	fmt.Printf("| revocation: app deleted to first 401, %d trials (real manager, envtest) | p50 %s, p99 %s, max %s | p99 under 1 s |\n",
+		len(revocations), pct(revocations, 50), pct(revocations, 99), revocations[len(revocations)-1])
+	return nil
+}
+
+// tokenService serves the token service over loopback with 10,000 apps in
+// its index and limits high enough that no call is rate limited.
+func tokenService() (string, token.Token, error) {
+	ix := tokenservice.NewIndex()
+	var first token.Token
+	for i := range 10_000 {
+		tok, err := token.New()
+		if err != nil {
+			return "", tok, err
+		}
+		if i == 0 {
+			first = tok
+		}
+		ix.Set(&v1alpha1.PrivateApp{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%02d", i%50), Name: fmt.Sprintf("app-%05d", i)},
+			Spec:       v1alpha1.PrivateAppSpec{Scopes: []string{"crm.objects.contacts.read"}},
+			Status:     v1alpha1.PrivateAppStatus{Token: &v1alpha1.TokenStatus{Digest: tok.Digest().String()}},
+		})
+	}
+	limits := tokenservice.DefaultLimits()
+	limits.Editions["free"] = tokenservice.EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
+	srv := &tokenservice.Server{Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: tokenservice.NewUsage(), Clock: clock.RealClock{}}
+	base, err := serve(srv.Handler())
+	return base + tokenservice.PathCheck + "?scope=crm.objects.contacts.read", first, err
+}
+
+func serve(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() { _ = http.Serve(ln, h) }()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// load sends GETs over conns keep-alive connections for d. With rate 0 it
+// sends as fast as answers come (throughput); with a rate it paces requests
+// and returns each one's latency.
+func load(url, auth string, conns int, d time.Duration, rate float64) (float64, []time.Duration) {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	c := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	var done atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	stop := time.Now().Add(d)
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate * float64(conns)))
+		defer t.Stop()
+		tick = t.C
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(stop) {
+				if tick != nil {
+					<-tick
+				}
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				t0 := time.Now()
+				resp, err := c.Do(req)
+				if err != nil {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					done.Add(1)
+					mine = append(mine, time.Since(t0))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds(), lat
+}
+
+// revocationTrials creates trials apps (20 per namespace, the cap), then
+// deletes them one by one, timing from the delete to the first 401 at
+// /v1/check of the real manager's token service.
+func revocationTrials(o options) ([]time.Duration, error) {
+	env := &envtest.Environment{CRDDirectoryPaths: []string{o.crds}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: o.assets}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, err
+	}
+	defer env.Stop()
+	user, err := env.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bench-tokenservice")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return nil, err
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--token-service-bind-address="+addr, "--token-service-insecure")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+	scheme := kruntime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	var apps []*v1alpha1.PrivateApp
+	for i := range o.trials {
+		ns := fmt.Sprintf("rev-%02d", i/20)
+		if i%20 == 0 {
+			if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+				return nil, err
+			}
+		}
+		app := &v1alpha1.PrivateApp{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("app-%03d", i)},
+			Spec:       v1alpha1.PrivateAppSpec{DisplayName: "Bench", Scopes: []string{"crm.objects.contacts.read"}},
+		}
+		if err := c.Create(ctx, app); err != nil {
+			return nil, err
+		}
+		apps = append(apps, app)
+	}
+	check := func(tok string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+tokenservice.PathCheck, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var out []time.Duration
+	for _, app := range apps {
+		var tok string
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady) {
+				var s corev1.Secret
+				if c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.Status.SecretName}, &s) == nil {
+					tok = string(s.Data[v1alpha1.SecretTokenKey])
+					if check(tok) == http.StatusOK {
+						break
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("app %s/%s was not Ready with a working token within a minute", app.Namespace, app.Name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := c.Delete(ctx, app); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		for check(tok) != http.StatusUnauthorized {
+			if time.Since(start) > 10*time.Second {
+				return nil, fmt.Errorf("app %s/%s's token still works 10 s after the delete", app.Namespace, app.Name)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		out = append(out, time.Since(start))
+	}
+	return out, nil
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return sorted[i].Round(time.Microsecond)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
