@@ -281,6 +281,11 @@ func createRotation(t *testing.T, ctx context.Context, c client.Client, ns, name
 // startControlPlane starts envtest with the CRDs and returns a client and a
 // kubeconfig file for the manager.
 func startControlPlane(t *testing.T, root, dir string) (client.WithWatch, string) {
+	_, c, kubeconfig := startControlPlaneWithEnv(t, root, dir)
+	return c, kubeconfig
+}
+
+func startControlPlaneWithEnv(t *testing.T, root, dir string) (*envtest.Environment, client.WithWatch, string) {
 	t.Helper()
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
@@ -302,7 +307,7 @@ func startControlPlane(t *testing.T, root, dir string) (client.WithWatch, string
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	must(t, err)
-	return c, path
+	return env, c, path
 }
 
 func waitUntil(t *testing.T, ctx context.Context, what string, ok func() bool) {

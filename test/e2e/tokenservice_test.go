@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// TestTokenServiceThroughTheManager: the manager binary serves the token
+// service over TLS, applies each namespace's edition labels, and keeps
+// answering from its cache while kube-apiserver is down.
+func TestTokenServiceThroughTheManager(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	env, c, kubeconfig := startControlPlaneWithEnv(t, root, tmp)
+	addr := freeAddress(t)
+	certFile, keyFile, pool := selfSignedCert(t, tmp)
+
+	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+		args: []string{"--token-service-bind-address=" + addr, "--token-service-tls-cert=" + certFile, "--token-service-tls-key=" + keyFile}}
+	mgr.start()
+	defer mgr.kill()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tokens := map[string]string{}
+	for ns, labels := range map[string]map[string]string{
+		"team-free": nil,
+		"team-pro":  {v1alpha1.EditionLabel: "professional"},
+		"team-plus": {v1alpha1.EditionLabel: "starter", v1alpha1.APILimitIncreaseLabel: "true"},
+	} {
+		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}))
+		app := &v1alpha1.PrivateApp{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crm"},
+			Spec:       v1alpha1.PrivateAppSpec{DisplayName: "CRM", Scopes: []string{"crm.objects.contacts.read"}},
+		}
+		must(t, c.Create(ctx, app))
+		waitUntil(t, ctx, ns+"'s app is Ready", func() bool {
+			return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady)
+		})
+		s := &corev1.Secret{}
+		must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: app.Status.SecretName}, s))
+		tokens[ns] = string(s.Data[v1alpha1.SecretTokenKey])
+	}
+
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	check := func(ns string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/v1/check", nil)
+		req.Header.Set("Authorization", "Bearer "+tokens[ns])
+		resp, err := https.Do(req)
+		if err != nil {
+			t.Fatalf("https check: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-RateLimit-Limit") + "/" + resp.Header.Get("X-RateLimit-Daily")
+	}
+	for ns, want := range map[string]string{"team-free": "100/250000", "team-pro": "150/500000", "team-plus": "200/1000000"} {
+		if code, limits := check(ns); code != 200 || limits != want {
+			t.Errorf("%s: %d with limits %s, want 200 with %s", ns, code, limits, want)
+		}
+	}
+	if resp, err := http.Get("http://" + addr + "/v1/check"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("plain HTTP to the TLS port answered %d", resp.StatusCode)
+		}
+	}
+
+	// kube-apiserver dies; the token service answers from its cache.
+	port := env.ControlPlane.APIServer.SecureServing.ListenAddr.Port
+	must(t, exec.Command("pkill", "-KILL", "-f", "kube-apiserver.*--secure-port="+port).Run())
+	waitUntil(t, ctx, "kube-apiserver is unreachable", func() bool {
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	if code, _ := check("team-pro"); code != 200 {
+		t.Fatalf("with kube-apiserver down: %d, want 200 from the cache", code)
+	}
+	if code, _ := check("team-free"); code != 200 {
+		t.Fatalf("with kube-apiserver down: %d, want 200 from the cache", code)
+	}
+}
+
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "privateapp-token-service"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err)
+	cert, err := x509.ParseCertificate(der)
+	must(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	must(t, err)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	must(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	must(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
