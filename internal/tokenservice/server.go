@@ -1,6 +1,7 @@
 package tokenservice
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -134,6 +135,17 @@ func (s *Server) limitsFor(ns string) ratelimit.Limits {
 
 // check is external authorization for ingress gateways.
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {
+	if log := s.Log.V(1); log.Enabled() {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		w = rec
+		defer func() {
+			method, url := originalRequest(r)
+			// Without the query: a client may have put a token there.
+			url, _, _ = strings.Cut(url, "?")
+			log.Info("check", "method", method, "url", url, "status", rec.code,
+				"app", w.Header().Get(hdrNamespace)+"/"+w.Header().Get(hdrName))
+		}()
+	}
 	now := s.Clock.Now()
 	text, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
@@ -281,6 +293,24 @@ func (s *Server) unauthorized(w http.ResponseWriter, reason, message string) {
 	refusals.WithLabelValues(reason).Inc()
 	w.Header().Set("WWW-Authenticate", `Bearer realm="privateapps", error="invalid_token"`)
 	writeError(w, http.StatusUnauthorized, categoryAuthentication, message)
+}
+
+// originalRequest is the method and URL of the call a gateway is
+// authorizing: nginx sends X-Original-Method and X-Original-URL, Traefik
+// X-Forwarded-Method, -Proto, -Host and -Uri, and Envoy's path-prefix mode
+// sends the original method with the original path after /v1/check.
+func originalRequest(r *http.Request) (method, url string) {
+	h := r.Header
+	switch {
+	case h.Get("X-Original-Url") != "":
+		return cmp.Or(h.Get("X-Original-Method"), r.Method), h.Get("X-Original-Url")
+	case h.Get("X-Forwarded-Uri") != "":
+		proto := cmp.Or(h.Get("X-Forwarded-Proto"), "http")
+		return cmp.Or(h.Get("X-Forwarded-Method"), r.Method), proto + "://" + h.Get("X-Forwarded-Host") + h.Get("X-Forwarded-Uri")
+	case strings.HasPrefix(r.URL.Path, PathCheck+"/"):
+		return r.Method, strings.TrimPrefix(r.URL.Path, PathCheck)
+	}
+	return r.Method, ""
 }
 
 // requiredScopes returns the values of the scope query parameters. Scopes

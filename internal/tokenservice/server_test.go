@@ -371,3 +371,31 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+func TestOriginalRequest(t *testing.T) {
+	tests := []struct {
+		name, path string
+		method     string
+		header     map[string]string
+		wantMethod string
+		wantURL    string
+	}{
+		{"nginx auth_request", PathCheck, "GET", map[string]string{"X-Original-Method": "POST", "X-Original-URL": "https://api.example.com/crm/v3/objects/contacts"},
+			"POST", "https://api.example.com/crm/v3/objects/contacts"},
+		{"Traefik ForwardAuth", PathCheck, "GET", map[string]string{"X-Forwarded-Method": "DELETE", "X-Forwarded-Proto": "https",
+			"X-Forwarded-Host": "api.example.com", "X-Forwarded-Uri": "/crm/v3/objects/contacts/42"}, "DELETE", "https://api.example.com/crm/v3/objects/contacts/42"},
+		{"Envoy path prefix", PathCheck + "/crm/v3/objects/deals", "PATCH", nil, "PATCH", "/crm/v3/objects/deals"},
+		{"direct call", PathCheck, "GET", nil, "GET", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, tt.path, nil)
+			for k, v := range tt.header {
+				r.Header.Set(k, v)
+			}
+			if m, u := originalRequest(r); m != tt.wantMethod || u != tt.wantURL {
+				t.Fatalf("originalRequest = %s %s, want %s %s", m, u, tt.wantMethod, tt.wantURL)
+			}
+		})
+	}
+}
