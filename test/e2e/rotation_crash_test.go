@@ -5,23 +5,17 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
@@ -45,7 +39,7 @@ func TestRotationSurvivesKills(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
-	c, kubeconfig := startControlPlane(t, root, tmp)
+	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
@@ -54,15 +48,7 @@ func TestRotationSurvivesKills(t *testing.T) {
 	defer mgr.kill()
 
 	const ns = "default"
-	app := &v1alpha1.PrivateApp{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crm"},
-		Spec:       v1alpha1.PrivateAppSpec{DisplayName: "CRM", Scopes: []string{"crm.objects.contacts.read"}},
-	}
-	must(t, c.Create(ctx, app))
-	waitUntil(t, ctx, "the app is Ready", func() bool {
-		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil &&
-			meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady)
-	})
+	app, _ := createReadyApp(t, ctx, c, ns, "crm", "crm.objects.contacts.read")
 
 	obs := observe(t, ctx, c, ns)
 
@@ -234,38 +220,6 @@ func (o *observer) check(t *testing.T) {
 func (o *observer) tokens() int { o.mu.Lock(); defer o.mu.Unlock(); return len(o.inSecret) }
 func (o *observer) states() int { o.mu.Lock(); defer o.mu.Unlock(); return o.seen }
 
-type managerProcess struct {
-	t                    *testing.T
-	bin, kubeconfig, log string
-	// args replace the default of running without the token service.
-	args []string
-	cmd  *exec.Cmd
-}
-
-func (m *managerProcess) start() {
-	m.t.Helper()
-	logFile, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	must(m.t, err)
-	args := m.args
-	if args == nil {
-		args = []string{"--token-service-bind-address="}
-	}
-	m.cmd = exec.Command(m.bin, append([]string{"--health-probe-bind-address=0"}, args...)...)
-	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	must(m.t, m.cmd.Start())
-}
-
-func (m *managerProcess) kill() {
-	if m.cmd == nil || m.cmd.Process == nil {
-		return
-	}
-	_ = m.cmd.Process.Kill()
-	_ = m.cmd.Wait()
-	m.cmd = nil
-}
-
 func createRotation(t *testing.T, ctx context.Context, c client.Client, ns, name string, strategy v1alpha1.RotationStrategy, grace time.Duration) {
 	t.Helper()
 	rot := &v1alpha1.TokenRotation{
@@ -276,54 +230,4 @@ func createRotation(t *testing.T, ctx context.Context, c client.Client, ns, name
 		rot.Spec.GracePeriod = &metav1.Duration{Duration: grace}
 	}
 	must(t, c.Create(ctx, rot))
-}
-
-// startControlPlane starts envtest with the CRDs and returns a client and a
-// kubeconfig file for the manager.
-func startControlPlane(t *testing.T, root, dir string) (client.WithWatch, string) {
-	_, c, kubeconfig := startControlPlaneWithEnv(t, root, dir)
-	return c, kubeconfig
-}
-
-func startControlPlaneWithEnv(t *testing.T, root, dir string) (*envtest.Environment, client.WithWatch, string) {
-	t.Helper()
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets(root),
-	}
-	cfg, err := env.Start()
-	must(t, err)
-	t.Cleanup(func() { _ = env.Stop() })
-	user, err := env.AddUser(envtest.User{Name: "e2e-manager", Groups: []string{"system:masters"}}, nil)
-	must(t, err)
-	kc, err := user.KubeConfig()
-	must(t, err)
-	path := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(path, kc, 0o600))
-
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	must(t, err)
-	return env, c, path
-}
-
-func waitUntil(t *testing.T, ctx context.Context, what string, ok func() bool) {
-	t.Helper()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting until %s", what)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -12,16 +12,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
-	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 )
 
 // webhookCacheTTL is how long kube-apiserver caches the token service's
@@ -59,48 +50,22 @@ contexts:
 current-context: webhook
 `, tokenService)), 0o600))
 
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets(root),
-	}
-	env.ControlPlane.GetAPIServer().Configure().
-		Set("authentication-token-webhook-config-file", webhook).
-		Set("authentication-token-webhook-cache-ttl", webhookCacheTTL.String()).
-		Set("authentication-token-webhook-version", "v1")
-	cfg, err := env.Start()
-	must(t, err)
-	t.Cleanup(func() { _ = env.Stop() })
-	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	must(t, err)
-	kc, err := admin.KubeConfig()
-	must(t, err)
-	adminKubeconfig := filepath.Join(tmp, "admin.kubeconfig")
-	must(t, os.WriteFile(adminKubeconfig, kc, 0o600))
+	env, c, adminKubeconfig := startControlPlane(t, root, tmp, func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().
+			Set("authentication-token-webhook-config-file", webhook).
+			Set("authentication-token-webhook-cache-ttl", webhookCacheTTL.String()).
+			Set("authentication-token-webhook-version", "v1")
+	})
+	cfg := env.Config
 
 	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "manager.log"),
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure"}}
 	mgr.start()
 	defer mgr.kill()
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	must(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	app := &v1alpha1.PrivateApp{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "deployer"},
-		Spec:       v1alpha1.PrivateAppSpec{DisplayName: "Deployer", Scopes: []string{"k8s.deployments.write"}},
-	}
-	must(t, c.Create(ctx, app))
-	waitUntil(t, ctx, "the app is Ready", func() bool {
-		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil &&
-			meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady)
-	})
-	secret := &corev1.Secret{}
-	must(t, c.Get(ctx, client.ObjectKey{Namespace: "default", Name: app.Status.SecretName}, secret))
+	app, tokenText := createReadyApp(t, ctx, c, "default", "deployer", "k8s.deployments.write")
 
 	// A kubeconfig with nothing but the app's token, as a workload would have.
 	appKubeconfig := filepath.Join(tmp, "app.kubeconfig")
@@ -116,11 +81,11 @@ contexts:
 - name: app
   context: {cluster: envtest, user: app}
 current-context: app
-`, cfg.Host, base64.StdEncoding.EncodeToString(cfg.CAData), secret.Data[v1alpha1.SecretTokenKey])), 0o600))
+`, cfg.Host, base64.StdEncoding.EncodeToString(cfg.CAData), tokenText)), 0o600))
 	whoami := func() (string, []string, error) {
 		out, err := exec.Command("kubectl", "--kubeconfig", appKubeconfig, "auth", "whoami", "-o", "json").CombinedOutput()
 		if err != nil {
-			if strings.Contains(string(out), string(secret.Data[v1alpha1.SecretTokenKey])) {
+			if strings.Contains(string(out), string(tokenText)) {
 				t.Fatal("kubectl printed the token")
 			}
 			return "", nil, fmt.Errorf("%v: %s", err, out)
@@ -141,6 +106,7 @@ current-context: app
 
 	var user string
 	var groups []string
+	var err error
 	waitUntil(t, ctx, "kubectl auth whoami succeeds with the app's token", func() bool {
 		user, groups, err = whoami()
 		return err == nil

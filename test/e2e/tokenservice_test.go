@@ -19,11 +19,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // TestTokenServiceThroughTheManager: the manager binary serves the token
@@ -33,7 +31,7 @@ func TestTokenServiceThroughTheManager(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
-	env, c, kubeconfig := startControlPlaneWithEnv(t, root, tmp)
+	env, c, kubeconfig := startControlPlane(t, root, tmp)
 	addr := freeAddress(t)
 	certFile, keyFile, pool := selfSignedCert(t, tmp)
 
@@ -51,17 +49,7 @@ func TestTokenServiceThroughTheManager(t *testing.T) {
 		"team-plus": {v1alpha1.EditionLabel: "starter", v1alpha1.APILimitIncreaseLabel: "true"},
 	} {
 		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}))
-		app := &v1alpha1.PrivateApp{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crm"},
-			Spec:       v1alpha1.PrivateAppSpec{DisplayName: "CRM", Scopes: []string{"crm.objects.contacts.read"}},
-		}
-		must(t, c.Create(ctx, app))
-		waitUntil(t, ctx, ns+"'s app is Ready", func() bool {
-			return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady)
-		})
-		s := &corev1.Secret{}
-		must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: app.Status.SecretName}, s))
-		tokens[ns] = string(s.Data[v1alpha1.SecretTokenKey])
+		_, tokens[ns] = createReadyApp(t, ctx, c, ns, "crm", "crm.objects.contacts.read")
 	}
 
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}

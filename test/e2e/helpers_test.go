@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+// startControlPlane starts envtest with the CRDs (configure, if given, may
+// set kube-apiserver flags first) and returns it, a client and a kubeconfig
+// file with which the manager binary reaches it.
+func startControlPlane(t *testing.T, root, dir string, configure ...func(*envtest.Environment)) (*envtest.Environment, client.WithWatch, string) {
+	t.Helper()
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets(root),
+	}
+	for _, f := range configure {
+		f(env)
+	}
+	cfg, err := env.Start()
+	must(t, err)
+	t.Cleanup(func() { _ = env.Stop() })
+	user, err := env.AddUser(envtest.User{Name: "e2e-manager", Groups: []string{"system:masters"}}, nil)
+	must(t, err)
+	kc, err := user.KubeConfig()
+	must(t, err)
+	path := filepath.Join(dir, "kubeconfig")
+	must(t, os.WriteFile(path, kc, 0o600))
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	must(t, err)
+	return env, c, path
+}
+
+// createReadyApp creates an app, waits until it is Ready, and returns it with
+// its token's text.
+func createReadyApp(t *testing.T, ctx context.Context, c client.Client, ns, name string, scopes ...string) (*v1alpha1.PrivateApp, string) {
+	t.Helper()
+	app := &v1alpha1.PrivateApp{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.PrivateAppSpec{DisplayName: name, Scopes: scopes},
+	}
+	must(t, c.Create(ctx, app))
+	waitUntil(t, ctx, ns+"/"+name+" is Ready", func() bool {
+		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil &&
+			meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady)
+	})
+	s := &corev1.Secret{}
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: app.Status.SecretName}, s))
+	return app, string(s.Data[v1alpha1.SecretTokenKey])
+}
+
+type managerProcess struct {
+	t                    *testing.T
+	bin, kubeconfig, log string
+	// args replace the default of running without the token service.
+	args []string
+	cmd  *exec.Cmd
+}
+
+func (m *managerProcess) start() {
+	m.t.Helper()
+	logFile, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	must(m.t, err)
+	args := m.args
+	if args == nil {
+		args = []string{"--token-service-bind-address="}
+	}
+	m.cmd = exec.Command(m.bin, append([]string{"--health-probe-bind-address=0"}, args...)...)
+	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
+	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	must(m.t, m.cmd.Start())
+}
+
+func (m *managerProcess) kill() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	_ = m.cmd.Wait()
+	m.cmd = nil
+}
+
+func waitUntil(t *testing.T, ctx context.Context, what string, ok func() bool) {
+	t.Helper()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting until %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
