@@ -64,8 +64,8 @@ build: ## Build the manager binary into bin/manager.
 	go build -o bin/manager ./cmd
 
 .PHONY: run
-run: build ## Run the manager against the cluster of the current kubeconfig.
-	./bin/manager
+run: build ## Run the manager against the cluster of the current kubeconfig (token service on http://127.0.0.1:18080).
+	./bin/manager --token-service-bind-address=127.0.0.1:18080 --token-service-insecure
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once; about 10 minutes cold).
