@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// TestKustomizeDefault renders config/default the way the docs install it,
+// checks what a platform team relies on in the Deployment, and applies every
+// object to a real kube-apiserver, which validates them.
+func TestKustomizeDefault(t *testing.T) {
+	root := repoRoot(t)
+	out, err := exec.Command("kubectl", "kustomize", filepath.Join(root, "config", "default")).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/default: %v", err)
+	}
+	kinds := map[string]int{}
+	var deploy appsv1.Deployment
+	for _, doc := range bytes.Split(out, []byte("\n---\n")) {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatal(err)
+		}
+		kinds[meta.Kind]++
+		if meta.Kind == "Deployment" {
+			if err := yaml.UnmarshalStrict(doc, &deploy); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for kind, n := range map[string]int{"CustomResourceDefinition": 3, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 1,
+		"ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Service": 2, "Deployment": 1} {
+		if kinds[kind] != n {
+			t.Errorf("%d %s, want %d", kinds[kind], kind, n)
+		}
+	}
+
+	pod := deploy.Spec.Template.Spec
+	c := pod.Containers[0]
+	switch {
+	case deploy.Namespace != "privateapp-system":
+		t.Errorf("Deployment in %q", deploy.Namespace)
+	case pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot:
+		t.Error("the pod may run as root")
+	case c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem:
+		t.Error("the root filesystem is writable")
+	case c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation:
+		t.Error("privilege escalation is allowed")
+	case c.LivenessProbe == nil || c.ReadinessProbe == nil:
+		t.Error("probes are missing")
+	case c.Resources.Limits.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero():
+		t.Error("resources are missing")
+	case !strings.Contains(strings.Join(c.Args, " "), "--leader-elect"):
+		t.Error("replicas > 1 need --leader-elect")
+	case !strings.Contains(strings.Join(c.Args, " "), "--token-service-tls-cert"):
+		t.Error("the token service is not given its certificate")
+	}
+
+	// A real API server accepts every object.
+	tmp := t.TempDir()
+	_, _, kubeconfig := startControlPlane(t, root, tmp)
+	apply := exec.Command("kubectl", "--kubeconfig", kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	apply.Stdin = bytes.NewReader(out)
+	if b, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply --server-side: %v\n%s", err, b)
+	}
+	got, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "deployment,service,serviceaccount", "-n", "privateapp-system", "-o", "name").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"deployment.apps/privateapp-controller-manager", "service/privateapp-token-service", "serviceaccount/privateapp-controller-manager"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("%s not created; got\n%s", want, got)
+		}
+	}
+}
