@@ -67,6 +67,12 @@ build: ## Build the manager binary into bin/manager.
 run: build ## Run the manager against the cluster of the current kubeconfig (token service on http://127.0.0.1:18080).
 	./bin/manager --token-service-bind-address=127.0.0.1:18080 --token-service-insecure
 
+IMG ?= privateapp-operator:dev
+
+.PHONY: docker-build
+docker-build: ## Build the manager image (needs a Docker engine; none runs on the build machines).
+	docker build -t $(IMG) .
+
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once; about 10 minutes cold).
 	hack/envtest.sh "$(KUBEBUILDER_ASSETS)"

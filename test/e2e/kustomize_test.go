@@ -60,6 +60,8 @@ func TestKustomizeDefault(t *testing.T) {
 		t.Error("replicas > 1 need --leader-elect")
 	case !strings.Contains(strings.Join(c.Args, " "), "--token-service-tls-cert"):
 		t.Error("the token service is not given its certificate")
+	case len(pod.Volumes) == 0 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "privateapp-token-service-tls":
+		t.Error("the token service's certificate does not come from the Secret docs/install.md names")
 	}
 
 	// A real API server accepts every object.
