@@ -18,8 +18,12 @@ dev: build envtest ## Run the operator on a local control plane with the samples
 	./bin/dev-env --manager bin/manager --kubeconfig bin/dev/kubeconfig
 
 .PHONY: test
-test: envtest verify-generated vet ## Run the whole test suite: unit, envtest and end-to-end.
-	go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
+test: envtest test-deps verify-generated vet ## Run the whole test suite: unit, envtest and end-to-end.
+	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
+
+.PHONY: test-deps
+test-deps: ## Install the real servers the tests run that Go modules do not provide (nginx).
+	hack/test-deps.sh
 
 ##@ Development
 
