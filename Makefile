@@ -30,8 +30,9 @@ test-deps: ## Install the real servers the tests run that Go modules do not prov
 .PHONY: generate
 generate: ## Generate deepcopy code, CRDs and RBAC from the API types and markers.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
-	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./... \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) crd rbac:roleName=manager-role webhook paths=./... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
 
 .PHONY: verify-generated
 verify-generated: ## Fail when generated files are not what `make generate` writes.

@@ -18,11 +18,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
+	appwebhook "github.com/privateapps-dev/privateapp-operator/internal/webhook"
 )
 
 func main() {
@@ -34,6 +36,9 @@ func main() {
 		kubeQPS                float64
 		kubeBurst              int
 		ts                     tokenServiceFlags
+		webhookCertDir         string
+		webhookPort            int
+		scopeCatalog           string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -49,6 +54,9 @@ func main() {
 	flag.BoolVar(&ts.insecure, "token-service-insecure", false, "Serve the token service over plain HTTP; for local use only.")
 	flag.StringVar(&ts.limitsFile, "limits-file", "", "YAML file with the rate limits by edition (see docs/token-service.md); the defaults are PRODUCT.md's.")
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
+	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhooks.")
+	flag.StringVar(&scopeCatalog, "scope-catalog", "", "Comma-separated scopes apps may ask for (admission webhook); empty allows any well-formed scope.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -73,6 +81,7 @@ func main() {
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "privateapp-operator.privateapps.dev",
 		Cache:                  controller.CacheOptions(),
+		WebhookServer:          webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir}),
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
@@ -93,6 +102,17 @@ func main() {
 	if err := (&controller.TokenRotationReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the TokenRotation controller")
 		os.Exit(1)
+	}
+	if webhookCertDir != "" {
+		if err := (&appwebhook.PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
+			ScopeCatalog: appwebhook.ParseScopeCatalog(scopeCatalog)}).SetupWithManager(mgr); err != nil {
+			log.Error(err, "unable to set up the PrivateApp webhooks")
+			os.Exit(1)
+		}
+		if err := (&appwebhook.TokenRotationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+			log.Error(err, "unable to set up the TokenRotation webhook")
+			os.Exit(1)
+		}
 	}
 	if ts.addr != "" {
 		if err := setUpTokenService(mgr, ts); err != nil {

@@ -1,0 +1,154 @@
+// Package webhook holds the admission webhooks: they give `kubectl apply` a
+// clear refusal up front. The controllers stay authoritative: the cap, for
+// one, holds in the PrivateApp controller even when a webhook is bypassed.
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+// +kubebuilder:webhook:path=/mutate-privateapps-dev-v1alpha1-privateapp,mutating=true,failurePolicy=fail,sideEffects=None,groups=privateapps.dev,resources=privateapps,verbs=create,versions=v1alpha1,name=mprivateapp.privateapps.dev,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-privateapps-dev-v1alpha1-privateapp,mutating=false,failurePolicy=fail,sideEffects=None,groups=privateapps.dev,resources=privateapps,verbs=create;update,versions=v1alpha1,name=vprivateapp.privateapps.dev,admissionReviewVersions=v1
+
+// PrivateAppWebhook sets who installed an app and refuses what the
+// controller would not honour.
+type PrivateAppWebhook struct {
+	// Reader lists a namespace's apps for the cap.
+	Reader client.Reader
+	// MaxAppsPerNamespace is the cap.
+	MaxAppsPerNamespace int
+	// ScopeCatalog, when not empty, is the set of scopes apps may ask for.
+	ScopeCatalog []string
+}
+
+// SetupWithManager registers both webhooks of PrivateApp.
+func (w *PrivateAppWebhook) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.PrivateApp{}).WithDefaulter(w).WithValidator(w).Complete()
+}
+
+// Default records the requesting user as the app's installer; a value the
+// user supplied is overwritten.
+func (w *PrivateAppWebhook) Default(ctx context.Context, app *v1alpha1.PrivateApp) error {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return err
+	}
+	if app.Annotations == nil {
+		app.Annotations = map[string]string{}
+	}
+	app.Annotations[v1alpha1.InstalledByAnnotation] = req.UserInfo.Username
+	return nil
+}
+
+// ValidateCreate refuses an app past the namespace cap and scopes outside
+// the catalog.
+func (w *PrivateAppWebhook) ValidateCreate(ctx context.Context, app *v1alpha1.PrivateApp) (admission.Warnings, error) {
+	errs := w.validateScopes(app)
+	var apps v1alpha1.PrivateAppList
+	if err := w.Reader.List(ctx, &apps, client.InNamespace(app.Namespace)); err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("listing the apps of namespace %q: %w", app.Namespace, err))
+	}
+	count := 0
+	for _, a := range apps.Items {
+		if a.DeletionTimestamp.IsZero() {
+			count++
+		}
+	}
+	if count >= w.MaxAppsPerNamespace {
+		errs = append(errs, field.Forbidden(field.NewPath("metadata", "namespace"), fmt.Sprintf(
+			"namespace %q already has %d private apps and the limit is %d; delete an app or ask the cluster admin to raise the limit",
+			app.Namespace, count, w.MaxAppsPerNamespace)))
+	}
+	return nil, invalid(app.Name, errs)
+}
+
+// ValidateUpdate keeps who installed the app, and checks edited scopes.
+func (w *PrivateAppWebhook) ValidateUpdate(_ context.Context, oldApp, app *v1alpha1.PrivateApp) (admission.Warnings, error) {
+	errs := w.validateScopes(app)
+	if oldApp.Annotations[v1alpha1.InstalledByAnnotation] != app.Annotations[v1alpha1.InstalledByAnnotation] {
+		errs = append(errs, field.Forbidden(field.NewPath("metadata", "annotations").Key(v1alpha1.InstalledByAnnotation),
+			"who installed the app is recorded at creation and cannot be changed"))
+	}
+	if oldApp.Spec.SecretName != app.Spec.SecretName {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "secretName"),
+			"secretName is immutable: delete and re-create the app to move its token"))
+	}
+	return nil, invalid(app.Name, errs)
+}
+
+// ValidateDelete allows every delete.
+func (w *PrivateAppWebhook) ValidateDelete(context.Context, *v1alpha1.PrivateApp) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func (w *PrivateAppWebhook) validateScopes(app *v1alpha1.PrivateApp) field.ErrorList {
+	if len(w.ScopeCatalog) == 0 {
+		return nil
+	}
+	var errs field.ErrorList
+	for i, s := range app.Spec.Scopes {
+		if slices.Contains(w.ScopeCatalog, s) {
+			continue
+		}
+		errs = append(errs, field.NotSupported(field.NewPath("spec", "scopes").Index(i), s, closest(s, w.ScopeCatalog, 3)))
+	}
+	return errs
+}
+
+func invalid(name string, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind("PrivateApp").GroupKind(), name, errs)
+}
+
+// closest returns the n catalog scopes nearest to s by edit distance.
+func closest(s string, catalog []string, n int) []string {
+	sorted := slices.Clone(catalog)
+	sort.SliceStable(sorted, func(i, j int) bool { return distance(s, sorted[i]) < distance(s, sorted[j]) })
+	return sorted[:min(n, len(sorted))]
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// ParseScopeCatalog reads a comma-separated --scope-catalog flag.
+func ParseScopeCatalog(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,183 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+var (
+	ctx     context.Context
+	cancel  context.CancelFunc
+	testEnv *envtest.Environment
+	admin   client.Client // requests as user "alice"
+	scheme  = runtime.NewScheme()
+)
+
+const maxApps = 3
+
+func TestWebhooks(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Webhook Suite")
+}
+
+var _ = BeforeSuite(func() {
+	ctx, cancel = context.WithCancel(context.Background())
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: filepath.Join("..", "..", "bin", "k8s"),
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join("..", "..", "config", "webhook")}},
+	}
+	if os.Getenv("KUBEBUILDER_ASSETS") != "" {
+		testEnv.BinaryAssetsDirectory = ""
+	}
+	cfg, err := testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+
+	alice, err := testEnv.AddUser(envtest.User{Name: "alice", Groups: []string{"system:masters"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	admin, err = client.New(alice.Config(), client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	wio := testEnv.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir,
+		}),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect((&PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
+		ScopeCatalog: []string{"crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read"}}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&TokenRotationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	// The webhook server answers once its port is open.
+	Eventually(func() error {
+		return admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ready-"}})
+	}).Should(Succeed())
+})
+
+var _ = AfterSuite(func() {
+	cancel()
+	Expect(testEnv.Stop()).To(Succeed())
+})
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "wh-"}}
+	Expect(admin.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func app(ns, name string, scopes ...string) *v1alpha1.PrivateApp {
+	if len(scopes) == 0 {
+		scopes = []string{"crm.objects.contacts.read"}
+	}
+	return &v1alpha1.PrivateApp{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.PrivateAppSpec{DisplayName: name, Scopes: scopes},
+	}
+}
+
+func expectRefused(err error, message string) {
+	ExpectWithOffset(1, err).To(HaveOccurred())
+	ExpectWithOffset(1, err.Error()).To(ContainSubstring(message))
+}
+
+var _ = Describe("PrivateApp admission", func() {
+	It("records the requesting user as the installer, overwriting what the user wrote", func() {
+		ns := newNamespace()
+		a := app(ns, "crm")
+		a.Annotations = map[string]string{v1alpha1.InstalledByAnnotation: "mallory"}
+		Expect(admin.Create(ctx, a)).To(Succeed())
+		Expect(a.Annotations).To(HaveKeyWithValue(v1alpha1.InstalledByAnnotation, "alice"))
+
+		a.Annotations[v1alpha1.InstalledByAnnotation] = "mallory"
+		expectRefused(admin.Update(ctx, a), "cannot be changed")
+	})
+
+	It("refuses the app past the namespace cap with the namespace, the count and the limit", func() {
+		ns := newNamespace()
+		for i := range maxApps {
+			Expect(admin.Create(ctx, app(ns, fmt.Sprintf("app-%d", i)))).To(Succeed())
+		}
+		expectRefused(admin.Create(ctx, app(ns, "one-too-many")),
+			fmt.Sprintf(`namespace %q already has %d private apps and the limit is %d`, ns, maxApps, maxApps))
+	})
+
+	It("refuses scopes outside the catalog, naming the closest allowed ones", func() {
+		err := admin.Create(ctx, app(newNamespace(), "crm", "crm.objects.contact.read"))
+		expectRefused(err, `spec.scopes[0]: Unsupported value: "crm.objects.contact.read": supported values: "crm.objects.contacts.read"`)
+	})
+})
+
+var _ = Describe("TokenRotation admission", func() {
+	rotation := func(ns, name string, strategy v1alpha1.RotationStrategy) *v1alpha1.TokenRotation {
+		return &v1alpha1.TokenRotation{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       v1alpha1.TokenRotationSpec{AppName: "crm", Strategy: strategy},
+		}
+	}
+
+	It("refuses a rotation of an app that does not exist", func() {
+		expectRefused(admin.Create(ctx, rotation(newNamespace(), "r", v1alpha1.RotationImmediate)),
+			"no PrivateApp of that name")
+	})
+
+	It("refuses a second Delayed rotation during a grace period, naming the one that holds it", func() {
+		ns := newNamespace()
+		a := app(ns, "crm")
+		Expect(admin.Create(ctx, a)).To(Succeed())
+		a.Status.Token = &v1alpha1.TokenStatus{
+			Digest: "sha256:" + fmt.Sprintf("%064d", 1), IssuedAt: metav1.Now(),
+			Previous: &v1alpha1.PreviousTokenStatus{Digest: "sha256:" + fmt.Sprintf("%064d", 2),
+				ExpiresAt: metav1.NewTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)), Rotation: "first"},
+		}
+		Expect(admin.Status().Update(ctx, a)).To(Succeed())
+
+		expectRefused(admin.Create(ctx, rotation(ns, "second", v1alpha1.RotationDelayed)),
+			`grace period of TokenRotation "first" until 2030-01-01T00:00:00Z; set expireOldTokenNow: true or cancel: true on first`)
+		Expect(admin.Create(ctx, rotation(ns, "leak", v1alpha1.RotationImmediate))).To(Succeed(), "Immediate is always allowed")
+	})
+
+	It("refuses the grace-period actions outside a grace period", func() {
+		ns := newNamespace()
+		Expect(admin.Create(ctx, app(ns, "crm"))).To(Succeed())
+		r := rotation(ns, "r", v1alpha1.RotationDelayed)
+		Expect(admin.Create(ctx, r)).To(Succeed())
+		r.Status.Phase = v1alpha1.RotationCompleted
+		Expect(admin.Status().Update(ctx, r)).To(Succeed())
+
+		err := admin.Patch(ctx, r, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cancel":true}}`)))
+		expectRefused(err, "spec.cancel: Forbidden: the rotation is Completed, not in its grace period")
+
+		r.Status.Phase = v1alpha1.RotationGracePeriod
+		Expect(admin.Status().Update(ctx, r)).To(Succeed())
+		Expect(admin.Patch(ctx, r, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"expireOldTokenNow":true}}`)))).To(Succeed())
+	})
+})
