@@ -119,22 +119,33 @@ func (r *PrivateAppReconciler) replaceUnrecorded(ctx context.Context, s *appScop
 	if !isOwnedBy(secret, app) {
 		return r.secretConflict(s), false, nil
 	}
-	// A cache that has not yet seen this controller's own status write
-	// looks the same; act only on the app as the API server has it.
-	fresh, err := r.isFresh(ctx, app)
+	d, written, err := r.writeFreshToken(ctx, s, secret)
+	if !written {
+		return ctrl.Result{}, false, err
+	}
+	recordInstall(s, d, s.now)
+	return ctrl.Result{}, true, nil
+}
+
+// writeFreshToken writes a new token into the app's Secret, once the cached
+// app is confirmed to be the API server's current one: a cache that has not
+// yet seen this controller's own status write looks like a Secret that needs
+// a new token. written is false when nothing was written; then the reconcile
+// either failed or waits for the newer app, whose event brings it back.
+func (r *PrivateAppReconciler) writeFreshToken(ctx context.Context, s *appScope, secret *corev1.Secret) (token.Digest, bool, error) {
+	fresh, err := r.isFresh(ctx, s.app)
 	if err != nil || !fresh {
 		s.skipStatus = !fresh
-		return ctrl.Result{}, false, err
+		return token.Digest{}, false, err
 	}
 	tok, err := token.New()
 	if err != nil {
-		return ctrl.Result{}, false, err
+		return token.Digest{}, false, err
 	}
-	if err := r.writeToken(ctx, app, secret, tok, s.now); err != nil {
-		return ctrl.Result{}, false, err
+	if err := r.writeToken(ctx, s.app, secret, tok, s.now); err != nil {
+		return token.Digest{}, false, err
 	}
-	recordInstall(s, tok.Digest(), s.now)
-	return ctrl.Result{}, true, nil
+	return tok.Digest(), true, nil
 }
 
 func recordInstall(s *appScope, d token.Digest, issuedAt time.Time) {
@@ -228,20 +239,12 @@ func holdsToken(secret *corev1.Secret, digest string) bool {
 // had expired already.
 func (r *PrivateAppReconciler) repairToken(ctx context.Context, s *appScope, secret *corev1.Secret) error {
 	app := s.app
-	fresh, err := r.isFresh(ctx, app)
-	if err != nil || !fresh {
-		s.skipStatus = !fresh
-		return err
-	}
-	tok, err := token.New()
-	if err != nil {
-		return err
-	}
-	if err := r.writeToken(ctx, app, secret, tok, s.now); err != nil {
+	d, written, err := r.writeFreshToken(ctx, s, secret)
+	if !written {
 		return err
 	}
 	old := app.Status.Token
-	app.Status.Token = &v1alpha1.TokenStatus{Digest: tok.Digest().String(), IssuedAt: metav1.NewTime(s.now)}
+	app.Status.Token = &v1alpha1.TokenStatus{Digest: d.String(), IssuedAt: metav1.NewTime(s.now)}
 	what := "deleted"
 	if secret != nil {
 		what = "changed"
