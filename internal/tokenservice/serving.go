@@ -27,8 +27,6 @@ type Serving struct {
 	// refuse every valid token.
 	Cache cache.Cache
 	Log   logr.Logger
-	// Ready is closed once the server listens.
-	Ready chan struct{}
 }
 
 // NeedLeaderElection is false: every replica serves.
@@ -58,9 +56,6 @@ func (s *Serving) Start(ctx context.Context) error {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	s.Log.Info("token service listening", "address", ln.Addr().String(), "tls", !s.Insecure)
-	if s.Ready != nil {
-		close(s.Ready)
-	}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
