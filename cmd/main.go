@@ -142,13 +142,13 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
 	if err != nil {
 		return err
 	}
-	ix, accounts, usage := tokenservice.NewIndex(), tokenservice.NewNamespaceLabels(), tokenservice.NewUsage()
-	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts); err != nil {
+	ix, accounts, usage, limiter := tokenservice.NewIndex(), tokenservice.NewNamespaceLabels(), tokenservice.NewUsage(), ratelimit.New()
+	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts, limiter); err != nil {
 		return err
 	}
 	log := ctrl.Log.WithName("token-service")
 	srv := &tokenservice.Server{
-		Index: ix, Limiter: ratelimit.New(), Limits: limits, Accounts: accounts, Usage: usage,
+		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage,
 		Clock: clock.RealClock{}, Log: log,
 	}
 	if err := mgr.Add(&tokenservice.Serving{

@@ -45,6 +45,9 @@ func (a *App) HasScope(scope string) bool {
 	return ok
 }
 
+// appKey is an app's key in the rate limiter: "namespace/name".
+func appKey(namespace, name string) string { return namespace + "/" + name }
+
 // Match is a token found in the index.
 type Match struct {
 	App *App
@@ -109,7 +112,7 @@ func (ix *Index) Set(pa *v1alpha1.PrivateApp) {
 		Namespace: pa.Namespace, Name: pa.Name, UID: string(pa.UID), InstalledBy: pa.Status.InstalledBy,
 		Scopes:    slices.Sorted(slices.Values(pa.Spec.Scopes)),
 		Suspended: pa.Spec.Suspend,
-		key:       pa.Namespace + "/" + pa.Name,
+		key:       appKey(pa.Namespace, pa.Name),
 	}
 	app.identity = [5]string{app.Namespace, app.Name, app.UID, app.InstalledBy, strings.Join(app.Scopes, " ")}
 	var ds []token.Digest

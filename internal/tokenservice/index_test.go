@@ -7,8 +7,10 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
 
@@ -106,4 +108,24 @@ func BenchmarkIndex10k(b *testing.B) {
 	// After the loop: ResetTimer clears reported metrics.
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB-heap-10k-apps")
 	runtime.KeepAlive(ix)
+}
+
+// A deleted app leaves neither tokens nor a rate-limit window behind: an app
+// re-created under the same name starts with a fresh window.
+func TestRemoveAppForgetsItsWindow(t *testing.T) {
+	ix, lim := NewIndex(), ratelimit.New()
+	tok := mustNew(t)
+	a := app("ns", "crm", tok, nil, time.Time{}, nil)
+	ix.Set(a)
+	one := ratelimit.Limits{PerWindow: 1, PerDay: 100}
+	if d := lim.Take(appKey("ns", "crm"), "ns", one, t0); !d.Allowed() {
+		t.Fatalf("first call refused: %+v", d)
+	}
+	removeApp(ix, lim, toolscache.DeletedFinalStateUnknown{Key: "ns/crm", Obj: a})
+	if _, ok := ix.Lookup(tok.Digest()); ok {
+		t.Fatal("the deleted app's token is still indexed")
+	}
+	if d := lim.Take(appKey("ns", "crm"), "ns", one, t0); !d.Allowed() {
+		t.Fatalf("the re-created app inherited the deleted one's window: %+v", d)
+	}
 }

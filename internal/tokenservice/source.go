@@ -12,14 +12,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 )
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // Feed keeps the index and the namespace labels up to date from the
 // manager's informers: the PrivateApp informer (status digests, no Secrets)
-// and a metadata-only Namespace informer.
-func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels) error {
+// and a metadata-only Namespace informer. A deleted app's rate-limit window
+// is dropped from lim, so counters do not pile up as apps come and go.
+func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels, lim *ratelimit.Limiter) error {
 	apps, err := c.GetInformer(ctx, &v1alpha1.PrivateApp{})
 	if err != nil {
 		return fmt.Errorf("watching PrivateApps: %w", err)
@@ -27,14 +29,7 @@ func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels) er
 	if _, err := apps.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { setApp(ix, obj) },
 		UpdateFunc: func(_, obj any) { setApp(ix, obj) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if a, ok := obj.(*v1alpha1.PrivateApp); ok {
-				ix.Remove(types.NamespacedName{Namespace: a.Namespace, Name: a.Name})
-			}
-		},
+		DeleteFunc: func(obj any) { removeApp(ix, lim, obj) },
 	}); err != nil {
 		return err
 	}
@@ -57,6 +52,16 @@ func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels) er
 		},
 	})
 	return err
+}
+
+func removeApp(ix *Index, lim *ratelimit.Limiter, obj any) {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if a, ok := obj.(*v1alpha1.PrivateApp); ok {
+		ix.Remove(types.NamespacedName{Namespace: a.Namespace, Name: a.Name})
+		lim.Forget(appKey(a.Namespace, a.Name))
+	}
 }
 
 func setApp(ix *Index, obj any) {
