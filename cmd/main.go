@@ -22,6 +22,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
+	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
 	appwebhook "github.com/privateapps-dev/privateapp-operator/internal/webhook"
@@ -39,6 +40,8 @@ func main() {
 		webhookCertDir         string
 		webhookPort            int
 		scopeCatalog           string
+		notificationsConfig    string
+		operatorNamespace      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -57,6 +60,8 @@ func main() {
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhooks.")
 	flag.StringVar(&scopeCatalog, "scope-catalog", "", "Comma-separated scopes apps may ask for (admission webhook); empty allows any well-formed scope.")
+	flag.StringVar(&notificationsConfig, "notifications-config", "", "YAML file with the SMTP server, webhook and directory of AppNotifications (see docs/appnotifications.md); without it notifications are recorded but not sent.")
+	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the operator, where the cluster-wide recipients directory lives (default $POD_NAMESPACE).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -101,6 +106,21 @@ func main() {
 	}
 	if err := (&controller.TokenRotationReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the TokenRotation controller")
+		os.Exit(1)
+	}
+	channels, err := notify.LoadConfig(notificationsConfig, operatorNamespace)
+	if err != nil {
+		log.Error(err, "invalid --notifications-config")
+		os.Exit(2)
+	}
+	if err := (&controller.AppNotificationReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("privateapp-operator"),
+		Channels:                channels,
+		MaxConcurrentReconciles: 2,
+	}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "unable to set up the AppNotification controller")
 		os.Exit(1)
 	}
 	if webhookCertDir != "" {

@@ -171,6 +171,12 @@ type PrivateAppStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// disconnectedAt is when the app last went Disconnected or Expired; it
+	// is cleared when the app is connected again. AppDisconnected
+	// notifications and their reminders count from it.
+	// +optional
+	DisconnectedAt *metav1.Time `json:"disconnectedAt,omitempty"`
+
 	// installedAt is when the app got its first token.
 	// +optional
 	InstalledAt *metav1.Time `json:"installedAt,omitempty"`

@@ -89,6 +89,7 @@ type PrivateAppReconciler struct {
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/finalizers,verbs=update
 // +kubebuilder:rbac:groups=privateapps.dev,resources=tokenrotations,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=privateapps.dev,resources=appnotifications,verbs=get;list;watch
 // +kubebuilder:rbac:groups=privateapps.dev,resources=tokenrotations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -213,6 +214,9 @@ func (r *PrivateAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha
 			return err
 		}
 		s.emitEvents(r.Recorder)
+	}
+	if err := RecordUninstall(ctx, r.Client, r.APIReader, app); err != nil {
+		return err
 	}
 	if err := r.deleteTokenSecret(ctx, app); err != nil {
 		return err

@@ -166,6 +166,18 @@ func setConnection(s *appScope) {
 	app := s.app
 	was := app.Status.Connection
 	t := app.Status.Token
+	defer func() {
+		switch app.Status.Connection {
+		case v1alpha1.ConnectionDisconnected, v1alpha1.ConnectionExpired:
+			// Suspended then expired is one episode: it began at the first.
+			if app.Status.DisconnectedAt == nil {
+				at := metav1.NewTime(s.now)
+				app.Status.DisconnectedAt = &at
+			}
+		default:
+			app.Status.DisconnectedAt = nil
+		}
+	}()
 	switch {
 	case tokenExpired(t, s.now):
 		app.Status.Connection = v1alpha1.ConnectionExpired

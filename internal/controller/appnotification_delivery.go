@@ -1,0 +1,371 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/notify"
+)
+
+// Event reasons on an AppNotification.
+const (
+	EventDelivered      = "Delivered"
+	EventDeliveryFailed = "DeliveryFailed"
+)
+
+// directory is the recipients directory in use and where it came from.
+type directory struct {
+	*notify.Directory
+	source string
+}
+
+// directory reads the namespace's own directory ConfigMap when it has one,
+// and the cluster-wide one otherwise. A missing cluster-wide directory is an
+// empty one: the webhook still works without it.
+func (r *AppNotificationReconciler) directory(ctx context.Context, namespace string) (directory, error) {
+	try := func(ns, name string) (directory, bool, error) {
+		cm := &corev1.ConfigMap{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil {
+			if apierrors.IsNotFound(err) {
+				return directory{}, false, nil
+			}
+			return directory{}, false, fmt.Errorf("reading directory ConfigMap %s/%s: %w", ns, name, err)
+		}
+		src := fmt.Sprintf("ConfigMap %s/%s", ns, name)
+		data, ok := cm.Data[notify.DirectoryKey]
+		if !ok {
+			return directory{}, false, fmt.Errorf("%s has no key %q", src, notify.DirectoryKey)
+		}
+		d, err := notify.ParseDirectory([]byte(data))
+		if err != nil {
+			return directory{}, false, fmt.Errorf("%s: %w", src, err)
+		}
+		return directory{Directory: d, source: src}, true, nil
+	}
+	if d, ok, err := try(namespace, notify.NamespaceDirectoryName); ok || err != nil {
+		return d, err
+	}
+	ch := r.Channels
+	if ch == nil || ch.DirectoryNamespace == "" {
+		return directory{Directory: &notify.Directory{}, source: "no directory"}, nil
+	}
+	d, ok, err := try(ch.DirectoryNamespace, ch.DirectoryName)
+	if !ok && err == nil {
+		d = directory{Directory: &notify.Directory{},
+			source: fmt.Sprintf("ConfigMap %s/%s (not found)", ch.DirectoryNamespace, ch.DirectoryName)}
+	}
+	return d, err
+}
+
+type resolution struct {
+	notify.Resolution
+	source string
+}
+
+func resolve(d directory, n *v1alpha1.AppNotification) resolution {
+	rc := n.Spec.Recipients
+	return resolution{Resolution: d.Resolve(string(rc.Kind), rc.Users, rc.Teams), source: d.source}
+}
+
+// deliveryOutcome is what one attempt at one delivery did.
+type deliveryOutcome struct {
+	id, app       string
+	event         v1alpha1.NotificationEvent
+	reminder      int32
+	served        []string
+	failed        map[string]error
+	postponeUntil *time.Time
+}
+
+// sendDue sends the pending deliveries that are due, oldest first. After a
+// delivery fails, the rest wait for its retry instead of each timing out
+// against the same dead server.
+func (r *AppNotificationReconciler) sendDue(ctx context.Context, n *v1alpha1.AppNotification,
+	apps []v1alpha1.PrivateApp, res resolution, now time.Time) []deliveryOutcome {
+	var outcomes []deliveryOutcome
+	var stopped *time.Time
+	for i := range n.Status.Deliveries {
+		d := &n.Status.Deliveries[i]
+		if d.State != v1alpha1.DeliveryPending || (d.NextAttemptAt != nil && d.NextAttemptAt.After(now)) {
+			continue
+		}
+		if stopped != nil || len(outcomes) == deliveriesPerReconcile {
+			if stopped != nil {
+				outcomes = append(outcomes, deliveryOutcome{id: d.ID, postponeUntil: stopped})
+			}
+			continue
+		}
+		o := r.send(ctx, n, d, apps, res, now)
+		outcomes = append(outcomes, o)
+		if len(o.failed) > 0 {
+			retryAt := now.Add(retryDelay(d.Attempts + 1))
+			stopped = &retryAt
+		}
+	}
+	return outcomes
+}
+
+func (r *AppNotificationReconciler) send(ctx context.Context, n *v1alpha1.AppNotification, d *v1alpha1.Delivery,
+	apps []v1alpha1.PrivateApp, res resolution, now time.Time) deliveryOutcome {
+	o := deliveryOutcome{id: d.ID, app: d.App, event: d.Event, reminder: d.Reminder, failed: map[string]error{}}
+	msg := notification(n, d, apps)
+	if m := r.Channels.Mailer; m != nil {
+		var to []notify.Recipient
+		for _, rc := range res.Recipients {
+			if !slices.Contains(d.SentTo, rc.User) {
+				to = append(to, rc)
+			}
+		}
+		failed := m.Send(ctx, now, msg, to)
+		for _, rc := range to {
+			if err := failed[rc.User]; err != nil {
+				o.failed[rc.User] = err
+			} else {
+				o.served = append(o.served, rc.User)
+			}
+		}
+	}
+	if w := r.Channels.Webhook; w != nil && !slices.Contains(d.SentTo, v1alpha1.WebhookRecipient) {
+		if err := w.Send(ctx, now, msg, res.Recipients); err != nil {
+			o.failed[v1alpha1.WebhookRecipient] = err
+		} else {
+			o.served = append(o.served, v1alpha1.WebhookRecipient)
+		}
+	}
+	return o
+}
+
+// notification is the message for a delivery, with what the app's status
+// says now (an uninstalled app is known by its name only).
+func notification(n *v1alpha1.AppNotification, d *v1alpha1.Delivery, apps []v1alpha1.PrivateApp) notify.Notification {
+	msg := notify.Notification{
+		ID: d.ID, Event: string(d.Event), Reminder: int(d.Reminder), Time: d.Time.UTC(),
+		App:    notify.App{Namespace: n.Namespace, Name: d.App, UID: d.AppUID},
+		Source: notify.Source{Namespace: n.Namespace, Name: n.Name},
+	}
+	for i := range apps {
+		a := &apps[i]
+		if a.Name != d.App || string(a.UID) != d.AppUID {
+			continue
+		}
+		msg.App.DisplayName = a.Spec.DisplayName
+		msg.App.InstalledBy = a.Status.InstalledBy
+		msg.App.Connection = string(a.Status.Connection)
+	}
+	for _, w := range n.Status.Apps {
+		if w.Name == d.App && w.UID == d.AppUID && w.DisconnectedAt != nil && d.Event == v1alpha1.EventAppDisconnected {
+			since := w.DisconnectedAt.UTC()
+			msg.DisconnectedSince = &since
+		}
+	}
+	return msg
+}
+
+func retryDelay(attempts int32) time.Duration {
+	d := firstRetryDelay
+	for i := int32(1); i < attempts && d < maxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxRetryDelay)
+}
+
+// applyOutcomes records attempts in status. It runs on the freshest copy of
+// the notification, so it finds deliveries by id.
+func applyOutcomes(n *v1alpha1.AppNotification, outcomes []deliveryOutcome, now time.Time) {
+	for _, o := range outcomes {
+		i := slices.IndexFunc(n.Status.Deliveries, func(d v1alpha1.Delivery) bool { return d.ID == o.id })
+		if i < 0 {
+			continue
+		}
+		d := &n.Status.Deliveries[i]
+		if o.postponeUntil != nil {
+			at := metav1.NewTime(*o.postponeUntil)
+			d.NextAttemptAt = &at
+			continue
+		}
+		d.Attempts++
+		for _, u := range o.served {
+			if !slices.Contains(d.SentTo, u) {
+				d.SentTo = append(d.SentTo, u)
+			}
+		}
+		if len(o.failed) == 0 {
+			d.State, d.NextAttemptAt = v1alpha1.DeliverySent, nil
+			d.Message = fmt.Sprintf("Sent to %s", describeRecipients(d.SentTo))
+			t := metav1.NewTime(now)
+			n.Status.LastDeliveryTime = &t
+			continue
+		}
+		d.Message = truncate(fmt.Sprintf("Attempt %d failed: %s", d.Attempts, describeFailures(o.failed)), 1024)
+		if d.Attempts >= maxDeliveryAttempts {
+			d.State, d.NextAttemptAt = v1alpha1.DeliveryFailed, nil
+			continue
+		}
+		at := metav1.NewTime(now.Add(retryDelay(d.Attempts)))
+		d.NextAttemptAt = &at
+	}
+	trimDeliveries(n)
+}
+
+func describeRecipients(sentTo []string) string {
+	if len(sentTo) == 0 {
+		return "nobody (no recipients resolved)"
+	}
+	return strings.Join(sentTo, ", ")
+}
+
+func describeFailures(failed map[string]error) string {
+	// Recipients that failed the same way (a dead server) are listed once.
+	byErr := map[string][]string{}
+	for who, err := range failed {
+		byErr[err.Error()] = append(byErr[err.Error()], who)
+	}
+	var parts []string
+	for msg, who := range byErr {
+		sort.Strings(who)
+		parts = append(parts, fmt.Sprintf("%s: %s", strings.Join(who, ", "), msg))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+// emit sends the Event for one attempt.
+func (o deliveryOutcome) emit(rec events.EventRecorder, n *v1alpha1.AppNotification) {
+	if rec == nil || o.postponeUntil != nil {
+		return
+	}
+	what := fmt.Sprintf("%s of app %s", o.event, o.app)
+	if o.reminder > 0 {
+		what = fmt.Sprintf("%s (reminder %d)", what, o.reminder)
+	}
+	i := slices.IndexFunc(n.Status.Deliveries, func(d v1alpha1.Delivery) bool { return d.ID == o.id })
+	if len(o.failed) == 0 {
+		note := fmt.Sprintf("%s sent to %s (id %s)", what, describeRecipients(o.served), o.id)
+		rec.Eventf(n, nil, corev1.EventTypeNormal, EventDelivered, "Deliver", "%s", truncate(note, maxEventNote))
+		return
+	}
+	next := "it will not be retried"
+	if i >= 0 {
+		d := n.Status.Deliveries[i]
+		if d.State == v1alpha1.DeliveryPending && d.NextAttemptAt != nil {
+			next = fmt.Sprintf("attempt %d of %d failed, retrying at %s", d.Attempts, maxDeliveryAttempts,
+				d.NextAttemptAt.UTC().Format(time.RFC3339))
+		} else if d.State == v1alpha1.DeliveryFailed {
+			next = fmt.Sprintf("gave up after %d attempts", d.Attempts)
+		}
+	}
+	note := fmt.Sprintf("%s not delivered to %s; %s (id %s)", what, describeFailures(o.failed), next, o.id)
+	rec.Eventf(n, nil, corev1.EventTypeWarning, EventDeliveryFailed, "Deliver", "%s", truncate(note, maxEventNote))
+}
+
+// setNotificationReady says whether the notification reaches everyone it
+// names, and why not.
+func setNotificationReady(n *v1alpha1.AppNotification, now time.Time, configured bool, dirErr error, res resolution) {
+	status, reason, msg := metav1.ConditionTrue, v1alpha1.ReasonDelivering, ""
+	switch {
+	case !configured:
+		status, reason = metav1.ConditionFalse, v1alpha1.ReasonNotConfigured
+		msg = "The operator has no SMTP server or webhook configured (--notifications-config); " +
+			"notifications are recorded in status.deliveries and sent once one is"
+	case dirErr != nil:
+		status, reason = metav1.ConditionFalse, v1alpha1.ReasonDirectoryInvalid
+		msg = truncate(dirErr.Error()+"; fix the directory and deliveries resume within a minute", 1024)
+	case len(res.UnknownUsers) > 0 || len(res.UnknownTeams) > 0:
+		status, reason = metav1.ConditionFalse, v1alpha1.ReasonUnknownRecipients
+		var parts []string
+		if len(res.UnknownUsers) > 0 {
+			parts = append(parts, "users "+strings.Join(res.UnknownUsers, ", "))
+		}
+		if len(res.UnknownTeams) > 0 {
+			parts = append(parts, "teams "+strings.Join(res.UnknownTeams, ", "))
+		}
+		msg = truncate(fmt.Sprintf("Not in the directory (%s): %s; add them there or remove them from spec.recipients. "+
+			"The other recipients are still served", res.source, strings.Join(parts, "; ")), 1024)
+	case len(res.Recipients) == 0 && n.Spec.Recipients.Kind != v1alpha1.RecipientsSpecific:
+		status, reason = metav1.ConditionFalse, v1alpha1.ReasonNoRecipients
+		msg = fmt.Sprintf("Recipients %s resolve to nobody in the directory (%s); add users (and superAdmins) there",
+			n.Spec.Recipients.Kind, res.source)
+	}
+	if status == metav1.ConditionTrue {
+		if d := latestAttempted(n); d != nil && d.State != v1alpha1.DeliverySent && d.Attempts > 0 {
+			status, reason, msg = metav1.ConditionFalse, v1alpha1.ReasonDeliveryFailing, truncate(fmt.Sprintf(
+				"Delivery %s (%s of app %s) is %s: %s", d.ID, d.Event, d.App, strings.ToLower(string(d.State)), d.Message), 1024)
+		} else {
+			msg = fmt.Sprintf("Recipients resolve to %s (%s)", describeUsers(res), res.source)
+		}
+	}
+	meta.SetStatusCondition(&n.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: n.Generation,
+		LastTransitionTime: metav1.NewTime(now),
+	})
+}
+
+func describeUsers(res resolution) string {
+	if len(res.Recipients) == 0 {
+		return "nobody by email"
+	}
+	return truncate(res.String(), 512)
+}
+
+// latestAttempted is the newest delivery that was tried at least once.
+func latestAttempted(n *v1alpha1.AppNotification) *v1alpha1.Delivery {
+	for i := len(n.Status.Deliveries) - 1; i >= 0; i-- {
+		if d := &n.Status.Deliveries[i]; d.Attempts > 0 {
+			return d
+		}
+	}
+	return nil
+}
+
+// RecordUninstall adds an AppUninstalled delivery for app to every
+// AppNotification in its namespace that asks for one. The PrivateApp
+// finalizer calls it before letting the app go, so an uninstall is never
+// missed; the delivery id is derived from the deletion, so a repeated call
+// adds nothing.
+func RecordUninstall(ctx context.Context, c client.Client, reader client.Reader, app *v1alpha1.PrivateApp) error {
+	var list v1alpha1.AppNotificationList
+	if err := c.List(ctx, &list, client.InNamespace(app.Namespace)); err != nil {
+		return err
+	}
+	var errs []error
+	for i := range list.Items {
+		n := &list.Items[i]
+		if n.Spec.Event != v1alpha1.EventAppUninstalled || !watched(n, app.Name) || !n.DeletionTimestamp.IsZero() {
+			continue
+		}
+		at := app.DeletionTimestamp
+		if at == nil {
+			now := metav1.Now()
+			at = &now
+		}
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			fresh := &v1alpha1.AppNotification{}
+			if err := reader.Get(ctx, client.ObjectKeyFromObject(n), fresh); err != nil {
+				return err
+			}
+			if !addDelivery(fresh, v1alpha1.Delivery{App: app.Name, AppUID: string(app.UID),
+				Event: v1alpha1.EventAppUninstalled, Time: *at}) {
+				return nil
+			}
+			return c.Status().Update(ctx, fresh)
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("recording the uninstall in AppNotification %s: %w", n.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
