@@ -64,6 +64,10 @@ type AppNotificationReconciler struct {
 	Recorder  events.EventRecorder
 	// Clock drives reminders and retries.
 	Clock clock.PassiveClock
+	// WallClock stamps what leaves the cluster (the mail's Date, the
+	// webhook's signed timestamp), which receivers compare with their own
+	// clocks; it stays the real clock in tests that fake Clock.
+	WallClock clock.PassiveClock
 	// Channels are the configured mail server and webhook.
 	Channels *notify.Channels
 	// MaxConcurrentReconciles bounds parallel reconciles (default 1).
@@ -102,8 +106,16 @@ func (r *AppNotificationReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		res = resolve(dir, n)
 	}
 	var outcomes []deliveryOutcome
-	if dirErr == nil && r.configured() {
-		outcomes = r.sendDue(ctx, n, apps.Items, res, now)
+	if dirErr == nil && r.configured() && hasDue(n, now) {
+		// What is due is decided on the object as the API server has it:
+		// a cached copy that lags behind the last attempt's status write
+		// would send the same delivery twice.
+		fresh := &v1alpha1.AppNotification{}
+		if err := r.APIReader.Get(ctx, req.NamespacedName, fresh); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		n = fresh
+		outcomes = r.sendDue(ctx, n, apps.Items, res, now, r.WallClock.Now())
 	}
 	n, err = r.updateStatus(ctx, n, func(n *v1alpha1.AppNotification) {
 		applyOutcomes(n, outcomes, now)
@@ -296,6 +308,13 @@ func trimDeliveries(n *v1alpha1.AppNotification) {
 	})
 }
 
+// hasDue says whether a pending delivery is due.
+func hasDue(n *v1alpha1.AppNotification, now time.Time) bool {
+	return slices.ContainsFunc(n.Status.Deliveries, func(d v1alpha1.Delivery) bool {
+		return d.State == v1alpha1.DeliveryPending && (d.NextAttemptAt == nil || !d.NextAttemptAt.After(now))
+	})
+}
+
 // nextWake is when the notification has something to do next: a retry or
 // a reminder falling due.
 func nextWake(n *v1alpha1.AppNotification, now time.Time) time.Duration {
@@ -334,6 +353,9 @@ func nextWake(n *v1alpha1.AppNotification, now time.Time) time.Duration {
 func (r *AppNotificationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if r.WallClock == nil {
+		r.WallClock = clock.RealClock{}
 	}
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()

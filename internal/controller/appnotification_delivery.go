@@ -95,7 +95,7 @@ type deliveryOutcome struct {
 // delivery fails, the rest wait for its retry instead of each timing out
 // against the same dead server.
 func (r *AppNotificationReconciler) sendDue(ctx context.Context, n *v1alpha1.AppNotification,
-	apps []v1alpha1.PrivateApp, res resolution, now time.Time) []deliveryOutcome {
+	apps []v1alpha1.PrivateApp, res resolution, now, wallNow time.Time) []deliveryOutcome {
 	var outcomes []deliveryOutcome
 	var stopped *time.Time
 	for i := range n.Status.Deliveries {
@@ -109,7 +109,7 @@ func (r *AppNotificationReconciler) sendDue(ctx context.Context, n *v1alpha1.App
 			}
 			continue
 		}
-		o := r.send(ctx, n, d, apps, res, now)
+		o := r.send(ctx, n, d, apps, res, wallNow)
 		outcomes = append(outcomes, o)
 		if len(o.failed) > 0 {
 			retryAt := now.Add(retryDelay(d.Attempts + 1))
@@ -120,7 +120,7 @@ func (r *AppNotificationReconciler) sendDue(ctx context.Context, n *v1alpha1.App
 }
 
 func (r *AppNotificationReconciler) send(ctx context.Context, n *v1alpha1.AppNotification, d *v1alpha1.Delivery,
-	apps []v1alpha1.PrivateApp, res resolution, now time.Time) deliveryOutcome {
+	apps []v1alpha1.PrivateApp, res resolution, wallNow time.Time) deliveryOutcome {
 	o := deliveryOutcome{id: d.ID, app: d.App, event: d.Event, reminder: d.Reminder, failed: map[string]error{}}
 	msg := notification(n, d, apps)
 	if m := r.Channels.Mailer; m != nil {
@@ -130,7 +130,7 @@ func (r *AppNotificationReconciler) send(ctx context.Context, n *v1alpha1.AppNot
 				to = append(to, rc)
 			}
 		}
-		failed := m.Send(ctx, now, msg, to)
+		failed := m.Send(ctx, wallNow, msg, to)
 		for _, rc := range to {
 			if err := failed[rc.User]; err != nil {
 				o.failed[rc.User] = err
@@ -140,7 +140,7 @@ func (r *AppNotificationReconciler) send(ctx context.Context, n *v1alpha1.AppNot
 		}
 	}
 	if w := r.Channels.Webhook; w != nil && !slices.Contains(d.SentTo, v1alpha1.WebhookRecipient) {
-		if err := w.Send(ctx, now, msg, res.Recipients); err != nil {
+		if err := w.Send(ctx, wallNow, msg, res.Recipients); err != nil {
 			o.failed[v1alpha1.WebhookRecipient] = err
 		} else {
 			o.served = append(o.served, v1alpha1.WebhookRecipient)

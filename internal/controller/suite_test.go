@@ -111,6 +111,7 @@ var _ = BeforeSuite(func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
+	startNotificationInfra()
 })
 
 var _ = AfterSuite(func() {
