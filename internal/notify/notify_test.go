@@ -428,3 +428,34 @@ directory: {name: people}`,
 		})
 	}
 }
+
+func TestMailerGivesUpOnASilentServer(t *testing.T) {
+	// A server that accepts the connection and never says a word.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	m := &notify.Mailer{Address: l.Addr().String(), From: "privateapps@example.com", Timeout: 200 * time.Millisecond}
+	done := make(chan map[string]error, 1)
+	go func() {
+		done <- m.Send(context.Background(), time.Now(), sample(notify.AppInstalled, 0), []notify.Recipient{{User: "alice", Email: "alice@example.com"}})
+	}()
+	select {
+	case failed := <-done:
+		if err := failed["alice"]; err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("Send to a silent server: %v, want a timeout error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Send to a silent server did not return: the session timeout does not bound it")
+	}
+}

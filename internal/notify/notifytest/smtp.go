@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
@@ -49,8 +50,10 @@ func (m Message) Header(key string) string {
 type SMTPServer struct {
 	// Addr is host:port.
 	Addr string
-	// CertPool trusts the server's certificate.
+	// CertPool trusts the server's certificate; CertPEM is the same
+	// certificate for a caFile.
 	CertPool *x509.CertPool
+	CertPEM  []byte
 
 	srv *smtp.Server
 
@@ -87,6 +90,7 @@ func StartSMTP(opts SMTPOptions) (*SMTPServer, error) {
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 		s.CertPool = pool
+		s.CertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	} else {
 		// Plain-text AUTH only for tests of a trusted relay.
 		srv.AllowInsecureAuth = true
