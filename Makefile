@@ -30,9 +30,11 @@ test-deps: ## Install the real servers the tests run that Go modules do not prov
 .PHONY: generate
 generate: ## Generate deepcopy code, CRDs and RBAC from the API types and markers.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
-	$(CONTROLLER_GEN) crd rbac:roleName=manager-role webhook paths=./... \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
-		output:webhook:artifacts:config=config/webhook
+	$(CONTROLLER_GEN) crd webhook paths=./... \
+		output:crd:artifacts:config=config/crd/bases output:webhook:artifacts:config=config/webhook
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=token-service-role,fileName=token_service_role.yaml paths=./internal/tokenservice/... \
+		output:rbac:artifacts:config=config/rbac
 
 .PHONY: verify-generated
 verify-generated: ## Fail when generated files are not what `make generate` writes.

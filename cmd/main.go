@@ -41,6 +41,7 @@ func main() {
 		webhookPort            int
 		scopeCatalog           string
 		notificationsConfig    string
+		runControllers         bool
 		operatorNamespace      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
@@ -62,12 +63,17 @@ func main() {
 	flag.StringVar(&scopeCatalog, "scope-catalog", "", "Comma-separated scopes apps may ask for (admission webhook); empty allows any well-formed scope.")
 	flag.StringVar(&notificationsConfig, "notifications-config", "", "YAML file with the SMTP server, webhook and directory of AppNotifications (see docs/appnotifications.md); without it notifications are recorded but not sent.")
 	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the operator, where the cluster-wide recipients directory lives (default $POD_NAMESPACE).")
+	flag.BoolVar(&runControllers, "run-controllers", true, "Run the controllers (and the admission webhooks). False runs only the token service, which needs no access to Secrets: the Helm chart runs it so, as its own Deployment.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
+	if !runControllers && ts.addr == "" {
+		log.Error(nil, "--run-controllers=false with --token-service-bind-address empty leaves nothing to run")
+		os.Exit(2)
+	}
 	if maxApps < 0 {
 		log.Error(nil, "--max-apps-per-namespace must be zero or more", "value", maxApps)
 		os.Exit(2)
@@ -93,45 +99,47 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := (&controller.PrivateAppReconciler{
-		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
-		Recorder:                mgr.GetEventRecorder("privateapp-operator"),
-		MaxAppsPerNamespace:     maxApps,
-		GracePeriod:             gracePeriod,
-		MaxConcurrentReconciles: concurrency,
-	}).SetupWithManager(mgr); err != nil {
-		log.Error(err, "unable to set up the PrivateApp controller")
-		os.Exit(1)
-	}
-	if err := (&controller.TokenRotationReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		log.Error(err, "unable to set up the TokenRotation controller")
-		os.Exit(1)
-	}
-	channels, err := notify.LoadConfig(notificationsConfig, operatorNamespace)
-	if err != nil {
-		log.Error(err, "invalid --notifications-config")
-		os.Exit(2)
-	}
-	if err := (&controller.AppNotificationReconciler{
-		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
-		Recorder:                mgr.GetEventRecorder("privateapp-operator"),
-		Channels:                channels,
-		MaxConcurrentReconciles: 2,
-	}).SetupWithManager(mgr); err != nil {
-		log.Error(err, "unable to set up the AppNotification controller")
-		os.Exit(1)
-	}
-	if webhookCertDir != "" {
-		if err := (&appwebhook.PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
-			ScopeCatalog: appwebhook.ParseScopeCatalog(scopeCatalog)}).SetupWithManager(mgr); err != nil {
-			log.Error(err, "unable to set up the PrivateApp webhooks")
+	if runControllers {
+		if err := (&controller.PrivateAppReconciler{
+			Client:                  mgr.GetClient(),
+			APIReader:               mgr.GetAPIReader(),
+			Recorder:                mgr.GetEventRecorder("privateapp-operator"),
+			MaxAppsPerNamespace:     maxApps,
+			GracePeriod:             gracePeriod,
+			MaxConcurrentReconciles: concurrency,
+		}).SetupWithManager(mgr); err != nil {
+			log.Error(err, "unable to set up the PrivateApp controller")
 			os.Exit(1)
 		}
-		if err := (&appwebhook.TokenRotationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
-			log.Error(err, "unable to set up the TokenRotation webhook")
+		if err := (&controller.TokenRotationReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+			log.Error(err, "unable to set up the TokenRotation controller")
 			os.Exit(1)
+		}
+		channels, err := notify.LoadConfig(notificationsConfig, operatorNamespace)
+		if err != nil {
+			log.Error(err, "invalid --notifications-config")
+			os.Exit(2)
+		}
+		if err := (&controller.AppNotificationReconciler{
+			Client:                  mgr.GetClient(),
+			APIReader:               mgr.GetAPIReader(),
+			Recorder:                mgr.GetEventRecorder("privateapp-operator"),
+			Channels:                channels,
+			MaxConcurrentReconciles: 2,
+		}).SetupWithManager(mgr); err != nil {
+			log.Error(err, "unable to set up the AppNotification controller")
+			os.Exit(1)
+		}
+		if webhookCertDir != "" {
+			if err := (&appwebhook.PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
+				ScopeCatalog: appwebhook.ParseScopeCatalog(scopeCatalog)}).SetupWithManager(mgr); err != nil {
+				log.Error(err, "unable to set up the PrivateApp webhooks")
+				os.Exit(1)
+			}
+			if err := (&appwebhook.TokenRotationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+				log.Error(err, "unable to set up the TokenRotation webhook")
+				os.Exit(1)
+			}
 		}
 	}
 	if ts.addr != "" {

@@ -15,7 +15,12 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 )
 
+// The token service's own role (config/rbac/token_service_role.yaml): it
+// reads apps and namespaces and writes usage into app status, and reads no
+// Secrets.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/status,verbs=get;patch
 
 // Feed keeps the index and the namespace labels up to date from the
 // manager's informers: the PrivateApp informer (status digests, no Secrets)

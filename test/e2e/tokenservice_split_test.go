@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+)
+
+// TestTokenServiceRunsWithoutSecretAccess runs the layout of the Helm chart:
+// the controllers in one process, and the token service alone
+// (--run-controllers=false) as a user bound only to the generated
+// token-service-role, which grants no access to Secrets. The token service
+// still validates tokens, writes usage, and never hits a permission error.
+func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	env, c, adminKubeconfig := startControlPlane(t, root, tmp)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	role := &rbacv1.ClusterRole{}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "token_service_role.yaml"))
+	must(t, err)
+	must(t, yaml.UnmarshalStrict(data, role))
+	for _, rule := range role.Rules {
+		for _, res := range rule.Resources {
+			if res == "secrets" || res == "*" {
+				t.Fatalf("token-service-role grants %v on %s", rule.Verbs, res)
+			}
+		}
+	}
+	must(t, c.Create(ctx, role))
+	must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "token-service"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "token-service"}},
+	}))
+	user, err := env.AddUser(envtest.User{Name: "token-service"}, nil)
+	must(t, err)
+	kc, err := user.KubeConfig()
+	must(t, err)
+	tsKubeconfig := filepath.Join(tmp, "token-service.kubeconfig")
+	must(t, os.WriteFile(tsKubeconfig, kc, 0o600))
+
+	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers.start()
+	defer controllers.kill()
+	addr := freeAddress(t)
+	tsLog := filepath.Join(tmp, "token-service.log")
+	tokenService := &managerProcess{t: t, bin: managerBin, kubeconfig: tsKubeconfig, log: tsLog,
+		args: []string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + addr,
+			"--usage-flush-interval=200ms"}}
+	tokenService.start()
+	defer tokenService.kill()
+
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}))
+	app, tok := createReadyApp(t, ctx, c, "team-a", "crm", "crm.objects.contacts.read")
+	check := func() int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/check?scope=crm.objects.contacts.read", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitUntil(t, ctx, "the token service accepts the token", func() bool { return check() == http.StatusOK })
+	waitUntil(t, ctx, "the token service writes usage into status", func() bool {
+		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && app.Status.Usage != nil && app.Status.Usage.CallsToday > 0
+	})
+	must(t, c.Delete(ctx, app))
+	waitUntil(t, ctx, "the deleted app's token is refused", func() bool { return check() == http.StatusUnauthorized })
+
+	tokenService.kill()
+	log, err := os.ReadFile(tsLog)
+	must(t, err)
+	for _, bad := range []string{"forbidden", "Forbidden", tok} {
+		if strings.Contains(string(log), bad) {
+			t.Errorf("the token service log contains %q", bad)
+		}
+	}
+	if strings.Contains(string(log), "Starting Controller") {
+		t.Error("the token-service-only process started controllers")
+	}
+}
