@@ -18,7 +18,7 @@ dev: build envtest ## Run the operator on a local control plane with the samples
 	./bin/dev-env --manager bin/manager --kubeconfig bin/dev/kubeconfig
 
 .PHONY: test
-test: envtest test-deps verify-generated vet ## Run the whole test suite: unit, envtest and end-to-end.
+test: envtest tools test-deps verify-generated vet ## Run the whole test suite: unit, envtest and end-to-end.
 	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
 
 .PHONY: test-deps
@@ -35,6 +35,7 @@ generate: ## Generate deepcopy code, CRDs and RBAC from the API types and marker
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=token-service-role,fileName=token_service_role.yaml paths=./internal/tokenservice/... \
 		output:rbac:artifacts:config=config/rbac
+	go run ./hack/chartgen config charts/privateapp-operator
 
 .PHONY: verify-generated
 verify-generated: ## Fail when generated files are not what `make generate` writes.
@@ -83,6 +84,10 @@ docker-build: ## Build the manager image (needs a Docker engine; none runs on th
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once; about 10 minutes cold).
 	hack/envtest.sh "$(KUBEBUILDER_ASSETS)"
+
+.PHONY: tools
+tools: ## Build helm and kubeconform (pinned in go.tool.mod) into bin/tools (once; about 4 minutes cold).
+	hack/tools.sh
 
 .PHONY: help
 help: ## Show this help.

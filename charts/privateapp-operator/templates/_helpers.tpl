@@ -1,0 +1,96 @@
+{{- define "privateapp-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "privateapp-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else if contains (include "privateapp-operator.name" .) .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "privateapp-operator.name" .) | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "privateapp-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "privateapp-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "privateapp-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "privateapp-operator.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "privateapp-operator.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "privateapp-operator.tokenServiceHost" -}}
+{{ include "privateapp-operator.fullname" . }}-token-service.{{ .Release.Namespace }}.svc
+{{- end }}
+
+{{- define "privateapp-operator.webhookHost" -}}
+{{ include "privateapp-operator.fullname" . }}-webhook.{{ .Release.Namespace }}.svc
+{{- end }}
+
+{{- define "privateapp-operator.tokenServiceTLSSecret" -}}
+{{ .Values.tokenService.tls.secretName | default (printf "%s-token-service-tls" (include "privateapp-operator.fullname" .)) }}
+{{- end }}
+
+{{- /*
+certs makes (once per render) the self-signed CA and the serving
+certificates of the webhooks and the token service. An install that already
+has them keeps them, so an upgrade does not change the CA bundle.
+*/ -}}
+{{- define "privateapp-operator.certs" -}}
+{{- if not (hasKey $ "privateappCerts") }}
+{{- $name := include "privateapp-operator.fullname" . }}
+{{- $days := int .Values.certificates.validityDays }}
+{{- $webhook := lookup "v1" "Secret" .Release.Namespace (printf "%s-webhook-tls" $name) }}
+{{- $ts := lookup "v1" "Secret" .Release.Namespace (printf "%s-token-service-tls" $name) }}
+{{- $certs := dict }}
+{{- if and $webhook $ts (index $webhook.data "ca.crt") }}
+{{- $certs = dict "ca" (index $webhook.data "ca.crt" | b64dec) "webhookCert" (index $webhook.data "tls.crt" | b64dec) "webhookKey" (index $webhook.data "tls.key" | b64dec) "tsCert" (index $ts.data "tls.crt" | b64dec) "tsKey" (index $ts.data "tls.key" | b64dec) }}
+{{- else }}
+{{- $ca := genCA (printf "%s-ca" $name) $days }}
+{{- $wh := genSignedCert (include "privateapp-operator.webhookHost" .) nil (list (include "privateapp-operator.webhookHost" .) (printf "%s-webhook.%s.svc.cluster.local" $name .Release.Namespace)) $days $ca }}
+{{- $tsc := genSignedCert (include "privateapp-operator.tokenServiceHost" .) nil (list (include "privateapp-operator.tokenServiceHost" .) (printf "%s-token-service.%s.svc.cluster.local" $name .Release.Namespace) (printf "%s-token-service" $name)) $days $ca }}
+{{- $certs = dict "ca" $ca.Cert "webhookCert" $wh.Cert "webhookKey" $wh.Key "tsCert" $tsc.Cert "tsKey" $tsc.Key }}
+{{- end }}
+{{- $_ := set $ "privateappCerts" $certs }}
+{{- end }}
+{{- end }}
+
+{{- define "privateapp-operator.webhookCABundle" -}}
+{{- if eq .Values.certificates.mode "self-signed" }}
+{{- include "privateapp-operator.certs" . }}
+caBundle: {{ $.privateappCerts.ca | b64enc }}
+{{- end }}
+{{- end }}
+
+{{- define "privateapp-operator.webhookAnnotations" -}}
+{{- if eq .Values.certificates.mode "cert-manager" }}
+annotations:
+  cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "privateapp-operator.fullname" . }}-webhook
+{{- end }}
+{{- end }}
+
+{{- define "privateapp-operator.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "privateapp-operator.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}

@@ -1,0 +1,386 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/notify"
+	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
+)
+
+// tool returns a binary that `make tools` built from go.tool.mod.
+func tool(t *testing.T, root, name string) string {
+	t.Helper()
+	p := filepath.Join(root, "bin", "tools", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: run `make tools` (make test does)", p)
+	}
+	return p
+}
+
+type chartRun struct {
+	t                *testing.T
+	helm, chart, tmp string
+	kubeconfig       string
+}
+
+func (h chartRun) run(args ...string) (string, error) {
+	cmd := exec.Command(h.helm, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(h.tmp, "helm-cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(h.tmp, "helm-config"), "HELM_DATA_HOME="+filepath.Join(h.tmp, "helm-data"))
+	if h.kubeconfig != "" {
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+h.kubeconfig)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (h chartRun) must(args ...string) string {
+	h.t.Helper()
+	out, err := h.run(args...)
+	if err != nil {
+		h.t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (h chartRun) template(set ...string) string {
+	h.t.Helper()
+	args := []string{"template", "pa", h.chart, "--namespace", "privateapp-system"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	return h.must(args...)
+}
+
+// objects splits rendered YAML into objects by kind/name.
+func objects(t *testing.T, rendered string) map[string]*unstructured.Unstructured {
+	t.Helper()
+	out := map[string]*unstructured.Unstructured{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(rendered), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatalf("rendered YAML: %v", err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		out[u.GetKind()+"/"+u.GetName()] = u
+	}
+}
+
+func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
+	t.Helper()
+	if u == nil {
+		t.Fatal("object not rendered")
+	}
+	b, err := yaml.Marshal(u.Object)
+	must(t, err)
+	var v T
+	must(t, yaml.UnmarshalStrict(b, &v))
+	return &v
+}
+
+func kinds(objs map[string]*unstructured.Unstructured) []string {
+	var out []string
+	for k := range objs {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestHelmChart lints the chart, renders it with several values, checks the
+// output with kubeconform against the API server's own schemas and with
+// assertions, and installs, upgrades and uninstalls it against a real API
+// server.
+func TestHelmChart(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
+	kubeconform := tool(t, root, "kubeconform")
+
+	h.must("lint", "--strict", h.chart)
+	h.must("lint", "--strict", h.chart, "--set", "certificates.mode=cert-manager", "--set", "metrics.serviceMonitor.enabled=true",
+		"--set", "networkPolicy.enabled=true", "--set", "notifications.smtp.address=smtp.example.com:587",
+		"--set", "notifications.smtp.from=privateapps@example.com", "--set", "notifications.smtp.credentialsSecret=smtp")
+	for _, bad := range []struct{ set, want string }{
+		{"certificates.mode=vault", "/certificates/mode': value must be one of 'self-signed', 'cert-manager'"},
+		{"notifications.smtp.address=smtp.example.com", "/notifications/smtp/address"},
+		{"controller.replicas=0", "/controller/replicas"},
+		{"unknownKey=1", "unknownKey"},
+		{"tokenService.limits.editions.free.perMinute=5", "perMinute"},
+		{"tokenService.limits.editions.free.perTenSeconds=5", "perDay"},
+	} {
+		out, err := h.run("template", "pa", h.chart, "--set", bad.set)
+		if err == nil || !strings.Contains(out, bad.want) {
+			t.Errorf("--set %s: err=%v, want a schema error naming %s; output:\n%s", bad.set, err, bad.want, out)
+		}
+	}
+	if out, err := h.run("template", "pa", h.chart, "--set", "notifications.smtp.address=smtp.example.com:587"); err == nil ||
+		!strings.Contains(out, "notifications.smtp.from is required") {
+		t.Errorf("smtp without from: err=%v, output:\n%s", err, out)
+	}
+
+	t.Run("rendered output", func(t *testing.T) {
+		objs := objects(t, h.template())
+		for _, want := range []string{
+			"CustomResourceDefinition/privateapps.privateapps.dev", "CustomResourceDefinition/tokenrotations.privateapps.dev",
+			"CustomResourceDefinition/appnotifications.privateapps.dev", "Deployment/pa-privateapp-operator-controller",
+			"Deployment/pa-privateapp-operator-token-service", "Service/pa-privateapp-operator-token-service",
+			"Service/pa-privateapp-operator-webhook", "Service/pa-privateapp-operator-controller-metrics",
+			"MutatingWebhookConfiguration/pa-privateapp-operator", "ValidatingWebhookConfiguration/pa-privateapp-operator",
+			"PodDisruptionBudget/pa-privateapp-operator-controller", "PodDisruptionBudget/pa-privateapp-operator-token-service",
+			"ClusterRole/pa-privateapp-operator-admin", "ClusterRole/pa-privateapp-operator-edit", "ClusterRole/pa-privateapp-operator-view",
+			"ConfigMap/pa-privateapp-operator-directory", "Secret/pa-privateapp-operator-webhook-tls",
+		} {
+			if objs[want] == nil {
+				t.Errorf("%s not rendered; got %v", want, kinds(objs))
+			}
+		}
+		for _, k := range []string{"ServiceMonitor/pa-privateapp-operator", "NetworkPolicy/pa-privateapp-operator-controller"} {
+			if objs[k] != nil {
+				t.Errorf("%s rendered without being enabled", k)
+			}
+		}
+		crd := convert[apiextensionsv1.CustomResourceDefinition](t, objs["CustomResourceDefinition/privateapps.privateapps.dev"])
+		if crd.Annotations["helm.sh/resource-policy"] != "keep" {
+			t.Error("CRDs lack helm.sh/resource-policy: keep with crds.keep=true")
+		}
+
+		// The token service's identity cannot touch Secrets; the controller's can.
+		rules := func(role string) []rbacv1.PolicyRule {
+			return convert[rbacv1.ClusterRole](t, objs["ClusterRole/"+role]).Rules
+		}
+		grantsSecrets := func(rs []rbacv1.PolicyRule) bool {
+			for _, r := range rs {
+				if slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*") {
+					return true
+				}
+			}
+			return false
+		}
+		if grantsSecrets(rules("pa-privateapp-operator-token-service")) {
+			t.Error("the token service's ClusterRole grants access to Secrets")
+		}
+		if !grantsSecrets(rules("pa-privateapp-operator-controller")) {
+			t.Error("the controller's ClusterRole does not grant Secrets; it writes the tokens")
+		}
+		for _, r := range rules("pa-privateapp-operator-edit") {
+			if slices.Contains(r.Resources, "appnotifications") && slices.ContainsFunc(r.Verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
+				t.Errorf("edit may %v AppNotifications", r.Verbs)
+			}
+			if slices.ContainsFunc(r.Resources, func(res string) bool { return strings.HasSuffix(res, "/status") }) {
+				t.Errorf("edit may write %v", r.Resources)
+			}
+		}
+		ts := convert[appsv1.Deployment](t, objs["Deployment/pa-privateapp-operator-token-service"])
+		ctl := convert[appsv1.Deployment](t, objs["Deployment/pa-privateapp-operator-controller"])
+		if ts.Spec.Template.Spec.ServiceAccountName != "pa-privateapp-operator-token-service" ||
+			!slices.Contains(ts.Spec.Template.Spec.Containers[0].Args, "--run-controllers=false") {
+			t.Errorf("token service runs as %q with %v", ts.Spec.Template.Spec.ServiceAccountName, ts.Spec.Template.Spec.Containers[0].Args)
+		}
+		if !slices.Contains(ctl.Spec.Template.Spec.Containers[0].Args, "--leader-elect") || *ctl.Spec.Replicas != 2 {
+			t.Errorf("controller: replicas %d args %v; want 2 with --leader-elect", *ctl.Spec.Replicas, ctl.Spec.Template.Spec.Containers[0].Args)
+		}
+		for _, d := range []*appsv1.Deployment{ts, ctl} {
+			pod, c := d.Spec.Template.Spec, d.Spec.Template.Spec.Containers[0]
+			if pod.SecurityContext == nil || !*pod.SecurityContext.RunAsNonRoot || !*c.SecurityContext.ReadOnlyRootFilesystem ||
+				*c.SecurityContext.AllowPrivilegeEscalation || c.Resources.Limits.Memory().IsZero() ||
+				c.LivenessProbe == nil || c.ReadinessProbe == nil {
+				t.Errorf("%s is not hardened: %+v %+v", d.Name, pod.SecurityContext, c.SecurityContext)
+			}
+		}
+
+		// The CA bundle in the webhook configurations signs the serving
+		// certificates, which name the Services.
+		webhookSecret := convert[corev1.Secret](t, objs["Secret/pa-privateapp-operator-webhook-tls"])
+		tsSecret := convert[corev1.Secret](t, objs["Secret/pa-privateapp-operator-token-service-tls"])
+		vwc := convert[admissionregistrationv1.ValidatingWebhookConfiguration](t, objs["ValidatingWebhookConfiguration/pa-privateapp-operator"])
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(vwc.Webhooks[0].ClientConfig.CABundle) {
+			t.Fatal("the webhook configuration has no CA bundle")
+		}
+		for host, s := range map[string]*corev1.Secret{
+			"pa-privateapp-operator-webhook.privateapp-system.svc":       webhookSecret,
+			"pa-privateapp-operator-token-service.privateapp-system.svc": tsSecret,
+		} {
+			block, _ := pem.Decode(s.Data["tls.crt"])
+			if block == nil {
+				t.Fatalf("%s has no certificate", s.Name)
+			}
+			cert, err := x509.ParseCertificate(block.Bytes)
+			must(t, err)
+			if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: host}); err != nil {
+				t.Errorf("%s does not verify for %s with the webhook CA bundle: %v", s.Name, host, err)
+			}
+		}
+		if vwc.Webhooks[0].ClientConfig.Service.Name != "pa-privateapp-operator-webhook" || *vwc.Webhooks[0].FailurePolicy != admissionregistrationv1.Fail {
+			t.Errorf("webhook points at %+v with failurePolicy %s", vwc.Webhooks[0].ClientConfig.Service, *vwc.Webhooks[0].FailurePolicy)
+		}
+
+		noCRDs := objects(t, h.template("crds.enabled=false"))
+		for k := range noCRDs {
+			if strings.HasPrefix(k, "CustomResourceDefinition/") {
+				t.Errorf("crds.enabled=false still renders %s", k)
+			}
+		}
+		notKept := objects(t, h.template("crds.keep=false"))
+		if _, ok := notKept["CustomResourceDefinition/privateapps.privateapps.dev"].GetAnnotations()["helm.sh/resource-policy"]; ok {
+			t.Error("crds.keep=false still sets the keep policy")
+		}
+		cm := objects(t, h.template("certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true"))
+		for _, want := range []string{"Certificate/pa-privateapp-operator-webhook", "Certificate/pa-privateapp-operator-token-service",
+			"Issuer/pa-privateapp-operator-ca", "ServiceMonitor/pa-privateapp-operator",
+			"NetworkPolicy/pa-privateapp-operator-controller", "NetworkPolicy/pa-privateapp-operator-token-service"} {
+			if cm[want] == nil {
+				t.Errorf("%s not rendered; got %v", want, kinds(cm))
+			}
+		}
+		if cm["Secret/pa-privateapp-operator-webhook-tls"] != nil {
+			t.Error("cert-manager mode still renders a self-signed Secret")
+		}
+		mwc := cm["MutatingWebhookConfiguration/pa-privateapp-operator"]
+		if mwc.GetAnnotations()["cert-manager.io/inject-ca-from"] != "privateapp-system/pa-privateapp-operator-webhook" {
+			t.Errorf("cert-manager mode: annotations %v", mwc.GetAnnotations())
+		}
+		notes := objects(t, h.template("notifications.smtp.address=smtp.example.com:587", "notifications.smtp.from=pa@example.com",
+			"notifications.smtp.credentialsSecret=smtp", "notifications.webhook.url=https://hooks.example.com/x",
+			"notifications.webhook.secretName=hook", "notifications.directory.users.alice=alice@example.com"))
+		config := notes["ConfigMap/pa-privateapp-operator-notifications"].Object["data"].(map[string]any)["config.yaml"].(string)
+		if err := yaml.UnmarshalStrict([]byte(config), &notify.Config{}); err != nil {
+			t.Errorf("the chart's notifications config does not parse as the manager reads it: %v\n%s", err, config)
+		}
+		limits := objects(t, h.template("tokenService.limits.defaultEdition=starter",
+			"tokenService.limits.editions.starter.perTenSeconds=7", "tokenService.limits.editions.starter.perDay=7000"))
+		limitsFile := filepath.Join(tmp, "limits.yaml")
+		must(t, os.WriteFile(limitsFile, []byte(limits["ConfigMap/pa-privateapp-operator-limits"].Object["data"].(map[string]any)["limits.yaml"].(string)), 0o600))
+		if l, err := tokenservice.LoadLimits(limitsFile); err != nil {
+			t.Errorf("the chart's limits file does not load: %v", err)
+		} else if got := l.Editions["starter"].PerTenSeconds; got != 7 {
+			t.Errorf("starter per 10 s = %d from the chart's limits file, want 7", got)
+		}
+		for _, want := range []string{"address: \"smtp.example.com:587\"", "passwordFile: /etc/privateapp-operator/smtp/password",
+			"secretFile: /etc/privateapp-operator/notification-webhook/secret", "name: pa-privateapp-operator-directory"} {
+			if !strings.Contains(config, want) {
+				t.Errorf("notifications config lacks %q:\n%s", want, config)
+			}
+		}
+	})
+
+	// A real API server: install, upgrade, uninstall.
+	env, c, kubeconfig := startControlPlane(t, root, tmp, func(e *envtest.Environment) {
+		e.CRDDirectoryPaths, e.ErrorIfCRDPathMissing = nil, false
+	})
+	h.kubeconfig = kubeconfig
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	install := h.must("install", "pa", h.chart, "--namespace", "privateapp-system", "--create-namespace")
+	if !strings.Contains(install, "Call the token service") || !strings.Contains(install, "get secret my-app-token") {
+		t.Errorf("NOTES do not say how to get a token and call the token service:\n%s", install)
+	}
+	for _, name := range []string{"privateapps.privateapps.dev", "tokenrotations.privateapps.dev", "appnotifications.privateapps.dev"} {
+		waitUntil(t, ctx, "CRD "+name+" is established", func() bool {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if c.Get(ctx, client.ObjectKey{Name: name}, crd) != nil {
+				return false
+			}
+			for _, cond := range crd.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					return true
+				}
+			}
+			return false
+		})
+	}
+
+	t.Run("kubeconform", func(t *testing.T) {
+		location := writeSchemas(t, env.Config, filepath.Join(tmp, "schemas"))
+		for _, set := range [][]string{
+			nil,
+			{"certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true",
+				"tokenService.limits.editions.free.perTenSeconds=10",
+				"tokenService.limits.editions.free.perDay=1000", "controller.scopeCatalog={crm.objects.contacts.read}"},
+			{"webhooks.enabled=false", "tokenService.enabled=false", "metrics.enabled=false", "crds.enabled=false", "rbac.userRoles=false"},
+		} {
+			rendered := h.template(set...)
+			cmd := exec.Command(kubeconform, "-strict", "-summary", "-schema-location", location,
+				// cert-manager's and the Prometheus operator's kinds are not installed here.
+				"-skip", "Certificate,Issuer,ServiceMonitor")
+			cmd.Stdin = strings.NewReader(rendered)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "Invalid: 0, Errors: 0") {
+				t.Errorf("kubeconform with %v: %v\n%s", set, err, out)
+			}
+		}
+		bad := strings.Replace(h.template(), "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: true\n            readOnlyRootFS: true", 1)
+		cmd := exec.Command(kubeconform, "-strict", "-schema-location", location, "-skip", "Certificate,Issuer,ServiceMonitor")
+		cmd.Stdin = strings.NewReader(bad)
+		if out, err := cmd.CombinedOutput(); err == nil {
+			t.Errorf("kubeconform accepted an unknown field; the schemas are not strict:\n%s", out)
+		}
+	})
+
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, vwc))
+	caBefore := vwc.Webhooks[0].ClientConfig.CABundle
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}))
+	app := &v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm"},
+		Spec: v1alpha1.PrivateAppSpec{DisplayName: "CRM", Scopes: []string{"crm.objects.contacts.read"}}}
+	// No pod runs here, so the registered webhook cannot answer, and
+	// failurePolicy Fail refuses the app: proof the webhooks are registered.
+	if err := c.Create(ctx, app.DeepCopy()); err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+		t.Fatalf("creating an app with the webhook registered but unreachable: %v, want a webhook failure", err)
+	}
+
+	h.must("upgrade", "pa", h.chart, "--namespace", "privateapp-system")
+	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, vwc))
+	if !bytes.Equal(vwc.Webhooks[0].ClientConfig.CABundle, caBefore) {
+		t.Error("helm upgrade replaced the webhook CA; serving certificates would stop matching")
+	}
+	h.must("upgrade", "pa", h.chart, "--namespace", "privateapp-system", "--set", "webhooks.enabled=false")
+	if err := c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, vwc); !apierrors.IsNotFound(err) {
+		t.Fatalf("webhooks.enabled=false left the webhook configuration: %v", err)
+	}
+	must(t, c.Create(ctx, app.DeepCopy()))
+
+	h.must("uninstall", "pa", "--namespace", "privateapp-system")
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "privateapp-system", Name: "pa-privateapp-operator-controller"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the controller Deployment survived uninstall: %v", err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: "privateapps.privateapps.dev"}, &apiextensionsv1.CustomResourceDefinition{}); err != nil {
+		t.Fatalf("the CRD did not survive uninstall with crds.keep: %v", err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(app), &v1alpha1.PrivateApp{}); err != nil {
+		t.Fatalf("the app did not survive uninstall: %v", err)
+	}
+}
