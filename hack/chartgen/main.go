@@ -113,7 +113,7 @@ func webhooks(from, to string) error {
 		"  name: validating-webhook-configuration\n": "  name: {{ include \"privateapp-operator.fullname\" . }}\n" + webhookMeta,
 		"      name: webhook-service\n":              "      name: {{ include \"privateapp-operator.fullname\" . }}-webhook\n",
 		"      namespace: system\n":                  "      namespace: {{ .Release.Namespace }}\n",
-		"  clientConfig:\n":                         "  clientConfig:\n    {{- include \"privateapp-operator.webhookCABundle\" . | nindent 4 }}\n",
+		"  clientConfig:\n":                          "  clientConfig:\n    {{- include \"privateapp-operator.webhookCABundle\" . | nindent 4 }}\n",
 	} {
 		if !strings.Contains(text, old) {
 			return fmt.Errorf("%s: expected %q", from, old)
