@@ -32,7 +32,7 @@ generate: ## Generate deepcopy code, CRDs and RBAC from the API types and marker
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(CONTROLLER_GEN) crd webhook paths=./... \
 		output:crd:artifacts:config=config/crd/bases output:webhook:artifacts:config=config/webhook
-	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./internal/controller/... paths=./internal/webhook/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=token-service-role,fileName=token_service_role.yaml paths=./internal/tokenservice/... \
 		output:rbac:artifacts:config=config/rbac
 	go run ./hack/chartgen config charts/privateapp-operator

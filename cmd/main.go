@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
@@ -42,6 +45,10 @@ func main() {
 		scopeCatalog           string
 		notificationsConfig    string
 		runControllers         bool
+		selfSignedCerts        bool
+		certPrefix             string
+		webhookConfigurations  string
+		webhookCertExtraNames  string
 		operatorNamespace      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
@@ -64,6 +71,10 @@ func main() {
 	flag.StringVar(&notificationsConfig, "notifications-config", "", "YAML file with the SMTP server, webhook and directory of AppNotifications (see docs/appnotifications.md); without it notifications are recorded but not sent.")
 	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the operator, where the cluster-wide recipients directory lives (default $POD_NAMESPACE).")
 	flag.BoolVar(&runControllers, "run-controllers", true, "Run the controllers (and the admission webhooks). False runs only the token service, which needs no access to Secrets: the Helm chart runs it so, as its own Deployment.")
+	flag.BoolVar(&selfSignedCerts, "self-signed-certs", false, "Run the operator's own CA: keep <prefix>-ca, <prefix>-webhook-tls and <prefix>-token-service-tls valid in the operator namespace, renewing them before they expire, write the webhook certificate into --webhook-cert-dir and inject the CA into --webhook-configurations.")
+	flag.StringVar(&certPrefix, "cert-name-prefix", "privateapp", "Prefix of the Secrets and Services of --self-signed-certs.")
+	flag.StringVar(&webhookConfigurations, "webhook-configurations", "", "Comma-separated names of the webhook configurations --self-signed-certs injects its CA into (default: the prefix).")
+	flag.StringVar(&webhookCertExtraNames, "webhook-cert-extra-names", "", "Comma-separated extra DNS names or IP addresses for the --self-signed-certs webhook certificate (for an API server that calls the webhooks by URL, as in local development).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -148,6 +159,12 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	if selfSignedCerts && runControllers {
+		if err := setUpCertRotator(mgr, operatorNamespace, certPrefix, webhookConfigurations, webhookCertExtraNames, webhookCertDir); err != nil {
+			log.Error(err, "unable to set up the operator's certificates")
+			os.Exit(1)
+		}
+	}
 	metrics.Registry.MustRegister(controller.AppsByConnection{Reader: mgr.GetCache()})
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
@@ -189,4 +206,39 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
 		Client: mgr.GetClient(), Usage: usage, Limits: limits, Accounts: accounts,
 		Clock: clock.RealClock{}, Interval: f.flushInterval, Log: log,
 	})
+}
+
+// setUpCertRotator makes the certificates once before the manager starts, so
+// the webhook server finds its files, and keeps them renewed after.
+func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, configurations, extraNames, certDir string) error {
+	if namespace == "" {
+		return errors.New("--self-signed-certs needs --operator-namespace (or $POD_NAMESPACE)")
+	}
+	names := []string{prefix}
+	if configurations != "" {
+		names = strings.Split(configurations, ",")
+	}
+	r := &appwebhook.CertRotator{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace, Prefix: prefix,
+		WebhookConfigurations: names, CertDir: certDir, Policy: certs.DefaultPolicy,
+		ExtraNames: splitList(extraNames),
+		Clock:      clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates"),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	for ctx.Err() == nil {
+		if err = r.Sync(ctx); err == nil {
+			return mgr.Add(r)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return err
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }

@@ -117,7 +117,11 @@ func (r *AppNotificationReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		n = fresh
 		outcomes = r.sendDue(ctx, n, apps.Items, res, now, r.WallClock.Now())
 	}
-	n, err = r.updateStatus(ctx, n, func(n *v1alpha1.AppNotification) {
+	// What was sent is recorded even when the manager is stopping: a lost
+	// record would send it again after the restart.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	n, err = r.updateStatus(wctx, n, func(n *v1alpha1.AppNotification) {
 		applyOutcomes(n, outcomes, now)
 		setNotificationReady(n, now, r.configured(), dirErr, res)
 	})

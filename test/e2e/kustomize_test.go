@@ -34,8 +34,8 @@ func TestKustomizeDefault(t *testing.T) {
 			}
 		}
 	}
-	for kind, n := range map[string]int{"CustomResourceDefinition": 3, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 1,
-		"ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Service": 2, "Deployment": 1} {
+	for kind, n := range map[string]int{"CustomResourceDefinition": 3, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 5,
+		"ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 2, "Deployment": 1} {
 		if kinds[kind] != n {
 			t.Errorf("%d %s, want %d", kinds[kind], kind, n)
 		}
