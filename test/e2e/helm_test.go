@@ -134,7 +134,7 @@ func TestHelmChart(t *testing.T) {
 		"--set", "networkPolicy.enabled=true", "--set", "notifications.smtp.address=smtp.example.com:587",
 		"--set", "notifications.smtp.from=privateapps@example.com", "--set", "notifications.smtp.credentialsSecret=smtp")
 	for _, bad := range []struct{ set, want string }{
-		{"certificates.mode=vault", "/certificates/mode': value must be one of 'self-signed', 'cert-manager'"},
+		{"certificates.mode=vault", "/certificates/mode': value must be one of 'operator', 'self-signed', 'cert-manager'"},
 		{"notifications.smtp.address=smtp.example.com", "/notifications/smtp/address"},
 		{"controller.replicas=0", "/controller/replicas"},
 		{"unknownKey=1", "unknownKey"},
@@ -161,7 +161,7 @@ func TestHelmChart(t *testing.T) {
 			"MutatingWebhookConfiguration/pa-privateapp-operator", "ValidatingWebhookConfiguration/pa-privateapp-operator",
 			"PodDisruptionBudget/pa-privateapp-operator-controller", "PodDisruptionBudget/pa-privateapp-operator-token-service",
 			"ClusterRole/pa-privateapp-operator-admin", "ClusterRole/pa-privateapp-operator-edit", "ClusterRole/pa-privateapp-operator-view",
-			"ConfigMap/pa-privateapp-operator-directory", "Secret/pa-privateapp-operator-webhook-tls",
+			"ConfigMap/pa-privateapp-operator-directory",
 		} {
 			if objs[want] == nil {
 				t.Errorf("%s not rendered; got %v", want, kinds(objs))
@@ -221,8 +221,23 @@ func TestHelmChart(t *testing.T) {
 			}
 		}
 
-		// The CA bundle in the webhook configurations signs the serving
-		// certificates, which name the Services.
+		// By default the operator runs its own CA: no key material in the
+		// release, a writable in-memory directory for the webhook certificate.
+		if objs["Secret/pa-privateapp-operator-webhook-tls"] != nil || objs["Secret/pa-privateapp-operator-token-service-tls"] != nil {
+			t.Error("operator mode renders certificate Secrets; the operator makes them")
+		}
+		for _, arg := range []string{"--self-signed-certs", "--cert-name-prefix=pa-privateapp-operator", "--webhook-configurations=pa-privateapp-operator"} {
+			if !slices.Contains(ctl.Spec.Template.Spec.Containers[0].Args, arg) {
+				t.Errorf("operator mode: controller args %v lack %s", ctl.Spec.Template.Spec.Containers[0].Args, arg)
+			}
+		}
+		if v := ctl.Spec.Template.Spec.Volumes[0]; v.Name != "webhook-tls" || v.EmptyDir == nil {
+			t.Errorf("operator mode: webhook-tls volume %+v, want an emptyDir", v)
+		}
+
+		// Self-signed mode: the CA bundle in the webhook configurations signs
+		// the serving certificates, which name the Services.
+		objs = objects(t, h.template("certificates.mode=self-signed"))
 		webhookSecret := convert[corev1.Secret](t, objs["Secret/pa-privateapp-operator-webhook-tls"])
 		tsSecret := convert[corev1.Secret](t, objs["Secret/pa-privateapp-operator-token-service-tls"])
 		vwc := convert[admissionregistrationv1.ValidatingWebhookConfiguration](t, objs["ValidatingWebhookConfiguration/pa-privateapp-operator"])
@@ -350,9 +365,23 @@ func TestHelmChart(t *testing.T) {
 		}
 	})
 
+	// No operator pod runs here; inject a CA bundle the way it does, then
+	// check an upgrade carries it over instead of blanking it.
+	injected := []byte("-----BEGIN CERTIFICATE-----\nMIIBinjected\n-----END CERTIFICATE-----\n")
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, vwc))
-	caBefore := vwc.Webhooks[0].ClientConfig.CABundle
+	for i := range vwc.Webhooks {
+		if len(vwc.Webhooks[i].ClientConfig.CABundle) != 0 {
+			t.Fatal("operator mode installed a CA bundle of the chart's own")
+		}
+		vwc.Webhooks[i].ClientConfig.CABundle = injected
+	}
+	must(t, c.Update(ctx, vwc))
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, mwc))
+	mwc.Webhooks[0].ClientConfig.CABundle = injected
+	must(t, c.Update(ctx, mwc))
+	caBefore := injected
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}))
 	app := &v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm"},
 		Spec: v1alpha1.PrivateAppSpec{DisplayName: "CRM", Scopes: []string{"crm.objects.contacts.read"}}}
@@ -364,8 +393,14 @@ func TestHelmChart(t *testing.T) {
 
 	h.must("upgrade", "pa", h.chart, "--namespace", "privateapp-system")
 	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, vwc))
-	if !bytes.Equal(vwc.Webhooks[0].ClientConfig.CABundle, caBefore) {
-		t.Error("helm upgrade replaced the webhook CA; serving certificates would stop matching")
+	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, mwc))
+	for _, w := range vwc.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, caBefore) {
+			t.Error("helm upgrade blanked or replaced the injected CA bundle of a validating webhook")
+		}
+	}
+	if !bytes.Equal(mwc.Webhooks[0].ClientConfig.CABundle, caBefore) {
+		t.Error("helm upgrade blanked or replaced the injected CA bundle of the mutating webhook")
 	}
 	h.must("upgrade", "pa", h.chart, "--namespace", "privateapp-system", "--set", "webhooks.enabled=false")
 	if err := c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, vwc); !apierrors.IsNotFound(err) {

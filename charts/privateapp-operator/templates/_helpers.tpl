@@ -70,6 +70,15 @@ has them keeps them, so an upgrade does not change the CA bundle.
 {{- if eq .Values.certificates.mode "self-signed" }}
 {{- include "privateapp-operator.certs" . }}
 caBundle: {{ $.privateappCerts.ca | b64enc }}
+{{- else if eq .Values.certificates.mode "operator" }}
+{{- /* The operator injects its CA; an upgrade carries the injected bundle
+over instead of blanking it until the operator injects it again. */}}
+{{- $live := lookup "admissionregistration.k8s.io/v1" "ValidatingWebhookConfiguration" "" (include "privateapp-operator.fullname" .) }}
+{{- if and $live $live.webhooks }}
+{{- with (index $live.webhooks 0).clientConfig.caBundle }}
+caBundle: {{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
