@@ -5,12 +5,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -64,6 +67,9 @@ func main() {
 	flag.StringVar(&ts.key, "token-service-tls-key", "", "TLS key of the token service (PEM).")
 	flag.BoolVar(&ts.insecure, "token-service-insecure", false, "Serve the token service over plain HTTP; for local use only.")
 	flag.StringVar(&ts.limitsFile, "limits-file", "", "YAML file with the rate limits by edition (see docs/token-service.md); the defaults are PRODUCT.md's.")
+	flag.StringVar(&ts.redisAddr, "rate-limit-redis", "", "host:port of a Redis that every token-service replica shares its rate-limit counters in; empty counts per replica (N replicas allow N times the limits).")
+	flag.StringVar(&ts.redisPasswordFile, "rate-limit-redis-password-file", "", "File with the Redis password (AUTH), e.g. mounted from a Secret.")
+	flag.BoolVar(&ts.redisTLS, "rate-limit-redis-tls", false, "Connect to Redis over TLS (system roots).")
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhooks.")
@@ -177,9 +183,11 @@ func main() {
 }
 
 type tokenServiceFlags struct {
-	addr, cert, key, limitsFile string
-	insecure                    bool
-	flushInterval               time.Duration
+	addr, cert, key, limitsFile  string
+	insecure                     bool
+	flushInterval                time.Duration
+	redisAddr, redisPasswordFile string
+	redisTLS                     bool
 }
 
 func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
@@ -187,11 +195,29 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
 	if err != nil {
 		return err
 	}
-	ix, accounts, usage, limiter := tokenservice.NewIndex(), tokenservice.NewNamespaceLabels(), tokenservice.NewUsage(), ratelimit.New()
+	ix, accounts, usage := tokenservice.NewIndex(), tokenservice.NewNamespaceLabels(), tokenservice.NewUsage()
+	log := ctrl.Log.WithName("token-service")
+	var limiter ratelimit.Taker = ratelimit.New()
+	if f.redisAddr != "" {
+		opts := &redis.Options{Addr: f.redisAddr, DialTimeout: time.Second, ReadTimeout: 100 * time.Millisecond,
+			WriteTimeout: 100 * time.Millisecond, PoolSize: 64}
+		if f.redisPasswordFile != "" {
+			b, err := os.ReadFile(f.redisPasswordFile)
+			if err != nil {
+				return fmt.Errorf("--rate-limit-redis-password-file: %w", err)
+			}
+			opts.Password = strings.TrimRight(string(b), "\r\n")
+		}
+		if f.redisTLS {
+			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		limiter = &ratelimit.Shared{Client: redis.NewClient(opts), Prefix: "privateapps:ratelimit", Timeout: 100 * time.Millisecond,
+			Local: ratelimit.New(), OnError: tokenservice.SharedLimiterErrors(log, 10*time.Second)}
+		log.Info("rate-limit counters are shared in Redis", "address", f.redisAddr)
+	}
 	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts, limiter); err != nil {
 		return err
 	}
-	log := ctrl.Log.WithName("token-service")
 	srv := &tokenservice.Server{
 		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage,
 		Clock: clock.RealClock{}, Log: log,

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Installs the real servers the test suite runs that do not come from the Go
-# module proxy: nginx (with auth_request) from Debian.
+# module proxy, from Debian: nginx (with auth_request) for the gateway test
+# and redis-server for the shared rate-limit counters.
 set -euo pipefail
-if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+missing=()
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  missing+=(nginx-light)
+fi
+if ! command -v redis-server >/dev/null; then
+  missing+=(redis-server)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo ">> Installing nginx-light from Debian (the gateway test runs a real nginx)"
+  echo ">> Installing ${missing[*]} from Debian (the tests run them for real)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "The test suite runs a real nginx with auth_request: install it (Debian: apt-get install nginx-light) and run make test again." >&2
+echo "The test suite runs a real nginx (auth_request) and redis-server: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
 exit 1

@@ -3,8 +3,10 @@ package tokenservice
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -18,6 +20,10 @@ var (
 		Name: "privateapps_token_refusals_total",
 		Help: "Tokens refused, by reason: missing, malformed, unknown, expired, suspended, missing_scope, rate_limit_app, rate_limit_account.",
 	}, []string{"reason"})
+	sharedLimiterErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "privateapps_ratelimit_shared_errors_total",
+		Help: "Calls decided by the replica's own counters because the shared (Redis) counters did not answer.",
+	})
 	latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "privateapps_token_request_duration_seconds",
 		Help:    "Time to answer a token service request, by path.",
@@ -38,7 +44,7 @@ var known = map[metricKey]struct {
 }{}
 
 func init() {
-	metrics.Registry.MustRegister(requests, refusals, latency)
+	metrics.Registry.MustRegister(requests, refusals, latency, sharedLimiterErrors)
 	for _, path := range []string{PathCheck, PathAccessTokenInfo, PathTokenReview} {
 		for _, code := range []int{200, 401, 403, 429} {
 			known[metricKey{path, code}] = struct {
@@ -80,4 +86,25 @@ func instrument(next http.Handler) http.Handler {
 		requests.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
 		latency.WithLabelValues(path).Observe(time.Since(start).Seconds())
 	})
+}
+
+// SharedLimiterErrors returns the OnError hook of a shared limiter: it
+// counts each fallback to the replica's own counters and logs at most one
+// line per interval, so a Redis outage does not flood the log.
+func SharedLimiterErrors(log logr.Logger, interval time.Duration) func(error) {
+	var mu sync.Mutex
+	var last time.Time
+	var missed int
+	return func(err error) {
+		sharedLimiterErrors.Inc()
+		mu.Lock()
+		defer mu.Unlock()
+		if now := time.Now(); now.Sub(last) >= interval {
+			log.Error(err, "shared rate-limit counters unreachable; this replica counts on its own until they answer",
+				"fallbacksSinceLastLine", missed)
+			last, missed = now, 0
+			return
+		}
+		missed++
+	}
 }

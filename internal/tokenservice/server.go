@@ -61,7 +61,7 @@ type AccountLabels interface {
 // Server answers the three interfaces of the token service.
 type Server struct {
 	Index    *Index
-	Limiter  *ratelimit.Limiter
+	Limiter  ratelimit.Taker
 	Limits   LimitsConfig
 	Accounts AccountLabels
 	Usage    *Usage

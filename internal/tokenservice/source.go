@@ -26,7 +26,7 @@ import (
 // manager's informers: the PrivateApp informer (status digests, no Secrets)
 // and a metadata-only Namespace informer. A deleted app's rate-limit window
 // is dropped from lim, so counters do not pile up as apps come and go.
-func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels, lim *ratelimit.Limiter) error {
+func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels, lim ratelimit.Taker) error {
 	apps, err := c.GetInformer(ctx, &v1alpha1.PrivateApp{})
 	if err != nil {
 		return fmt.Errorf("watching PrivateApps: %w", err)
@@ -59,7 +59,7 @@ func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels, li
 	return err
 }
 
-func removeApp(ix *Index, lim *ratelimit.Limiter, obj any) {
+func removeApp(ix *Index, lim ratelimit.Taker, obj any) {
 	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}

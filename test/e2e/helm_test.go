@@ -344,7 +344,8 @@ func TestHelmChart(t *testing.T) {
 			nil,
 			{"certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true",
 				"tokenService.limits.editions.free.perTenSeconds=10",
-				"tokenService.limits.editions.free.perDay=1000", "controller.scopeCatalog={crm.objects.contacts.read}"},
+				"tokenService.limits.editions.free.perDay=1000",
+				"tokenService.redis.address=redis.redis.svc:6379", "tokenService.redis.passwordSecret=redis", "controller.scopeCatalog={crm.objects.contacts.read}"},
 			{"webhooks.enabled=false", "tokenService.enabled=false", "metrics.enabled=false", "crds.enabled=false", "rbac.userRoles=false"},
 		} {
 			rendered := h.template(set...)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit/redistest"
 )
 
 // TestTokenServiceRunsWithoutSecretAccess runs the layout of the Helm chart:
@@ -94,5 +97,65 @@ func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 	}
 	if strings.Contains(string(log), "Starting Controller") {
 		t.Error("the token-service-only process started controllers")
+	}
+}
+
+// TestTokenServiceReplicasShareRateLimits runs two token-service replicas
+// with --rate-limit-redis against one real redis-server: a burst spread over
+// both gets exactly the app's limit for the window, not twice it.
+func TestTokenServiceReplicasShareRateLimits(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	_, c, kubeconfig := startControlPlane(t, root, tmp)
+	redisServer := redistest.Start(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers.start()
+	defer controllers.kill()
+	var addrs []string
+	for i := range 2 {
+		addr := freeAddress(t)
+		addrs = append(addrs, addr)
+		p := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
+			args: []string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + addr,
+				"--rate-limit-redis=" + redisServer.Addr()}}
+		p.start()
+		defer p.kill()
+	}
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}))
+	_, tok := createReadyApp(t, ctx, c, "team-a", "crm", "crm.objects.contacts.read")
+	check := func(addr string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/check", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, addr := range addrs {
+		waitUntil(t, ctx, "replica "+addr+" knows the token", func() bool { return check(addr) == http.StatusOK })
+	}
+	// Start the burst early in a window after the one the readiness checks
+	// counted in, so that it has the window to itself.
+	window := func() int64 { return time.Now().UnixMilli() / 10_000 }
+	warm := window()
+	for window() == warm || time.Now().UnixMilli()%10_000 > 500 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := window()
+	codes := map[int]int{}
+	for i := range 160 {
+		codes[check(addrs[i%2])]++
+	}
+	if window() != start {
+		t.Fatal("the burst crossed a window boundary (the machine is very slow); rerun")
+	}
+	if codes[http.StatusOK] != 100 || codes[http.StatusTooManyRequests] != 60 {
+		t.Fatalf("160 calls over two replicas with a limit of 100 per 10 s: %v, want 100 allowed and 60 refused", codes)
 	}
 }

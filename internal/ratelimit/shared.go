@@ -1,0 +1,83 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Taker is what the token service asks: one more call, or not.
+type Taker interface {
+	Take(app, account string, lim Limits, now time.Time) Decision
+	Forget(app string)
+}
+
+// takeScript checks both limits and counts the call in one atomic step, so
+// replicas racing for the last call of a window cannot both get it. It
+// returns {refusal, app count, account count}; a refused call counts
+// nowhere, as with Limiter.
+var takeScript = redis.NewScript(`
+local a = tonumber(redis.call('GET', KEYS[1]) or '0')
+local d = tonumber(redis.call('GET', KEYS[2]) or '0')
+if d >= tonumber(ARGV[2]) then return {2, a, d} end
+if a >= tonumber(ARGV[1]) then return {1, a, d} end
+a = redis.call('INCR', KEYS[1])
+if a == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+d = redis.call('INCR', KEYS[2])
+if d == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+return {0, a, d}
+`)
+
+// Shared counts calls in Redis, so every token-service replica draws from
+// the same window per app and the same day per account. Windows and days
+// are named by their start, computed from each replica's clock: replicas
+// whose clocks differ by more than a little share less exactly.
+//
+// When Redis does not answer within Timeout, the call is decided by Local,
+// this replica's own counters, and OnError is told: the token service keeps
+// answering, and the limits hold per replica until Redis is back.
+type Shared struct {
+	Client  redis.UniversalClient
+	Prefix  string
+	Timeout time.Duration
+	Local   *Limiter
+	OnError func(error)
+}
+
+// Take counts one call by app in account at now, if the limits allow it.
+func (s *Shared) Take(app, account string, lim Limits, now time.Time) Decision {
+	winStart := now.Truncate(Window)
+	dayStart := time.Date(now.UTC().Year(), now.UTC().Month(), now.UTC().Day(), 0, 0, 0, 0, time.UTC)
+	keys := []string{
+		fmt.Sprintf("%s:app:%s:%d", s.Prefix, app, winStart.Unix()),
+		fmt.Sprintf("%s:account:%s:%s", s.Prefix, account, dayStart.Format("20060102")),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	// Keys outlive their window or day a little, for clocks slightly behind.
+	res, err := takeScript.Run(ctx, s.Client, keys, lim.PerWindow, lim.PerDay,
+		(2 * Window).Milliseconds(), (25 * time.Hour).Milliseconds()).Int64Slice()
+	if err != nil || len(res) != 3 {
+		if err == nil {
+			err = fmt.Errorf("unexpected answer %v", res)
+		}
+		if s.OnError != nil {
+			s.OnError(err)
+		}
+		return s.Local.Take(app, account, lim, now)
+	}
+	dec := Decision{Refused: Refusal(res[0]), Limit: lim.PerWindow, DailyLimit: lim.PerDay,
+		Remaining: max(lim.PerWindow-res[1], 0), DailyRemaining: max(lim.PerDay-res[2], 0)}
+	switch dec.Refused {
+	case AccountDay:
+		dec.RetryAfter = dayStart.Add(24 * time.Hour).Sub(now)
+	case AppWindow:
+		dec.RetryAfter = winStart.Add(Window).Sub(now)
+	}
+	return dec
+}
+
+// Forget drops the app's local window; its Redis keys expire by themselves.
+func (s *Shared) Forget(app string) { s.Local.Forget(app) }
