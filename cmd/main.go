@@ -157,6 +157,10 @@ func main() {
 				log.Error(err, "unable to set up the TokenRotation webhook")
 				os.Exit(1)
 			}
+			if err := (&appwebhook.AppNotificationWebhook{Reader: mgr.GetAPIReader(), Channels: channels}).SetupWithManager(mgr); err != nil {
+				log.Error(err, "unable to set up the AppNotification webhook")
+				os.Exit(1)
+			}
 		}
 	}
 	if ts.addr != "" {

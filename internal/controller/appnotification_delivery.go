@@ -33,42 +33,46 @@ type directory struct {
 	source string
 }
 
-// directory reads the namespace's own directory ConfigMap when it has one,
-// and the cluster-wide one otherwise. A missing cluster-wide directory is an
-// empty one: the webhook still works without it.
+// directory reads the recipients directory for a namespace.
 func (r *AppNotificationReconciler) directory(ctx context.Context, namespace string) (directory, error) {
-	try := func(ns, name string) (directory, bool, error) {
+	d, source, err := LoadDirectory(ctx, r.APIReader, r.Channels, namespace)
+	return directory{Directory: d, source: source}, err
+}
+
+// LoadDirectory reads the namespace's own directory ConfigMap when it has
+// one, and the cluster-wide one otherwise, and says which it used. A missing
+// cluster-wide directory is an empty one: the webhook still works without it.
+func LoadDirectory(ctx context.Context, reader client.Reader, ch *notify.Channels, namespace string) (*notify.Directory, string, error) {
+	try := func(ns, name string) (*notify.Directory, string, bool, error) {
 		cm := &corev1.ConfigMap{}
-		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil {
+		if err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil {
 			if apierrors.IsNotFound(err) {
-				return directory{}, false, nil
+				return nil, "", false, nil
 			}
-			return directory{}, false, fmt.Errorf("reading directory ConfigMap %s/%s: %w", ns, name, err)
+			return nil, "", false, fmt.Errorf("reading directory ConfigMap %s/%s: %w", ns, name, err)
 		}
 		src := fmt.Sprintf("ConfigMap %s/%s", ns, name)
 		data, ok := cm.Data[notify.DirectoryKey]
 		if !ok {
-			return directory{}, false, fmt.Errorf("%s has no key %q", src, notify.DirectoryKey)
+			return nil, src, false, fmt.Errorf("%s has no key %q", src, notify.DirectoryKey)
 		}
 		d, err := notify.ParseDirectory([]byte(data))
 		if err != nil {
-			return directory{}, false, fmt.Errorf("%s: %w", src, err)
+			return nil, src, false, fmt.Errorf("%s: %w", src, err)
 		}
-		return directory{Directory: d, source: src}, true, nil
+		return d, src, true, nil
 	}
-	if d, ok, err := try(namespace, notify.NamespaceDirectoryName); ok || err != nil {
-		return d, err
+	if d, src, ok, err := try(namespace, notify.NamespaceDirectoryName); ok || err != nil {
+		return d, src, err
 	}
-	ch := r.Channels
 	if ch == nil || ch.DirectoryNamespace == "" {
-		return directory{Directory: &notify.Directory{}, source: "no directory"}, nil
+		return &notify.Directory{}, "no directory", nil
 	}
-	d, ok, err := try(ch.DirectoryNamespace, ch.DirectoryName)
+	d, src, ok, err := try(ch.DirectoryNamespace, ch.DirectoryName)
 	if !ok && err == nil {
-		d = directory{Directory: &notify.Directory{},
-			source: fmt.Sprintf("ConfigMap %s/%s (not found)", ch.DirectoryNamespace, ch.DirectoryName)}
+		return &notify.Directory{}, fmt.Sprintf("ConfigMap %s/%s (not found)", ch.DirectoryNamespace, ch.DirectoryName), nil
 	}
-	return d, err
+	return d, src, err
 }
 
 type resolution struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 )
 
 var (
@@ -31,6 +34,9 @@ var (
 	testEnv *envtest.Environment
 	admin   client.Client // requests as user "alice"
 	scheme  = runtime.NewScheme()
+	// warned is admin whose warnings land in warnings.
+	warned   client.Client
+	warnings warningLog
 )
 
 const maxApps = 3
@@ -73,6 +79,11 @@ var _ = BeforeSuite(func() {
 	Expect((&PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
 		ScopeCatalog: []string{"crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read"}}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&TokenRotationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&AppNotificationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
+	warnCfg := rest.CopyConfig(alice.Config())
+	warnCfg.WarningHandler = &warnings
+	warned, err = client.New(warnCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
@@ -87,6 +98,27 @@ var _ = AfterSuite(func() {
 	cancel()
 	Expect(testEnv.Stop()).To(Succeed())
 })
+
+// warningLog collects the warnings the API server sends back, as kubectl
+// prints them.
+type warningLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warningLog) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, text)
+}
+
+func (w *warningLog) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.msgs
+	w.msgs = nil
+	return out
+}
 
 func newNamespace() string {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "wh-"}}
@@ -163,6 +195,31 @@ var _ = Describe("TokenRotation admission", func() {
 		expectRefused(admin.Create(ctx, rotation(ns, "second", v1alpha1.RotationDelayed)),
 			`grace period of TokenRotation "first" until 2030-01-01T00:00:00Z; set expireOldTokenNow: true or cancel: true on first`)
 		Expect(admin.Create(ctx, rotation(ns, "leak", v1alpha1.RotationImmediate))).To(Succeed(), "Immediate is always allowed")
+	})
+
+	It("warns about notification apps and recipients that do not exist, and accepts the notification", func() {
+		ns := newNamespace()
+		Expect(admin.Create(ctx, app(ns, "crm"))).To(Succeed())
+		Expect(admin.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: notify.NamespaceDirectoryName},
+			Data:       map[string]string{notify.DirectoryKey: "users: {alice: alice@example.com}\nteams: {ops: [alice]}\n"},
+		})).To(Succeed())
+		n := &v1alpha1.AppNotification{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "down"},
+			Spec: v1alpha1.AppNotificationSpec{Event: v1alpha1.EventAppDisconnected, Apps: []string{"crm", "ghost"},
+				Recipients: v1alpha1.Recipients{Kind: v1alpha1.RecipientsSpecific, Users: []string{"alice", "zed"}, Teams: []string{"ops", "sre"}}},
+		}
+		warnings.take()
+		Expect(warned.Create(ctx, n)).To(Succeed())
+		Expect(warnings.take()).To(ConsistOf(
+			fmt.Sprintf("spec.apps: no PrivateApp ghost in namespace %s yet; the notification applies to it once it exists", ns),
+			fmt.Sprintf("spec.recipients.users: zed not in the directory (ConfigMap %s/privateapps-directory); they get nothing until added there", ns),
+			fmt.Sprintf("spec.recipients.teams: sre not in the directory (ConfigMap %s/privateapps-directory); they get nothing until added there", ns),
+		))
+
+		n.Spec.Apps, n.Spec.Recipients = []string{"crm"}, v1alpha1.Recipients{Kind: v1alpha1.RecipientsSpecific, Teams: []string{"ops"}}
+		Expect(warned.Update(ctx, n)).To(Succeed())
+		Expect(warnings.take()).To(BeEmpty(), "nothing to warn about")
 	})
 
 	It("refuses the grace-period actions outside a grace period", func() {
