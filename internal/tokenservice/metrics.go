@@ -78,14 +78,19 @@ func instrument(next http.Handler) http.Handler {
 		case len(r.URL.Path) > len(PathCheck) && r.URL.Path[:len(PathCheck)+1] == PathCheck+"/":
 			path = PathCheck
 		}
-		if m, ok := known[metricKey{path, rec.code}]; ok {
-			m.requests.Inc()
-			m.latency.Observe(time.Since(start).Seconds())
-			return
-		}
-		requests.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
-		latency.WithLabelValues(path).Observe(time.Since(start).Seconds())
+		observe(path, rec.code, start)
 	})
+}
+
+// observe counts one answer and its latency.
+func observe(path string, code int, start time.Time) {
+	if m, ok := known[metricKey{path, code}]; ok {
+		m.requests.Inc()
+		m.latency.Observe(time.Since(start).Seconds())
+		return
+	}
+	requests.WithLabelValues(path, strconv.Itoa(code)).Inc()
+	latency.WithLabelValues(path).Observe(time.Since(start).Seconds())
 }
 
 // SharedLimiterErrors returns the OnError hook of a shared limiter: it

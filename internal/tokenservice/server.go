@@ -73,14 +73,24 @@ type Server struct {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathAccessTokenInfo, s.onlyPost(s.accessTokenInfo))
-	mux.HandleFunc(PathCheck, s.check)
-	mux.HandleFunc(PathCheck+"/", s.check) // Envoy ext_authz path-prefix mode
+	mux.HandleFunc(PathCheck+"/", func(w http.ResponseWriter, r *http.Request) { s.check(w, r) }) // Envoy ext_authz path-prefix mode
 	mux.HandleFunc(PathTokenReview, s.onlyPost(s.tokenReview))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
 			"no such endpoint %q; the token service answers POST %s, %s and POST %s", r.URL.Path, PathAccessTokenInfo, PathCheck, PathTokenReview))
 	})
-	return instrument(mux)
+	other := instrument(mux)
+	// /v1/check is on every request's path through a gateway: it skips the
+	// router and the status-recording wrapper, and reports its own status.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != PathCheck {
+			other.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		code := s.check(w, r)
+		observe(PathCheck, code, start)
+	})
 }
 
 func (s *Server) onlyPost(h http.HandlerFunc) http.HandlerFunc {
@@ -133,8 +143,9 @@ func (s *Server) limitsFor(ns string) ratelimit.Limits {
 	return s.Limits.For(edition, addOn)
 }
 
-// check is external authorization for ingress gateways.
-func (s *Server) check(w http.ResponseWriter, r *http.Request) {
+// check is external authorization for ingress gateways; it returns the
+// status it answered, for the metrics.
+func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 	if log := s.Log.V(1); log.Enabled() {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		w = rec
@@ -150,12 +161,12 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	text, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		s.unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token>")
-		return
+		return http.StatusUnauthorized
 	}
 	v := s.validate(text, now)
 	if v.status == http.StatusUnauthorized {
 		s.unauthorized(w, v.reason, v.message)
-		return
+		return http.StatusUnauthorized
 	}
 	app := v.match.App
 	dec := s.Limiter.Take(app.key, app.Namespace, s.limitsFor(app.Namespace), now)
@@ -172,25 +183,20 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		refusals.WithLabelValues(reason).Inc()
 		writeError(w, http.StatusTooManyRequests, categoryRateLimits,
 			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry))
-		return
+		return http.StatusTooManyRequests
 	}
 	if v.status == http.StatusForbidden {
 		refusals.WithLabelValues(v.reason).Inc()
 		writeError(w, http.StatusForbidden, categoryDisconnected, v.message)
-		return
+		return http.StatusForbidden
 	}
-	var missing []string
-	for _, sc := range requiredScopes(r.URL.RawQuery) {
-		if !app.HasScope(sc) {
-			missing = append(missing, sc)
-		}
-	}
+	missing := missingScopes(r.URL.RawQuery, app)
 	if len(missing) > 0 {
 		refusals.WithLabelValues("missing_scope").Inc()
 		writeError(w, http.StatusForbidden, categoryScopes, fmt.Sprintf(
 			"app %s/%s lacks the scopes this call requires: %s; add them to the app's spec.scopes",
 			app.Namespace, app.Name, strings.Join(missing, ", ")))
-		return
+		return http.StatusForbidden
 	}
 	// The values are the app's, built once per status change; their capacity
 	// is capped, so nothing can append into them.
@@ -198,6 +204,29 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	id := &app.identity
 	h[hdrNamespace], h[hdrName], h[hdrAppID], h[hdrUser], h[hdrScopes] = id[0:1:1], id[1:2:2], id[2:3:3], id[3:4:4], id[4:5:5]
 	w.WriteHeader(http.StatusOK)
+	return http.StatusOK
+}
+
+// missingScopes lists the scopes the query requires that app lacks. The
+// common query (plain scope=a&scope=b) is read without allocating.
+func missingScopes(rawQuery string, app *App) []string {
+	var missing []string
+	if strings.ContainsAny(rawQuery, "%+;") {
+		for _, sc := range requiredScopes(rawQuery) {
+			if !app.HasScope(sc) {
+				missing = append(missing, sc)
+			}
+		}
+		return missing
+	}
+	for rest := rawQuery; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "&")
+		if sc, ok := strings.CutPrefix(part, "scope="); ok && !app.HasScope(sc) {
+			missing = append(missing, sc)
+		}
+	}
+	return missing
 }
 
 type tokenInfoRequest struct {
