@@ -52,6 +52,7 @@ func main() {
 		certPrefix             string
 		webhookConfigurations  string
 		webhookCertExtraNames  string
+		webhookService         string
 		operatorNamespace      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
@@ -80,6 +81,7 @@ func main() {
 	flag.BoolVar(&selfSignedCerts, "self-signed-certs", false, "Run the operator's own CA: keep <prefix>-ca, <prefix>-webhook-tls and <prefix>-token-service-tls valid in the operator namespace, renewing them before they expire, write the webhook certificate into --webhook-cert-dir and inject the CA into --webhook-configurations.")
 	flag.StringVar(&certPrefix, "cert-name-prefix", "privateapp", "Prefix of the Secrets and Services of --self-signed-certs.")
 	flag.StringVar(&webhookConfigurations, "webhook-configurations", "", "Comma-separated names of the webhook configurations --self-signed-certs injects its CA into (default: the prefix).")
+	flag.StringVar(&webhookService, "webhook-service", "", "Name of the webhook Service whose DNS names --self-signed-certs puts in the webhook certificate (default <prefix>-webhook).")
 	flag.StringVar(&webhookCertExtraNames, "webhook-cert-extra-names", "", "Comma-separated extra DNS names or IP addresses for the --self-signed-certs webhook certificate (for an API server that calls the webhooks by URL, as in local development).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -170,7 +172,7 @@ func main() {
 		}
 	}
 	if selfSignedCerts && runControllers {
-		if err := setUpCertRotator(mgr, operatorNamespace, certPrefix, webhookConfigurations, webhookCertExtraNames, webhookCertDir); err != nil {
+		if err := setUpCertRotator(mgr, operatorNamespace, certPrefix, webhookService, webhookConfigurations, webhookCertExtraNames, webhookCertDir); err != nil {
 			log.Error(err, "unable to set up the operator's certificates")
 			os.Exit(1)
 		}
@@ -240,7 +242,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
 
 // setUpCertRotator makes the certificates once before the manager starts, so
 // the webhook server finds its files, and keeps them renewed after.
-func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, configurations, extraNames, certDir string) error {
+func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, service, configurations, extraNames, certDir string) error {
 	if namespace == "" {
 		return errors.New("--self-signed-certs needs --operator-namespace (or $POD_NAMESPACE)")
 	}
@@ -251,8 +253,8 @@ func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, configurations, extra
 	r := &appwebhook.CertRotator{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace, Prefix: prefix,
 		WebhookConfigurations: names, CertDir: certDir, Policy: certs.DefaultPolicy,
-		ExtraNames: splitList(extraNames),
-		Clock:      clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates"),
+		ExtraNames: splitList(extraNames), WebhookService: service,
+		Clock: clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -47,6 +48,10 @@ func (s *Serving) Start(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
 	if !s.Insecure {
+		if !s.waitForCertificate(ctx) {
+			ln.Close()
+			return nil
+		}
 		cw, err := certwatcher.New(s.CertFile, s.KeyFile)
 		if err != nil {
 			return fmt.Errorf("token service certificate: %w", err)
@@ -66,4 +71,29 @@ func (s *Serving) Start(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// waitForCertificate waits until the certificate files exist: with the
+// operator's own CA, the Secret they are mounted from is made by this very
+// process (or its controller replicas) after it starts, and the kubelet
+// fills the volume a little later.
+// It reports false when ctx ended first.
+func (s *Serving) waitForCertificate(ctx context.Context) bool {
+	logged := false
+	for {
+		_, errCert := os.Stat(s.CertFile)
+		_, errKey := os.Stat(s.KeyFile)
+		if errCert == nil && errKey == nil {
+			return true
+		}
+		if !logged {
+			s.Log.Info("waiting for the token service certificate", "cert", s.CertFile, "key", s.KeyFile)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -42,6 +42,8 @@ type CertRotator struct {
 	WebhookConfigurations []string
 	// CertDir gets tls.crt and tls.key of the webhook certificate.
 	CertDir string
+	// WebhookService names the webhook Service; default <prefix>-webhook.
+	WebhookService string
 	// ExtraNames are more DNS names or IP addresses for the webhook
 	// certificate, for an API server that calls the webhooks by URL.
 	ExtraNames []string
@@ -102,12 +104,16 @@ func (r *CertRotator) sync(ctx context.Context) error {
 	svc := func(name string) []string {
 		return []string{fmt.Sprintf("%s.%s.svc", name, r.Namespace), fmt.Sprintf("%s.%s.svc.cluster.local", name, r.Namespace), name}
 	}
+	webhookService := r.WebhookService
+	if webhookService == "" {
+		webhookService = r.Prefix + "-webhook"
+	}
 	var webhookData map[string][]byte
 	for _, leaf := range []struct {
 		secret, service string
 		extra           []string
 	}{
-		{r.Prefix + "-webhook-tls", r.Prefix + "-webhook", r.ExtraNames},
+		{r.Prefix + "-webhook-tls", webhookService, r.ExtraNames},
 		{r.Prefix + "-token-service-tls", r.Prefix + "-token-service", nil},
 	} {
 		s, err := r.secret(ctx, leaf.secret)
@@ -124,7 +130,7 @@ func (r *CertRotator) sync(ctx context.Context) error {
 			}
 			r.Log.Info("serving certificate "+reason, "secret", s.Name)
 		}
-		if leaf.service == r.Prefix+"-webhook" {
+		if leaf.service == webhookService {
 			webhookData = data
 		}
 	}

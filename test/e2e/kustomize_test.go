@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,7 +36,7 @@ func TestKustomizeDefault(t *testing.T) {
 		}
 	}
 	for kind, n := range map[string]int{"CustomResourceDefinition": 3, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 5,
-		"ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 2, "Deployment": 1} {
+		"ClusterRoleBinding": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "Role": 1, "RoleBinding": 1, "Service": 3, "Deployment": 1} {
 		if kinds[kind] != n {
 			t.Errorf("%d %s, want %d", kinds[kind], kind, n)
 		}
@@ -58,10 +59,25 @@ func TestKustomizeDefault(t *testing.T) {
 		t.Error("resources are missing")
 	case !strings.Contains(strings.Join(c.Args, " "), "--leader-elect"):
 		t.Error("replicas > 1 need --leader-elect")
-	case !strings.Contains(strings.Join(c.Args, " "), "--token-service-tls-cert"):
+	case !strings.Contains(strings.Join(c.Args, " "), "--self-signed-certs"):
+		t.Error("the operator's own CA is off: nothing would make the webhook and token service certificates")
 		t.Error("the token service is not given its certificate")
 	case len(pod.Volumes) == 0 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "privateapp-token-service-tls":
 		t.Error("the token service's certificate does not come from the Secret docs/install.md names")
+	}
+
+	// The names the operator's CA is told are the names kustomize gave.
+	for _, want := range []string{"--webhook-service=privateapp-webhook-service",
+		"--webhook-configurations=privateapp-mutating-webhook-configuration,privateapp-validating-webhook-configuration"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("manager args %v lack %s", c.Args, want)
+		}
+	}
+	for _, want := range []string{"name: privateapp-webhook-service", "name: privateapp-mutating-webhook-configuration",
+		"name: privateapp-validating-webhook-configuration"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("kustomize output lacks %q", want)
+		}
 	}
 
 	// A real API server accepts every object.

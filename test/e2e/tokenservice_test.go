@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,12 +34,24 @@ func TestTokenServiceThroughTheManager(t *testing.T) {
 	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
 	env, c, kubeconfig := startControlPlane(t, root, tmp)
 	addr := freeAddress(t)
-	certFile, keyFile, pool := selfSignedCert(t, tmp)
+	madeCert, madeKey, pool := selfSignedCert(t, tmp)
+	// The certificate arrives after the manager starts, as a Secret made by
+	// the operator's own CA does: the token service waits for it.
+	certFile, keyFile := filepath.Join(tmp, "later", "tls.crt"), filepath.Join(tmp, "later", "tls.key")
 
 	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
 		args: []string{"--token-service-bind-address=" + addr, "--token-service-tls-cert=" + certFile, "--token-service-tls-key=" + keyFile}}
 	mgr.start()
 	defer mgr.kill()
+	waitCtx, waitCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer waitCancel()
+	waitUntil(t, waitCtx, "the token service says it waits for its certificate", func() bool {
+		b, _ := os.ReadFile(mgr.log)
+		return strings.Contains(string(b), "waiting for the token service certificate")
+	})
+	must(t, os.MkdirAll(filepath.Dir(certFile), 0o755))
+	must(t, os.Rename(madeKey, keyFile))
+	must(t, os.Rename(madeCert, certFile))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
