@@ -115,10 +115,15 @@ func (r *AppNotificationReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		n = fresh
-		outcomes = r.sendDue(ctx, n, apps.Items, res, now, r.WallClock.Now())
+		// Deliveries under way finish even when the manager is stopping:
+		// one cut off after the receiver got it would be sent again after
+		// the restart. Each channel's own timeout bounds them.
+		sendCtx, cancelSend := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		outcomes = r.sendDue(sendCtx, n, apps.Items, res, now, r.WallClock.Now())
+		cancelSend()
 	}
-	// What was sent is recorded even when the manager is stopping: a lost
-	// record would send it again after the restart.
+	// What was sent is recorded even when the manager is stopping, for the
+	// same reason.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	n, err = r.updateStatus(wctx, n, func(n *v1alpha1.AppNotification) {

@@ -13,11 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -75,14 +72,10 @@ func notifierChannels() *notify.Channels {
 }
 
 func startNotifier() func() {
-	cacheOpts := CacheOptions()
-	managed, err := labels.NewRequirement(unmanagedLabel, selection.DoesNotExist, nil)
-	Expect(err).NotTo(HaveOccurred())
-	cacheOpts.ByObject[&v1alpha1.PrivateApp{}] = cache.ByObject{Label: labels.NewSelector().Add(*managed)}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Cache:      cacheOpts,
+		Cache:      testCacheOptions(),
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
@@ -184,7 +177,7 @@ var _ = Describe("AppNotification", func() {
 
 		fakeClock.Step(time.Hour)
 		Eventually(func() []string { return subjects(ns) }).Should(HaveLen(4))
-		Expect(reminders(ns)).To(Equal([]int{0, 1}))
+		Eventually(func() []int { return reminders(ns) }).Should(Equal([]int{0, 1}))
 
 		By("a restart neither repeats reminder 1 nor skips reminder 2")
 		stopNotifier()

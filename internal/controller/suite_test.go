@@ -85,14 +85,10 @@ var _ = BeforeSuite(func() {
 	go tokens.watch(ctx, clientset)
 
 	fakeClock = clocktesting.NewFakeClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
-	cacheOpts := CacheOptions()
-	managed, err := labels.NewRequirement(unmanagedLabel, selection.DoesNotExist, nil)
-	Expect(err).NotTo(HaveOccurred())
-	cacheOpts.ByObject[&v1alpha1.PrivateApp{}] = cache.ByObject{Label: labels.NewSelector().Add(*managed)}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   cacheOpts,
+		Cache:   testCacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect((&PrivateAppReconciler{
@@ -140,6 +136,16 @@ var _ = AfterEach(func() {
 	}
 	Expect(tokens.foundIn(haystack.String())).To(BeZero(), "tokens found in logs, Events or app objects")
 })
+
+// testCacheOptions are the operator's cache options, without the apps a
+// test marks as unmanaged.
+func testCacheOptions() cache.Options {
+	opts := CacheOptions()
+	managed, err := labels.NewRequirement(unmanagedLabel, selection.DoesNotExist, nil)
+	Expect(err).NotTo(HaveOccurred())
+	opts.ByObject[&v1alpha1.PrivateApp{}] = cache.ByObject{Label: labels.NewSelector().Add(*managed)}
+	return opts
+}
 
 // newFakeClockQueue runs every delay the reconciler asks for on the fake
 // clock as well as the real one: tests step the fake clock through lifetimes

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,4 +121,17 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkStatus calls /v1/check of a plain-HTTP token service with a token
+// and returns the status code (0 when the call fails).
+func checkStatus(addr, tok string) int {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/check", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

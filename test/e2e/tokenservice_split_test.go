@@ -70,16 +70,7 @@ func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}))
 	app, tok := createReadyApp(t, ctx, c, "team-a", "crm", "crm.objects.contacts.read")
-	check := func() int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/check?scope=crm.objects.contacts.read", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	check := func() int { return checkStatus(addr, tok) }
 	waitUntil(t, ctx, "the token service accepts the token", func() bool { return check() == http.StatusOK })
 	waitUntil(t, ctx, "the token service writes usage into status", func() bool {
 		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && app.Status.Usage != nil && app.Status.Usage.CallsToday > 0
@@ -127,16 +118,7 @@ func TestTokenServiceReplicasShareRateLimits(t *testing.T) {
 	}
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}))
 	_, tok := createReadyApp(t, ctx, c, "team-a", "crm", "crm.objects.contacts.read")
-	check := func(addr string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/check", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	check := func(addr string) int { return checkStatus(addr, tok) }
 	for _, addr := range addrs {
 		waitUntil(t, ctx, "replica "+addr+" knows the token", func() bool { return check(addr) == http.StatusOK })
 	}

@@ -127,16 +127,7 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 	if app.Status.Token.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
 		t.Fatal("the Secret's token does not match the digest in status")
 	}
-	check := func(tok string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+tsAddr+"/v1/check", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	check := func(tok string) int { return checkStatus(tsAddr, tok) }
 	waitUntil(t, ctx, "the token service accepts the token", func() bool { return check(tok) == http.StatusOK })
 	resp, err := http.Post("http://"+tsAddr+"/oauth/v2/private-apps/get/access-token-info", "application/json",
 		strings.NewReader(`{"tokenKey":"`+tok+`"}`))
