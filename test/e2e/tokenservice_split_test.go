@@ -122,20 +122,27 @@ func TestTokenServiceReplicasShareRateLimits(t *testing.T) {
 	for _, addr := range addrs {
 		waitUntil(t, ctx, "replica "+addr+" knows the token", func() bool { return check(addr) == http.StatusOK })
 	}
-	// Start the burst early in a window after the one the readiness checks
-	// counted in, so that it has the window to itself.
+	// Each burst starts early in a window nothing else has counted in, so
+	// it has the window to itself; one that crosses into the next window
+	// (a very slow moment) is thrown away and run again.
 	window := func() int64 { return time.Now().UnixMilli() / 10_000 }
-	warm := window()
-	for window() == warm || time.Now().UnixMilli()%10_000 > 500 {
-		time.Sleep(20 * time.Millisecond)
-	}
-	start := window()
-	codes := map[int]int{}
-	for i := range 160 {
-		codes[check(addrs[i%2])]++
-	}
-	if window() != start {
-		t.Fatal("the burst crossed a window boundary (the machine is very slow); rerun")
+	var codes map[int]int
+	for attempt := 0; ; attempt++ {
+		used := window()
+		for window() == used || time.Now().UnixMilli()%10_000 > 500 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		start := window()
+		codes = map[int]int{}
+		for i := range 160 {
+			codes[check(addrs[i%2])]++
+		}
+		if window() == start {
+			break
+		}
+		if attempt == 2 {
+			t.Fatal("three bursts of 160 calls each crossed a 10-second window boundary")
+		}
 	}
 	if codes[http.StatusOK] != 100 || codes[http.StatusTooManyRequests] != 60 {
 		t.Fatalf("160 calls over two replicas with a limit of 100 per 10 s: %v, want 100 allowed and 60 refused", codes)
