@@ -13,11 +13,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/notify/notifytest"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
 
@@ -43,6 +46,8 @@ func main() {
 	flags.StringVar(&o.managerLog, "manager-log", "bin/dev/manager.log", "Where the manager's log goes.")
 	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs to install.")
 	flags.StringVar(&o.samples, "samples", "config/samples", "The manifests to apply once the manager runs.")
+	flags.StringVar(&o.notifications, "notification-samples", "config/samples/notifications", "AppNotifications (and their directory) to apply before the apps.")
+	flags.StringVar(&o.mailLog, "mail-log", "bin/dev/mail.log", "Where the mails the operator sends to the local mail catcher go.")
 	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with the etcd and kube-apiserver binaries.")
 	flags.StringVar(&o.tokenService, "token-service-address", "127.0.0.1:18080", "Loopback address of the token service (plain HTTP).")
 	flags.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "How long to wait for the sample apps to be Ready.")
@@ -60,6 +65,7 @@ type options struct {
 	kubeconfig, manager, managerLog, crds, samples, assets string
 	tokenService                                           string
 	readyTimeout                                           time.Duration
+	notifications, mailLog, notificationsConfig            string
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -94,6 +100,20 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	say("Control plane up at %s; kubeconfig in %s", cfg.Host, o.kubeconfig)
 
+	// A local mail catcher, so the AppNotification samples have somewhere
+	// to send to: every mail lands in o.mailLog.
+	mail, err := notifytest.StartSMTP(notifytest.SMTPOptions{})
+	if err != nil {
+		return err
+	}
+	defer mail.Close()
+	o.notificationsConfig = filepath.Join(filepath.Dir(o.managerLog), "notifications.yaml")
+	if err := os.WriteFile(o.notificationsConfig, []byte(fmt.Sprintf(
+		"smtp: {address: %q, from: \"Private apps <privateapps@localhost>\", tls: None}\n", mail.Addr)), 0o600); err != nil {
+		return err
+	}
+	say("Mail catcher on %s (mails in %s)", mail.Addr, o.mailLog)
+
 	say("Starting the manager %s (log in %s)", o.manager, o.managerLog)
 	mgr, err := startManager(o)
 	if err != nil {
@@ -112,16 +132,29 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 
-	say("Applying %s", o.samples)
-	if err := kubectl(o.kubeconfig, "apply", "-f", o.samples); err != nil {
-		return err
-	}
-
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
+		return err
+	}
+
+	// Notifications first: they report what happens after they start
+	// watching, and the apps' installs are what they should show.
+	say("Applying %s", o.notifications)
+	if err := kubectl(o.kubeconfig, "create", "namespace", devOperatorNamespace); err != nil {
+		return err
+	}
+	if err := kubectl(o.kubeconfig, "apply", "-f", o.notifications); err != nil {
+		return err
+	}
+	if err := waitForNotifications(ctx, c, o.readyTimeout); err != nil {
+		return err
+	}
+
+	say("Applying %s", o.samples)
+	if err := kubectl(o.kubeconfig, "apply", "-f", o.samples); err != nil {
 		return err
 	}
 	say("Waiting for the sample apps to get their tokens")
@@ -135,6 +168,10 @@ func run(ctx context.Context, o options) (err error) {
 	if err := validateWithTokenService(ctx, c, o.tokenService, first); err != nil {
 		return err
 	}
+	say("Waiting for the install notifications")
+	if err := showMails(ctx, mail, o.mailLog, 3*len(apps)); err != nil {
+		return err
+	}
 	fmt.Printf(`
 The operator is running. In another terminal:
 
@@ -144,11 +181,13 @@ The operator is running. In another terminal:
   TOKEN=$(kubectl get secret %[4]s -n %[3]s -o jsonpath='{.data.token}' | base64 -d)
   curl -s http://%[5]s/oauth/v2/private-apps/get/access-token-info -d "{\"tokenKey\":\"$TOKEN\"}"
   curl -si -H "Authorization: Bearer $TOKEN" 'http://%[5]s/v1/check?scope=%[6]s'
+  kubectl get appnotifications -A
+  kubectl patch privateapp %[2]s -n %[3]s --type merge -p '{"spec":{"suspend":true}}'   # then see %[7]s
 
 Every sample app's Secret holds a well-formed token whose SHA-256 matches
 status.token.digest, and the token service accepts it. Press Ctrl-C to stop everything.
 dev: ready
-`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, o.tokenService, first.Spec.Scopes[0])
+`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, o.tokenService, first.Spec.Scopes[0], o.mailLog)
 
 	select {
 	case <-ctx.Done():
@@ -158,6 +197,60 @@ dev: ready
 		managerDone <- err
 		return fmt.Errorf("the manager stopped (%v); see %s", err, o.managerLog)
 	}
+}
+
+// devOperatorNamespace holds the recipients directory of the samples.
+const devOperatorNamespace = "privateapp-system"
+
+// waitForNotifications waits until every AppNotification watches.
+func waitForNotifications(ctx context.Context, c client.Client, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var list v1alpha1.AppNotificationList
+		if err := c.List(ctx, &list); err == nil && len(list.Items) > 0 {
+			active := 0
+			for _, n := range list.Items {
+				if n.Status.ActiveSince != nil {
+					active++
+				}
+			}
+			if active == len(list.Items) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the sample AppNotifications were not picked up within %s; see `kubectl describe appnotifications -A`", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// showMails waits for want mails at the catcher, prints who got what, and
+// writes them all to path.
+func showMails(ctx context.Context, mail *notifytest.SMTPServer, path string, want int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for len(mail.Messages()) < want {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d install notifications arrived; see `kubectl describe appnotifications -A`", len(mail.Messages()), want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var all strings.Builder
+	for _, m := range mail.Messages() {
+		subject, _ := new(mime.WordDecoder).DecodeHeader(m.Header("Subject"))
+		fmt.Printf("   mail to %s: %s\n", strings.Join(m.To, ", "), subject)
+		all.Write(m.Data)
+		all.WriteString("\n")
+	}
+	return os.WriteFile(path, []byte(all.String()), 0o600)
 }
 
 func startManager(o options) (*exec.Cmd, error) {
@@ -170,6 +263,7 @@ func startManager(o options) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--zap-devel",
 		"--token-service-bind-address="+o.tokenService, "--token-service-insecure",
+		"--notifications-config="+o.notificationsConfig, "--operator-namespace="+devOperatorNamespace,
 		// Calls show up in `kubectl get privateapps` within seconds.
 		"--usage-flush-interval=5s")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)

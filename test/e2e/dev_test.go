@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -33,8 +34,9 @@ func TestDevEnvironment(t *testing.T) {
 	managerLog := filepath.Join(tmp, "manager.log")
 
 	tokenService := freeAddress(t)
+	mailLog := filepath.Join(tmp, "mail.log")
 	cmd := exec.Command(dev, "--manager", manager, "--kubeconfig", kubeconfig, "--manager-log", managerLog,
-		"--assets", assets(root), "--token-service-address", tokenService)
+		"--assets", assets(root), "--token-service-address", tokenService, "--mail-log", mailLog)
 	cmd.Dir = root
 	var output bytes.Buffer
 	stdout, err := cmd.StdoutPipe()
@@ -75,6 +77,20 @@ func TestDevEnvironment(t *testing.T) {
 		return out
 	}
 	server := controlPlaneAddress(t, kubectl)
+
+	// The notification samples told the directory's three users about each
+	// sample app's install, by mail to the local catcher.
+	for _, user := range []string{"alice", "bob", "carol"} {
+		for _, app := range []string{"billing-sync", "crm-reporting", "warehouse-sync"} {
+			want := fmt.Sprintf("mail to %s@example.com: [privateapps] App %s in namespace default was installed", user, app)
+			if !strings.Contains(output.String(), want) {
+				t.Errorf("dev output lacks %q", want)
+			}
+		}
+	}
+	if mails, err := os.ReadFile(mailLog); err != nil || bytes.Count(mails, []byte("X-PrivateApps-Event: AppInstalled")) != 9 {
+		t.Errorf("mail log %s: %v, want the nine install mails", mailLog, err)
+	}
 
 	// What the README's walkthrough does.
 	kubectl("wait", "--for=condition=Ready", "privateapp/billing-sync", "-n", "default", "--timeout=30s")
