@@ -65,26 +65,44 @@ func New() *Limiter {
 // Take counts one call by app in account at now, if the limits allow it.
 // A refused call does not count against either limit.
 func (l *Limiter) Take(app, account string, lim Limits, now time.Time) Decision {
-	winStart := now.Truncate(Window)
-	dayStart := time.Date(now.UTC().Year(), now.UTC().Month(), now.UTC().Day(), 0, 0, 0, 0, time.UTC)
+	winStart, dayStart := periods(now)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a := current(l.apps, app, winStart)
 	d := current(l.accounts, account, dayStart)
 
-	dec := Decision{Limit: lim.PerWindow, DailyLimit: lim.PerDay}
+	refused := NotRefused
 	switch {
 	case d.n >= lim.PerDay:
-		dec.Refused, dec.RetryAfter = AccountDay, dayStart.Add(24*time.Hour).Sub(now)
+		refused = AccountDay
 	case a.n >= lim.PerWindow:
-		dec.Refused, dec.RetryAfter = AppWindow, winStart.Add(Window).Sub(now)
+		refused = AppWindow
 	default:
 		a.n++
 		d.n++
 	}
-	dec.Remaining = max(lim.PerWindow-a.n, 0)
-	dec.DailyRemaining = max(lim.PerDay-d.n, 0)
+	return decision(refused, a.n, d.n, lim, winStart, dayStart, now)
+}
+
+// periods returns the start of the app window and of the UTC day that now
+// falls in.
+func periods(now time.Time) (window, day time.Time) {
+	u := now.UTC()
+	return now.Truncate(Window), time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// decision is the answer for a call, from the limit that refused it (if
+// any) and the app's and account's counts after it.
+func decision(refused Refusal, appCalls, accountCalls int64, lim Limits, window, day, now time.Time) Decision {
+	dec := Decision{Refused: refused, Limit: lim.PerWindow, DailyLimit: lim.PerDay,
+		Remaining: max(lim.PerWindow-appCalls, 0), DailyRemaining: max(lim.PerDay-accountCalls, 0)}
+	switch refused {
+	case AccountDay:
+		dec.RetryAfter = day.Add(24 * time.Hour).Sub(now)
+	case AppWindow:
+		dec.RetryAfter = window.Add(Window).Sub(now)
+	}
 	return dec
 }
 

@@ -48,8 +48,7 @@ type Shared struct {
 
 // Take counts one call by app in account at now, if the limits allow it.
 func (s *Shared) Take(app, account string, lim Limits, now time.Time) Decision {
-	winStart := now.Truncate(Window)
-	dayStart := time.Date(now.UTC().Year(), now.UTC().Month(), now.UTC().Day(), 0, 0, 0, 0, time.UTC)
+	winStart, dayStart := periods(now)
 	keys := []string{
 		fmt.Sprintf("%s:app:%s:%d", s.Prefix, app, winStart.Unix()),
 		fmt.Sprintf("%s:account:%s:%s", s.Prefix, account, dayStart.Format("20060102")),
@@ -68,15 +67,7 @@ func (s *Shared) Take(app, account string, lim Limits, now time.Time) Decision {
 		}
 		return s.Local.Take(app, account, lim, now)
 	}
-	dec := Decision{Refused: Refusal(res[0]), Limit: lim.PerWindow, DailyLimit: lim.PerDay,
-		Remaining: max(lim.PerWindow-res[1], 0), DailyRemaining: max(lim.PerDay-res[2], 0)}
-	switch dec.Refused {
-	case AccountDay:
-		dec.RetryAfter = dayStart.Add(24 * time.Hour).Sub(now)
-	case AppWindow:
-		dec.RetryAfter = winStart.Add(Window).Sub(now)
-	}
-	return dec
+	return decision(Refusal(res[0]), res[1], res[2], lim, winStart, dayStart, now)
 }
 
 // Forget drops the app's local window; its Redis keys expire by themselves.
