@@ -169,38 +169,43 @@ func (r *CertRotator) save(ctx context.Context, s *corev1.Secret, typ corev1.Sec
 func (r *CertRotator) inject(ctx context.Context, bundle []byte) error {
 	for _, name := range r.WebhookConfigurations {
 		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := r.Reader.Get(ctx, client.ObjectKey{Name: name}, m); err == nil {
-			changed := false
-			for i := range m.Webhooks {
-				if !bytes.Equal(m.Webhooks[i].ClientConfig.CABundle, bundle) {
-					m.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
-				}
-			}
-			if changed {
-				if err := r.Client.Update(ctx, m); err != nil {
-					return err
-				}
-				r.Log.Info("CA bundle injected", "mutatingWebhookConfiguration", name)
-			}
-		} else if !apierrors.IsNotFound(err) {
-			return err
-		}
 		v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		if err := r.Reader.Get(ctx, client.ObjectKey{Name: name}, v); err == nil {
+		for _, target := range []struct {
+			obj     client.Object
+			kind    string
+			configs func() []*admissionregistrationv1.WebhookClientConfig
+		}{
+			{m, "mutatingWebhookConfiguration", func() (out []*admissionregistrationv1.WebhookClientConfig) {
+				for i := range m.Webhooks {
+					out = append(out, &m.Webhooks[i].ClientConfig)
+				}
+				return out
+			}},
+			{v, "validatingWebhookConfiguration", func() (out []*admissionregistrationv1.WebhookClientConfig) {
+				for i := range v.Webhooks {
+					out = append(out, &v.Webhooks[i].ClientConfig)
+				}
+				return out
+			}},
+		} {
+			if err := r.Reader.Get(ctx, client.ObjectKey{Name: name}, target.obj); apierrors.IsNotFound(err) {
+				continue
+			} else if err != nil {
+				return err
+			}
 			changed := false
-			for i := range v.Webhooks {
-				if !bytes.Equal(v.Webhooks[i].ClientConfig.CABundle, bundle) {
-					v.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
+			for _, cc := range target.configs() {
+				if !bytes.Equal(cc.CABundle, bundle) {
+					cc.CABundle, changed = bundle, true
 				}
 			}
-			if changed {
-				if err := r.Client.Update(ctx, v); err != nil {
-					return err
-				}
-				r.Log.Info("CA bundle injected", "validatingWebhookConfiguration", name)
+			if !changed {
+				continue
 			}
-		} else if !apierrors.IsNotFound(err) {
-			return err
+			if err := r.Client.Update(ctx, target.obj); err != nil {
+				return err
+			}
+			r.Log.Info("CA bundle injected", target.kind, name)
 		}
 	}
 	return nil
