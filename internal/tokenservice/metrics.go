@@ -66,6 +66,7 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 // instrument counts requests and times them, labelled by the known path.
+// /v1/check itself does not come through here (Handler observes it).
 func instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -73,7 +74,7 @@ func instrument(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		path := "other"
 		switch {
-		case r.URL.Path == PathAccessTokenInfo, r.URL.Path == PathTokenReview, r.URL.Path == PathCheck:
+		case r.URL.Path == PathAccessTokenInfo, r.URL.Path == PathTokenReview:
 			path = r.URL.Path
 		case len(r.URL.Path) > len(PathCheck) && r.URL.Path[:len(PathCheck)+1] == PathCheck+"/":
 			path = PathCheck
