@@ -100,10 +100,10 @@ func (r *AppNotificationReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, ignoreConflict(err)
 	}
 
-	dir, dirErr := r.directory(ctx, n.Namespace)
+	dir, source, dirErr := LoadDirectory(ctx, r.APIReader, r.Channels, n.Namespace)
 	var res resolution
 	if dirErr == nil {
-		res = resolve(dir, n)
+		res = resolve(dir, source, n)
 	}
 	var outcomes []deliveryOutcome
 	if dirErr == nil && r.configured() && hasDue(n, now) {
@@ -319,9 +319,12 @@ func trimDeliveries(n *v1alpha1.AppNotification) {
 
 // hasDue says whether a pending delivery is due.
 func hasDue(n *v1alpha1.AppNotification, now time.Time) bool {
-	return slices.ContainsFunc(n.Status.Deliveries, func(d v1alpha1.Delivery) bool {
-		return d.State == v1alpha1.DeliveryPending && (d.NextAttemptAt == nil || !d.NextAttemptAt.After(now))
-	})
+	return slices.ContainsFunc(n.Status.Deliveries, func(d v1alpha1.Delivery) bool { return isDue(&d, now) })
+}
+
+// isDue says whether a delivery is pending and its next attempt has come.
+func isDue(d *v1alpha1.Delivery, now time.Time) bool {
+	return d.State == v1alpha1.DeliveryPending && (d.NextAttemptAt == nil || !d.NextAttemptAt.After(now))
 }
 
 // nextWake is when the notification has something to do next: a retry or

@@ -27,18 +27,6 @@ const (
 	EventDeliveryFailed = "DeliveryFailed"
 )
 
-// directory is the recipients directory in use and where it came from.
-type directory struct {
-	*notify.Directory
-	source string
-}
-
-// directory reads the recipients directory for a namespace.
-func (r *AppNotificationReconciler) directory(ctx context.Context, namespace string) (directory, error) {
-	d, source, err := LoadDirectory(ctx, r.APIReader, r.Channels, namespace)
-	return directory{Directory: d, source: source}, err
-}
-
 // LoadDirectory reads the namespace's own directory ConfigMap when it has
 // one, and the cluster-wide one otherwise, and says which it used. A missing
 // cluster-wide directory is an empty one: the webhook still works without it.
@@ -75,14 +63,15 @@ func LoadDirectory(ctx context.Context, reader client.Reader, ch *notify.Channel
 	return d, src, err
 }
 
+// resolution is who a notification reaches, and which directory said so.
 type resolution struct {
 	notify.Resolution
 	source string
 }
 
-func resolve(d directory, n *v1alpha1.AppNotification) resolution {
+func resolve(d *notify.Directory, source string, n *v1alpha1.AppNotification) resolution {
 	rc := n.Spec.Recipients
-	return resolution{Resolution: d.Resolve(string(rc.Kind), rc.Users, rc.Teams), source: d.source}
+	return resolution{Resolution: d.Resolve(string(rc.Kind), rc.Users, rc.Teams), source: source}
 }
 
 // deliveryOutcome is what one attempt at one delivery did.
@@ -104,7 +93,7 @@ func (r *AppNotificationReconciler) sendDue(ctx context.Context, n *v1alpha1.App
 	var stopped *time.Time
 	for i := range n.Status.Deliveries {
 		d := &n.Status.Deliveries[i]
-		if d.State != v1alpha1.DeliveryPending || (d.NextAttemptAt != nil && d.NextAttemptAt.After(now)) {
+		if !isDue(d, now) {
 			continue
 		}
 		if stopped != nil || len(outcomes) == deliveriesPerReconcile {
