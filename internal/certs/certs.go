@@ -96,46 +96,46 @@ func EnsureCA(data map[string][]byte, name string, now time.Time, p Policy) (map
 // when it did not).
 func EnsureLeaf(data map[string][]byte, ca *CA, names []string, now time.Time, p Policy) (map[string][]byte, string, error) {
 	bundle := encodeCerts(ca.Bundle)
-	if reason := leafProblem(data, ca, names, now); reason == "" {
+	reason := leafProblem(data, ca, names, now)
+	if reason == "" {
 		if bytes.Equal(data[CACertKey], bundle) {
 			return data, "", nil
 		}
 		out := map[string][]byte{CertKey: data[CertKey], KeyKey: data[KeyKey], CACertKey: bundle}
 		return out, "the CA bundle changed", nil
-	} else {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, "", err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: serial(),
-			Subject:      pkix.Name{CommonName: names[0]},
-			NotBefore:    now.Add(-5 * time.Minute),
-			NotAfter:     now.Add(p.LeafValidity),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		for _, n := range names {
-			if ip := net.ParseIP(n); ip != nil {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			} else {
-				tmpl.DNSNames = append(tmpl.DNSNames, n)
-			}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-		if err != nil {
-			return nil, "", err
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			return nil, "", err
-		}
-		return map[string][]byte{
-			CertKey:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			KeyKey:    pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-			CACertKey: bundle,
-		}, reason, nil
 	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     now.Add(p.LeafValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, "", err
+	}
+	return map[string][]byte{
+		CertKey:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyKey:    pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		CACertKey: bundle,
+	}, reason, nil
 }
 
 // leafProblem says why the stored serving certificate must be reissued.
