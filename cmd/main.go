@@ -151,7 +151,7 @@ func main() {
 		}
 		if webhookCertDir != "" {
 			if err := (&appwebhook.PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
-				ScopeCatalog: appwebhook.ParseScopeCatalog(scopeCatalog)}).SetupWithManager(mgr); err != nil {
+				ScopeCatalog: commaList(scopeCatalog)}).SetupWithManager(mgr); err != nil {
 				log.Error(err, "unable to set up the PrivateApp webhooks")
 				os.Exit(1)
 			}
@@ -246,14 +246,14 @@ func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, service, configuratio
 	if namespace == "" {
 		return errors.New("--self-signed-certs needs --operator-namespace (or $POD_NAMESPACE)")
 	}
-	names := []string{prefix}
-	if configurations != "" {
-		names = strings.Split(configurations, ",")
+	names := commaList(configurations)
+	if len(names) == 0 {
+		names = []string{prefix}
 	}
 	r := &appwebhook.CertRotator{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace, Prefix: prefix,
 		WebhookConfigurations: names, CertDir: certDir, Policy: certs.DefaultPolicy,
-		ExtraNames: splitList(extraNames), WebhookService: service,
+		ExtraNames: commaList(extraNames), WebhookService: service,
 		Clock: clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -268,9 +268,13 @@ func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, service, configuratio
 	return err
 }
 
-func splitList(s string) []string {
-	if s == "" {
-		return nil
+// commaList reads a comma-separated flag, ignoring spaces and empty items.
+func commaList(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
 	}
-	return strings.Split(s, ",")
+	return out
 }
