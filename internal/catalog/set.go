@@ -1,0 +1,144 @@
+package catalog
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Set is the catalogs in force, compiled for matching. It is immutable:
+// a change of any catalog compiles a new Set.
+type Set struct {
+	root    *node
+	offered map[string]struct{}
+	domains []domain
+	// enabled is true when any catalog exists, in force or not: then a
+	// request no route matches is refused unless a catalog in force allows
+	// it.
+	enabled bool
+}
+
+// domain is the part of the URL space a catalog in force speaks for.
+type domain struct {
+	name   string
+	hosts  []string
+	prefix prefix
+	allow  bool
+}
+
+// Empty is the Set with no catalogs: nothing is matched and nothing refused
+// for want of a route.
+var Empty = &Set{root: &node{}}
+
+// Compile compiles catalogs in the order given, which should be the order
+// they were created in (oldest first, then by name): a catalog is in force
+// when it is valid and conflicts with no catalog before it. One that
+// conflicts is set aside whole, so the cluster behaves as if it had not been
+// applied, and the conflict is reported on both catalogs.
+func Compile(catalogs []Catalog) (*Set, []Result) {
+	set := &Set{root: &node{}, offered: map[string]struct{}{}, enabled: len(catalogs) > 0}
+	inForce := &trie{root: set.root}
+	results := make([]Result, len(catalogs))
+	index := map[string]int{}
+	for i, c := range catalogs {
+		r := &results[i]
+		r.Name = c.Name
+		index[c.Name] = i
+		entries, probs := compileCatalog(c)
+		if len(probs) > 0 {
+			r.Problems = probs
+			continue
+		}
+		own := newTrie()
+		for _, e := range entries {
+			r.Conflicts = append(r.Conflicts, own.conflicts(e)...)
+			for _, cf := range inForce.conflicts(e) {
+				r.Conflicts = append(r.Conflicts, cf)
+				other := &results[index[cf.OtherCatalog]]
+				other.Conflicts = append(other.Conflicts, Conflict{
+					Route: cf.OtherRoute, OtherCatalog: c.Name, OtherRoute: cf.Route, Example: cf.Example,
+					Message: cf.Message + fmt.Sprintf("; APICatalog %q is set aside until then", c.Name),
+				})
+			}
+			own.insert(e)
+		}
+		if len(r.Conflicts) > 0 {
+			continue
+		}
+		for _, e := range entries {
+			inForce.insert(e)
+		}
+		for _, s := range c.Scopes {
+			set.offered[s] = struct{}{}
+		}
+		p, _ := parsePrefix(c.PathPrefix)
+		set.domains = append(set.domains, domain{name: c.Name, hosts: lowerAll(c.Hosts), prefix: p, allow: c.AllowUnmatched})
+		r.InForce, r.Scopes, r.Routes = true, len(c.Scopes), len(entries)
+	}
+	return set, results
+}
+
+// Enabled reports whether any catalog exists. Without one, routes decide
+// nothing and every scope may be asked for.
+func (s *Set) Enabled() bool { return s.enabled }
+
+// Offers reports whether a catalog in force offers scope.
+func (s *Set) Offers(scope string) bool {
+	_, ok := s.offered[scope]
+	return ok
+}
+
+// Decision is what the catalogs say about one request.
+type Decision struct {
+	// Target is the route the request matched; nil when none did.
+	Target *Target
+	// Covering names the catalog whose hosts and pathPrefix cover a request
+	// no route matched (the most specific one); empty when none does.
+	Covering string
+	// AllowUnmatched is true when Covering lets any valid token through.
+	AllowUnmatched bool
+}
+
+// Decide matches a request: its method, its Host (a port is ignored) and its
+// path (without the query; percent-encoded as sent). A path that cannot be
+// matched safely is a *PathError. It allocates nothing for a clean path.
+func (s *Set) Decide(method, host, path string) (Decision, error) {
+	clean, err := CleanPath(path)
+	if err != nil {
+		return Decision{}, err
+	}
+	host = hostOnly(host)
+	if e := s.root.match(clean, methodBit(method), host); e != nil {
+		return Decision{Target: e.target}, nil
+	}
+	var d Decision
+	best := -1
+	for i := range s.domains {
+		dm := &s.domains[i]
+		if !hostMatches(dm.hosts, host) || !dm.prefix.coversPath(clean) {
+			continue
+		}
+		rank := len(dm.prefix)
+		if len(dm.hosts) > 0 {
+			rank += 1 << 16
+		}
+		switch {
+		case rank > best:
+			best, d.Covering, d.AllowUnmatched = rank, dm.name, dm.allow
+		case rank == best:
+			d.AllowUnmatched = d.AllowUnmatched && dm.allow // the stricter wins
+		}
+	}
+	return d, nil
+}
+
+// hostOnly drops a port and a trailing dot from a Host value.
+func hostOnly(h string) string {
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	return h
+}
