@@ -36,6 +36,18 @@ const (
 	ReasonReconcileError = "ReconcileError"
 )
 
+// ConditionScopesOffered is set on a PrivateApp while any APICatalog
+// exists: True when a catalog in force offers every scope in spec.scopes;
+// False names the scopes none offers, which the token service no longer
+// grants. It does not change Ready: the app keeps working for the rest.
+const ConditionScopesOffered = "ScopesOffered"
+
+// Reasons of the ScopesOffered condition.
+const (
+	ReasonAllScopesOffered = "AllScopesOffered"
+	ReasonScopesNotOffered = "ScopesNotOffered"
+)
+
 // ConnectionState is what `kubectl get privateapps` shows as STATUS.
 // +kubebuilder:validation:Enum=Pending;Connected;Disconnected;Expired;Error
 type ConnectionState string

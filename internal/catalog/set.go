@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -10,6 +11,8 @@ import (
 type Set struct {
 	root    *node
 	offered map[string]struct{}
+	// offeredList is offered, sorted.
+	offeredList []string
 	domains []domain
 	// enabled is true when any catalog exists, in force or not: then a
 	// request no route matches is refused unless a catalog in force allows
@@ -74,6 +77,10 @@ func Compile(catalogs []Catalog) (*Set, []Result) {
 		set.domains = append(set.domains, domain{name: c.Name, hosts: lowerAll(c.Hosts), prefix: p, allow: c.AllowUnmatched})
 		r.InForce, r.Scopes, r.Routes = true, len(c.Scopes), len(entries)
 	}
+	for s := range set.offered {
+		set.offeredList = append(set.offeredList, s)
+	}
+	slices.Sort(set.offeredList)
 	return set, results
 }
 
@@ -86,6 +93,9 @@ func (s *Set) Offers(scope string) bool {
 	_, ok := s.offered[scope]
 	return ok
 }
+
+// OfferedScopes lists the scopes catalogs in force offer, sorted.
+func (s *Set) OfferedScopes() []string { return s.offeredList }
 
 // Decision is what the catalogs say about one request.
 type Decision struct {

@@ -164,3 +164,40 @@ func crcIEEE(s string) uint32 {
 func isBase62(c byte) bool {
 	return ('0' <= c && c <= '9') || ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z')
 }
+
+// Redacted replaces a token in text.
+const Redacted = Prefix + "[REDACTED]"
+
+// Redact replaces everything in s that looks like a token, "pat_" (in any
+// case) followed by base62 characters, with Redacted, so that text a client
+// sent can go into a message or a log. A mistyped or truncated token is
+// redacted too. s is returned as is, without allocating, when it holds none.
+func Redact(s string) string {
+	i := indexPrefixFold(s, 0)
+	if i < 0 {
+		return s
+	}
+	var b []byte
+	last := 0
+	for ; i >= 0; i = indexPrefixFold(s, last) {
+		end := i + len(Prefix)
+		for end < len(s) && isBase62(s[end]) {
+			end++
+		}
+		b = append(b, s[last:i]...)
+		b = append(b, Redacted...)
+		last = end
+	}
+	b = append(b, s[last:]...)
+	return string(b)
+}
+
+// indexPrefixFold finds Prefix in s at or after from, ignoring case.
+func indexPrefixFold(s string, from int) int {
+	for i := from; i+len(Prefix) <= len(s); i++ {
+		if (s[i] == 'p' || s[i] == 'P') && (s[i+1] == 'a' || s[i+1] == 'A') && (s[i+2] == 't' || s[i+2] == 'T') && s[i+3] == '_' {
+			return i
+		}
+	}
+	return -1
+}

@@ -193,3 +193,28 @@ func BenchmarkParseAndDigest(b *testing.B) {
 		_ = p.Digest()
 	}
 }
+
+func TestRedact(t *testing.T) {
+	tok, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ in, want string }{
+		{"/crm/v3/objects/deals/1", "/crm/v3/objects/deals/1"},
+		{"/tokens/" + tok.String(), "/tokens/pat_[REDACTED]"},
+		{"/a/" + tok.String() + "/b/PAT_abc%20x", "/a/pat_[REDACTED]/b/pat_[REDACTED]%20x"},
+		{tok.String()[:20], "pat_[REDACTED]"},
+		{"pat_", "pat_[REDACTED]"},
+		{"spat_x", "spat_[REDACTED]"},
+		{"pa", "pa"},
+	}
+	for i, tt := range tests {
+		// Neither the input nor a wrong answer is printed: both may hold a token.
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("case %d: Redact did not give %q", i, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { _ = Redact("/crm/v3/objects/deals/1") }); n != 0 {
+		t.Fatalf("Redact allocates %v times for text without a token", n)
+	}
+}

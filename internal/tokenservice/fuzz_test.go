@@ -9,27 +9,32 @@ import (
 	"testing"
 )
 
-// FuzzRequests sends arbitrary Authorization headers, query strings and
-// bodies to every endpoint: the service must never panic, never answer 5xx,
-// always answer errors in the JSON shape, and never echo the input back.
+// FuzzRequests sends arbitrary Authorization headers, query strings,
+// bodies and original requests (Envoy's path after /v1/check, nginx's
+// X-Original-URL) to every endpoint, with an API catalog in force: the
+// service must never panic, never answer 5xx, always answer errors in the
+// JSON shape, and never echo a token back.
 func FuzzRequests(f *testing.F) {
 	fx := newFixture(f)
+	fx.catalogs.use(f, crmCatalog)
 	handler := fx.srv.Config.Handler
-	for _, seed := range []struct{ auth, query, body string }{
-		{"Bearer " + fx.current.String(), "?scope=crm.objects.contacts.read", ""},
-		{"Bearer pat_", "?scope=%zz", `{"tokenKey":"pat_x"}`},
-		{"bearer\t" + fx.prev.String(), "", `{"tokenKey":` + "\x00"},
-		{"", "", `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"pat_abc"}}`},
+	for _, seed := range []struct{ auth, query, body, original string }{
+		{"Bearer " + fx.current.String(), "?scope=crm.objects.contacts.read", "", "/crm/v3/objects/contacts/1"},
+		{"Bearer pat_", "?scope=%zz", `{"tokenKey":"pat_x"}`, "/crm/v3/objects/products/%2e%2e/deals/1"},
+		{"bearer\t" + fx.prev.String(), "", `{"tokenKey":` + "\x00", "//crm/../../x"},
+		{"", "", `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"pat_abc"}}`, "http://h:1/a%2Fb?c"},
 	} {
-		f.Add(seed.auth, seed.query, seed.body)
+		f.Add(seed.auth, seed.query, seed.body, seed.original)
 	}
-	f.Fuzz(func(t *testing.T, auth, query, body string) {
+	f.Fuzz(func(t *testing.T, auth, query, body, original string) {
 		for _, ep := range []struct{ method, path string }{
-			{http.MethodGet, PathCheck}, {http.MethodPost, PathAccessTokenInfo}, {http.MethodPost, PathTokenReview},
+			{http.MethodGet, PathCheck}, {http.MethodGet, PathCheck + "/" + strings.TrimPrefix(original, "/")},
+			{http.MethodPost, PathAccessTokenInfo}, {http.MethodPost, PathTokenReview},
 		} {
 			req := httptest.NewRequest(ep.method, "/", bytes.NewReader([]byte(body)))
 			req.URL.Path, req.URL.RawQuery = ep.path, strings.TrimPrefix(query, "?")
 			req.Header.Set("Authorization", auth)
+			req.Header.Set("X-Original-URL", original)
 			rec := httptest.NewRecorder()
 			handler.ServeHTTP(rec, req)
 			if rec.Code >= 500 {
@@ -39,7 +44,7 @@ func FuzzRequests(f *testing.F) {
 			if rec.Code >= 400 && !bytes.HasPrefix(out, []byte(`{"status":"error"`)) {
 				t.Fatalf("%s answered %d without the JSON error shape", ep.path, rec.Code)
 			}
-			for _, in := range []string{auth, body} {
+			for _, in := range []string{auth, body, original} {
 				if tok := strings.TrimSpace(in); len(tok) >= 12 && strings.HasPrefix(tok, "pat_") && bytes.Contains(out, []byte(tok)) {
 					t.Fatal("the answer echoes a token-like input")
 				}

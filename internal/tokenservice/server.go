@@ -1,7 +1,6 @@
 package tokenservice
 
 import (
-	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
+	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
@@ -42,6 +42,7 @@ const (
 	categoryRateLimits     = "RATE_LIMITS"
 	categoryValidation     = "VALIDATION_ERROR"
 	categoryNotFound       = "OBJECT_NOT_FOUND"
+	categoryNoRoute        = "NO_ROUTE"
 )
 
 // Identity headers on an allowed /v1/check answer, for the upstream.
@@ -51,7 +52,15 @@ const (
 	HeaderAppID     = "X-PrivateApp-Id"
 	HeaderUser      = "X-PrivateApp-User"
 	HeaderScopes    = "X-PrivateApp-Scopes"
+	// HeaderRoute names the APICatalog route a check matched, as
+	// "catalog/route".
+	HeaderRoute = "X-PrivateApp-Route"
 )
+
+// Catalogs gives the API catalogs in force.
+type Catalogs interface {
+	Current() *catalog.Set
+}
 
 // AccountLabels tells the edition and API add-on of a namespace.
 type AccountLabels interface {
@@ -65,15 +74,23 @@ type Server struct {
 	Limits   LimitsConfig
 	Accounts AccountLabels
 	Usage    *Usage
+	// Catalogs decide which scopes each call needs; nil is no catalog.
+	Catalogs Catalogs
 	Clock    clock.PassiveClock
 	Log      logr.Logger
+}
+
+func (s *Server) catalogs() *catalog.Set {
+	if s.Catalogs == nil {
+		return catalog.Empty
+	}
+	return s.Catalogs.Current()
 }
 
 // Handler routes the token service's paths; anything else gets a JSON 404.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathAccessTokenInfo, s.onlyPost(s.accessTokenInfo))
-	mux.HandleFunc(PathCheck+"/", func(w http.ResponseWriter, r *http.Request) { s.check(w, r) }) // Envoy ext_authz path-prefix mode
 	mux.HandleFunc(PathTokenReview, s.onlyPost(s.tokenReview))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
@@ -82,8 +99,10 @@ func (s *Server) Handler() http.Handler {
 	other := instrument(mux)
 	// /v1/check is on every request's path through a gateway: it skips the
 	// router and the status-recording wrapper, and reports its own status.
+	// Envoy's path-prefix mode (/v1/check/<original path>) comes here too,
+	// before the router could clean the client's path or redirect it.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != PathCheck {
+		if r.URL.Path != PathCheck && !prefixMode(r) {
 			other.ServeHTTP(w, r)
 			return
 		}
@@ -150,11 +169,9 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		w = rec
 		defer func() {
-			method, url := originalRequest(r)
-			// Without the query: a client may have put a token there.
-			url, _, _ = strings.Cut(url, "?")
-			log.Info("check", "method", method, "url", url, "status", rec.code,
-				"app", w.Header().Get(hdrNamespace)+"/"+w.Header().Get(hdrName))
+			o, _ := originOf(r)
+			log.Info("check", "method", o.method, "host", o.host, "path", token.Redact(o.path), "status", rec.code,
+				"route", w.Header().Get(hdrRoute), "app", w.Header().Get(hdrNamespace)+"/"+w.Header().Get(hdrName))
 		}()
 	}
 	now := s.Clock.Now()
@@ -190,12 +207,31 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		writeError(w, http.StatusForbidden, categoryDisconnected, v.message)
 		return http.StatusForbidden
 	}
-	missing := missingScopes(r.URL.RawQuery, app)
-	if len(missing) > 0 {
+	cat := s.catalogs()
+	var route *catalog.Target
+	if cat.Enabled() {
+		var refusal, category, msg string
+		route, refusal, category, msg = decideRoute(cat, r)
+		if refusal != "" {
+			refusals.WithLabelValues(refusal).Inc()
+			writeError(w, http.StatusForbidden, category, msg)
+			return http.StatusForbidden
+		}
+	}
+	// In path-prefix mode the query is the client's: it never names scopes.
+	query := r.URL.RawQuery
+	if prefixMode(r) {
+		query = ""
+	}
+	if missing := missingScopes(query, app, route, cat); len(missing) > 0 {
 		refusals.WithLabelValues("missing_scope").Inc()
+		needs := "this call requires"
+		if route != nil {
+			needs = fmt.Sprintf("route %s (%s) requires", route.ID, route.Template)
+		}
 		writeError(w, http.StatusForbidden, categoryScopes, fmt.Sprintf(
-			"app %s/%s lacks the scopes this call requires: %s; add them to the app's spec.scopes",
-			app.Namespace, app.Name, strings.Join(missing, ", ")))
+			"app %s/%s lacks the scopes %s: %s; add them to the app's spec.scopes",
+			app.Namespace, app.Name, needs, strings.Join(missing, ", ")))
 		return http.StatusForbidden
 	}
 	// The values are the app's, built once per status change; their capacity
@@ -203,17 +239,67 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 	h := w.Header()
 	id := &app.identity
 	h[hdrNamespace], h[hdrName], h[hdrAppID], h[hdrUser], h[hdrScopes] = id[0:1:1], id[1:2:2], id[2:3:3], id[3:4:4], id[4:5:5]
+	if cat.Enabled() && !offersAll(cat, app.Scopes) {
+		h[hdrScopes] = []string{strings.Join(offered(cat, app.Scopes), " ")}
+	}
+	if route != nil {
+		h[hdrRoute] = route.IDValue
+	}
 	w.WriteHeader(http.StatusOK)
 	return http.StatusOK
 }
 
-// missingScopes lists the scopes the query requires that app lacks. The
+// decideRoute finds the catalog route of the request a check is about. It
+// returns the route (nil for an unmatched request the catalogs allow), or
+// the refusal's metrics reason, error category and message.
+func decideRoute(cat *catalog.Set, r *http.Request) (route *catalog.Target, refusal, category, msg string) {
+	o, err := originOf(r)
+	if err != nil {
+		return nil, "bad_request", categoryValidation, err.Error()
+	}
+	if o.path == "" {
+		return nil, "no_route", categoryNoRoute, "the check does not say which request it is about, so no APICatalog route can be matched: " +
+			"nginx sends X-Original-URL and X-Original-Method, ForwardAuth gateways X-Forwarded-Uri, -Method and -Host, " +
+			"and Envoy the original path after /v1/check (path_prefix); see docs/token-service.md#gateways"
+	}
+	d, err := cat.Decide(o.method, hostname(o.host), o.path)
+	if err != nil {
+		return nil, "bad_path", categoryValidation, token.Redact(err.Error())
+	}
+	if d.Target != nil || d.AllowUnmatched {
+		return d.Target, "", "", ""
+	}
+	clean, _ := catalog.CleanPath(o.path)
+	what := o.method + " " + clean
+	if o.host != "" {
+		what += " on host " + hostname(o.host)
+	}
+	msg = fmt.Sprintf("no APICatalog route covers %s", token.Redact(truncate(what, 300)))
+	if d.Covering != "" {
+		msg += fmt.Sprintf(", and APICatalog %q, which covers it, refuses requests its routes do not match; ask the platform team to add a route", d.Covering)
+	} else {
+		msg += "; ask the platform team to add a route to an APICatalog"
+	}
+	return nil, "no_route", categoryNoRoute, msg
+}
+
+// missingScopes lists the scopes a call needs that app lacks: those of the
+// matched route, and those the gateway's configuration names in the check's
+// query. While catalogs exist, a scope no catalog offers is not granted. The
 // common query (plain scope=a&scope=b) is read without allocating.
-func missingScopes(rawQuery string, app *App) []string {
+func missingScopes(rawQuery string, app *App, route *catalog.Target, cat *catalog.Set) []string {
 	var missing []string
+	if route != nil {
+		for _, sc := range route.Scopes {
+			if !app.HasScope(sc) {
+				missing = append(missing, sc)
+			}
+		}
+	}
+	grants := func(sc string) bool { return app.HasScope(sc) && (!cat.Enabled() || cat.Offers(sc)) }
 	if strings.ContainsAny(rawQuery, "%+;") {
 		for _, sc := range requiredScopes(rawQuery) {
-			if !app.HasScope(sc) {
+			if !grants(sc) {
 				missing = append(missing, sc)
 			}
 		}
@@ -222,11 +308,31 @@ func missingScopes(rawQuery string, app *App) []string {
 	for rest := rawQuery; rest != ""; {
 		var part string
 		part, rest, _ = strings.Cut(rest, "&")
-		if sc, ok := strings.CutPrefix(part, "scope="); ok && !app.HasScope(sc) {
+		if sc, ok := strings.CutPrefix(part, "scope="); ok && !grants(sc) {
 			missing = append(missing, sc)
 		}
 	}
 	return missing
+}
+
+func offersAll(cat *catalog.Set, scopes []string) bool {
+	for _, sc := range scopes {
+		if !cat.Offers(sc) {
+			return false
+		}
+	}
+	return true
+}
+
+// offered is the part of scopes that catalogs in force offer.
+func offered(cat *catalog.Set, scopes []string) []string {
+	var out []string
+	for _, sc := range scopes {
+		if cat.Offers(sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 type tokenInfoRequest struct {
@@ -324,24 +430,6 @@ func (s *Server) unauthorized(w http.ResponseWriter, reason, message string) {
 	writeError(w, http.StatusUnauthorized, categoryAuthentication, message)
 }
 
-// originalRequest is the method and URL of the call a gateway is
-// authorizing: nginx sends X-Original-Method and X-Original-URL, Traefik
-// X-Forwarded-Method, -Proto, -Host and -Uri, and Envoy's path-prefix mode
-// sends the original method with the original path after /v1/check.
-func originalRequest(r *http.Request) (method, url string) {
-	h := r.Header
-	switch {
-	case h.Get("X-Original-Url") != "":
-		return cmp.Or(h.Get("X-Original-Method"), r.Method), h.Get("X-Original-Url")
-	case h.Get("X-Forwarded-Uri") != "":
-		proto := cmp.Or(h.Get("X-Forwarded-Proto"), "http")
-		return cmp.Or(h.Get("X-Forwarded-Method"), r.Method), proto + "://" + h.Get("X-Forwarded-Host") + h.Get("X-Forwarded-Uri")
-	case strings.HasPrefix(r.URL.Path, PathCheck+"/"):
-		return r.Method, strings.TrimPrefix(r.URL.Path, PathCheck)
-	}
-	return r.Method, ""
-}
-
 // requiredScopes returns the values of the scope query parameters. Scopes
 // are plain ASCII, so the usual case needs no unescaping and no map.
 func requiredScopes(rawQuery string) []string {
@@ -383,6 +471,7 @@ var (
 	hdrAppID          = http.CanonicalHeaderKey(HeaderAppID)
 	hdrUser           = http.CanonicalHeaderKey(HeaderUser)
 	hdrScopes         = http.CanonicalHeaderKey(HeaderScopes)
+	hdrRoute          = http.CanonicalHeaderKey(HeaderRoute)
 	intervalMillis    = strconv.FormatInt(ratelimit.Window.Milliseconds(), 10)
 )
 

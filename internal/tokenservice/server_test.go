@@ -23,13 +23,14 @@ import (
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	srv     *httptest.Server
-	clock   *clocktesting.FakeClock
-	ix      *Index
-	usage   *Usage
-	tokens  []string // every token text, to check no answer echoes one
-	current token.Token
-	prev    token.Token
+	srv      *httptest.Server
+	catalogs swapCatalogs
+	clock    *clocktesting.FakeClock
+	ix       *Index
+	usage    *Usage
+	tokens   []string // every token text, to check no answer echoes one
+	current  token.Token
+	prev     token.Token
 }
 
 type labels map[string][2]string
@@ -46,7 +47,7 @@ func newFixture(t testing.TB) *fixture {
 	limits.Editions["tiny"] = EditionLimits{PerTenSeconds: 3, PerDay: 5}
 	s := &Server{
 		Index: f.ix, Limiter: ratelimit.New(), Limits: limits, Usage: f.usage, Clock: f.clock,
-		Accounts: labels{"team-a": {"professional", ""}, "tiny": {"tiny", ""}},
+		Accounts: labels{"team-a": {"professional", ""}, "tiny": {"tiny", ""}}, Catalogs: &f.catalogs,
 	}
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
@@ -374,33 +375,5 @@ func BenchmarkCheck(b *testing.B) {
 		if rec.Code != http.StatusOK {
 			b.Fatalf("status %d", rec.Code)
 		}
-	}
-}
-
-func TestOriginalRequest(t *testing.T) {
-	tests := []struct {
-		name, path string
-		method     string
-		header     map[string]string
-		wantMethod string
-		wantURL    string
-	}{
-		{"nginx auth_request", PathCheck, "GET", map[string]string{"X-Original-Method": "POST", "X-Original-URL": "https://api.example.com/crm/v3/objects/contacts"},
-			"POST", "https://api.example.com/crm/v3/objects/contacts"},
-		{"Traefik ForwardAuth", PathCheck, "GET", map[string]string{"X-Forwarded-Method": "DELETE", "X-Forwarded-Proto": "https",
-			"X-Forwarded-Host": "api.example.com", "X-Forwarded-Uri": "/crm/v3/objects/contacts/42"}, "DELETE", "https://api.example.com/crm/v3/objects/contacts/42"},
-		{"Envoy path prefix", PathCheck + "/crm/v3/objects/deals", "PATCH", nil, "PATCH", "/crm/v3/objects/deals"},
-		{"direct call", PathCheck, "GET", nil, "GET", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(tt.method, tt.path, nil)
-			for k, v := range tt.header {
-				r.Header.Set(k, v)
-			}
-			if m, u := originalRequest(r); m != tt.wantMethod || u != tt.wantURL {
-				t.Fatalf("originalRequest = %s %s, want %s %s", m, u, tt.wantMethod, tt.wantURL)
-			}
-		})
 	}
 }
