@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
@@ -74,7 +75,7 @@ func main() {
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhooks.")
-	flag.StringVar(&scopeCatalog, "scope-catalog", "", "Comma-separated scopes apps may ask for (admission webhook); empty allows any well-formed scope.")
+	flag.StringVar(&scopeCatalog, "scope-catalog", "", "Removed: APICatalog objects say which scopes apps may ask for (docs/apicatalogs.md#migrating-from---scope-catalog).")
 	flag.StringVar(&notificationsConfig, "notifications-config", "", "YAML file with the SMTP server, webhook and directory of AppNotifications (see docs/appnotifications.md); without it notifications are recorded but not sent.")
 	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the operator, where the cluster-wide recipients directory lives (default $POD_NAMESPACE).")
 	flag.BoolVar(&runControllers, "run-controllers", true, "Run the controllers (and the admission webhooks). False runs only the token service, which needs no access to Secrets: the Helm chart runs it so, as its own Deployment.")
@@ -91,6 +92,11 @@ func main() {
 
 	if !runControllers && ts.addr == "" {
 		log.Error(nil, "--run-controllers=false with --token-service-bind-address empty leaves nothing to run")
+		os.Exit(2)
+	}
+	if scopeCatalog != "" {
+		log.Error(nil, "--scope-catalog was removed: an APICatalog now says which scopes apps may ask for, and which scopes each route needs; "+
+			"create one with these scopes (docs/apicatalogs.md#migrating-from---scope-catalog shows how) and drop the flag", "scopes", scopeCatalog)
 		os.Exit(2)
 	}
 	if maxApps < 0 {
@@ -118,6 +124,15 @@ func main() {
 		os.Exit(1)
 	}
 
+	// Every process compiles the API catalogs for itself: the token service
+	// matches routes, the webhooks and the controller check scopes.
+	catalogs := catalogfeed.New(ctrl.Log.WithName("catalogs"))
+	if err := catalogs.Register(context.Background(), mgr.GetCache()); err != nil {
+		log.Error(err, "unable to watch APICatalogs")
+		os.Exit(1)
+	}
+	utilruntime.Must(mgr.Add(catalogs))
+
 	if runControllers {
 		if err := (&controller.PrivateAppReconciler{
 			Client:                  mgr.GetClient(),
@@ -126,8 +141,13 @@ func main() {
 			MaxAppsPerNamespace:     maxApps,
 			GracePeriod:             gracePeriod,
 			MaxConcurrentReconciles: concurrency,
+			Catalogs:                catalogs,
 		}).SetupWithManager(mgr); err != nil {
 			log.Error(err, "unable to set up the PrivateApp controller")
+			os.Exit(1)
+		}
+		if err := (&controller.APICatalogReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("privateapp-operator")}).SetupWithManager(mgr); err != nil {
+			log.Error(err, "unable to set up the APICatalog controller")
 			os.Exit(1)
 		}
 		if err := (&controller.TokenRotationReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
@@ -151,8 +171,12 @@ func main() {
 		}
 		if webhookCertDir != "" {
 			if err := (&appwebhook.PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
-				ScopeCatalog: commaList(scopeCatalog)}).SetupWithManager(mgr); err != nil {
+				Catalogs: catalogs}).SetupWithManager(mgr); err != nil {
 				log.Error(err, "unable to set up the PrivateApp webhooks")
+				os.Exit(1)
+			}
+			if err := (&appwebhook.APICatalogWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+				log.Error(err, "unable to set up the APICatalog webhook")
 				os.Exit(1)
 			}
 			if err := (&appwebhook.TokenRotationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
@@ -166,7 +190,7 @@ func main() {
 		}
 	}
 	if ts.addr != "" {
-		if err := setUpTokenService(mgr, ts); err != nil {
+		if err := setUpTokenService(mgr, ts, catalogs); err != nil {
 			log.Error(err, "unable to set up the token service")
 			os.Exit(1)
 		}
@@ -196,7 +220,7 @@ type tokenServiceFlags struct {
 	redisTLS                     bool
 }
 
-func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
+func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogfeed.Feed) error {
 	limits, err := tokenservice.LoadLimits(f.limitsFile)
 	if err != nil {
 		return err
@@ -225,12 +249,12 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags) error {
 		return err
 	}
 	srv := &tokenservice.Server{
-		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage,
+		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage, Catalogs: catalogs,
 		Clock: clock.RealClock{}, Log: log,
 	}
 	if err := mgr.Add(&tokenservice.Serving{
 		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure,
-		Handler: srv.Handler(), Cache: mgr.GetCache(), Log: log,
+		Handler: srv.Handler(), Cache: mgr.GetCache(), Ready: catalogs.Wait, Log: log,
 	}); err != nil {
 		return err
 	}

@@ -210,3 +210,23 @@ func (f *Feed) Subscribe() <-chan event.GenericEvent {
 	f.mu.Unlock()
 	return ch
 }
+
+// Check compiles others (oldest first) and then c, as if c were the newest
+// catalog, and returns what is wrong with c: its problems, and its conflicts
+// with the catalogs in force. It also returns the scopes in force then.
+func Check(others []v1alpha1.APICatalog, c *v1alpha1.APICatalog) (catalog.Result, *catalog.Set) {
+	sorted := make([]*v1alpha1.APICatalog, 0, len(others))
+	for i := range others {
+		if others[i].Name != c.Name {
+			sorted = append(sorted, &others[i])
+		}
+	}
+	slices.SortFunc(sorted, compareAge)
+	in := make([]catalog.Catalog, 0, len(sorted)+1)
+	for _, o := range sorted {
+		in = append(in, Convert(o))
+	}
+	in = append(in, Convert(c))
+	set, results := catalog.Compile(in)
+	return results[len(results)-1], set
+}

@@ -20,8 +20,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
 )
 
 const (
@@ -83,6 +85,19 @@ type PrivateAppReconciler struct {
 	// NewQueue, when set, builds the controller's work queue; tests pass one
 	// whose delays run on their fake clock.
 	NewQueue func(string, workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request]
+	// Catalogs, when set, are the API catalogs in force: apps holding a
+	// scope none offers get the ScopesOffered condition, and every app is
+	// looked at again when the catalogs change.
+	Catalogs CatalogSource
+}
+
+// CatalogSource gives the API catalogs in force (a catalogfeed.Feed).
+type CatalogSource interface {
+	Current() *catalog.Set
+	// Wait blocks until the catalogs are first compiled.
+	Wait(ctx context.Context) bool
+	// Subscribe sends an event after every compile.
+	Subscribe() <-chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps,verbs=get;list;watch;update;patch
@@ -109,6 +124,10 @@ func (r *PrivateAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, r.Patch(ctx, app, client.MergeFrom(base))
 	}
 
+	// Until the catalogs are compiled every scope would look unoffered.
+	if r.Catalogs != nil && !r.Catalogs.Wait(ctx) {
+		return ctrl.Result{}, ctx.Err()
+	}
 	s := &appScope{app: app, base: app.DeepCopy(), now: r.Clock.Now()}
 	defer func() {
 		if err := r.patchStatus(ctx, s); err != nil {
@@ -171,12 +190,14 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 			return ctrl.Result{}, err
 		}
 		trackScopes(s)
+		r.setScopesOffered(s)
 		setConnection(s)
 		return ctrl.Result{RequeueAfter: minPositive(next, nextDeadline(s))}, nil
 	}
 
 	applyTokenLifetime(s)
 	trackScopes(s)
+	r.setScopesOffered(s)
 	setConnection(s)
 	return ctrl.Result{RequeueAfter: nextDeadline(s)}, nil
 }
@@ -243,7 +264,11 @@ func (r *PrivateAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	opts := controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, NewQueue: r.NewQueue}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.Catalogs != nil {
+		b = b.WatchesRawSource(source.Channel(r.Catalogs.Subscribe(), handler.EnqueueRequestsFromMapFunc(r.allApps)))
+	}
+	return b.
 		For(&v1alpha1.PrivateApp{}).
 		Owns(&corev1.Secret{}).
 		Watches(&v1alpha1.TokenRotation{}, handler.EnqueueRequestsFromMapFunc(rotationToApp)).
@@ -288,6 +313,18 @@ func (r *PrivateAppReconciler) appsWaitingForSlot(ctx context.Context, obj clien
 		if a.Status.Token == nil && a.DeletionTimestamp.IsZero() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(a)})
 		}
+	}
+	return reqs
+}
+
+func (r *PrivateAppReconciler) allApps(ctx context.Context, _ client.Object) []reconcile.Request {
+	var apps v1alpha1.PrivateAppList
+	if err := r.List(ctx, &apps); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(apps.Items))
+	for i := range apps.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&apps.Items[i])}
 	}
 	return reqs
 }

@@ -160,6 +160,39 @@ func trackScopes(s *appScope) {
 		strings.Join(added, " "), strings.Join(removed, " "))
 }
 
+// setScopesOffered sets the ScopesOffered condition while any APICatalog
+// exists, and warns once when an app comes to hold a scope none offers. The
+// app stays Ready: its token keeps working for the scopes still offered.
+func (r *PrivateAppReconciler) setScopesOffered(s *appScope) {
+	app := s.app
+	if r.Catalogs == nil || !r.Catalogs.Current().Enabled() {
+		meta.RemoveStatusCondition(&app.Status.Conditions, v1alpha1.ConditionScopesOffered)
+		return
+	}
+	set := r.Catalogs.Current()
+	var missing []string
+	for _, sc := range app.Status.Scopes {
+		if !set.Offers(sc) {
+			missing = append(missing, sc)
+		}
+	}
+	cond := metav1.Condition{
+		Type: v1alpha1.ConditionScopesOffered, Status: metav1True, Reason: v1alpha1.ReasonAllScopesOffered,
+		Message: "An APICatalog in force offers every scope in spec.scopes", ObservedGeneration: app.Generation,
+		LastTransitionTime: metav1.NewTime(s.now),
+	}
+	if len(missing) > 0 {
+		cond.Status, cond.Reason = metav1False, v1alpha1.ReasonScopesNotOffered
+		cond.Message = fmt.Sprintf("No APICatalog in force offers %s, so the token service grants them no more; "+
+			"the app keeps working for its other scopes. Remove them from spec.scopes, or ask the platform team to offer them in an APICatalog",
+			strings.Join(missing, ", "))
+		if prev := meta.FindStatusCondition(app.Status.Conditions, v1alpha1.ConditionScopesOffered); prev == nil || prev.Message != cond.Message {
+			s.event(corev1.EventTypeWarning, v1alpha1.ReasonScopesNotOffered, cond.Message)
+		}
+	}
+	meta.SetStatusCondition(&app.Status.Conditions, cond)
+}
+
 // setConnection derives the connection state and the Ready condition of an
 // app that has a token, and records the transitions.
 func setConnection(s *appScope) {

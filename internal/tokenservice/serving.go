@@ -27,6 +27,10 @@ type Serving struct {
 	// Cache must have synced before the first answer: an empty index would
 	// refuse every valid token.
 	Cache cache.Cache
+	// Ready, when set, must report true before the first answer too: the
+	// API catalogs must be compiled, or a request no route matches would
+	// pass.
+	Ready func(context.Context) bool
 	Log   logr.Logger
 }
 
@@ -41,6 +45,9 @@ func (s *Serving) Start(ctx context.Context) error {
 	}
 	if !s.Cache.WaitForCacheSync(ctx) {
 		return errors.New("the token service's caches did not sync")
+	}
+	if s.Ready != nil && !s.Ready(ctx) {
+		return nil // stopped before it was ready
 	}
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {

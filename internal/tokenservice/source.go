@@ -16,11 +16,12 @@ import (
 )
 
 // The token service's own role (config/rbac/token_service_role.yaml): it
-// reads apps and namespaces and writes usage into app status, and reads no
-// Secrets.
+// reads apps, API catalogs and namespaces and writes usage into app status,
+// and reads no Secrets.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/status,verbs=get;patch
+// +kubebuilder:rbac:groups=privateapps.dev,resources=apicatalogs,verbs=get;list;watch
 
 // Feed keeps the index and the namespace labels up to date from the
 // manager's informers: the PrivateApp informer (status digests, no Secrets)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
 )
 
 // +kubebuilder:webhook:path=/mutate-privateapps-dev-v1alpha1-privateapp,mutating=true,failurePolicy=fail,sideEffects=None,groups=privateapps.dev,resources=privateapps,verbs=create,versions=v1alpha1,name=mprivateapp.privateapps.dev,admissionReviewVersions=v1
@@ -28,8 +30,15 @@ type PrivateAppWebhook struct {
 	Reader client.Reader
 	// MaxAppsPerNamespace is the cap.
 	MaxAppsPerNamespace int
-	// ScopeCatalog, when not empty, is the set of scopes apps may ask for.
-	ScopeCatalog []string
+	// Catalogs, when any APICatalog exists, say which scopes apps may ask
+	// for.
+	Catalogs Catalogs
+}
+
+// Catalogs gives the API catalogs in force (a catalogfeed.Feed).
+type Catalogs interface {
+	Current() *catalog.Set
+	Wait(ctx context.Context) bool
 }
 
 // SetupWithManager registers both webhooks of PrivateApp.
@@ -51,10 +60,10 @@ func (w *PrivateAppWebhook) Default(ctx context.Context, app *v1alpha1.PrivateAp
 	return nil
 }
 
-// ValidateCreate refuses an app past the namespace cap and scopes outside
-// the catalog.
+// ValidateCreate refuses an app past the namespace cap and scopes no
+// APICatalog offers.
 func (w *PrivateAppWebhook) ValidateCreate(ctx context.Context, app *v1alpha1.PrivateApp) (admission.Warnings, error) {
-	errs := w.validateScopes(app)
+	errs := w.validateScopes(ctx, nil, app)
 	var apps v1alpha1.PrivateAppList
 	if err := w.Reader.List(ctx, &apps, client.InNamespace(app.Namespace)); err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("listing the apps of namespace %q: %w", app.Namespace, err))
@@ -73,9 +82,11 @@ func (w *PrivateAppWebhook) ValidateCreate(ctx context.Context, app *v1alpha1.Pr
 	return nil, invalid(app.Name, errs)
 }
 
-// ValidateUpdate keeps who installed the app, and checks edited scopes.
-func (w *PrivateAppWebhook) ValidateUpdate(_ context.Context, oldApp, app *v1alpha1.PrivateApp) (admission.Warnings, error) {
-	errs := w.validateScopes(app)
+// ValidateUpdate keeps who installed the app, and checks the scopes an edit
+// adds. A scope the app already holds is never refused, so narrowing a
+// catalog cannot block suspending, editing or deleting an app.
+func (w *PrivateAppWebhook) ValidateUpdate(ctx context.Context, oldApp, app *v1alpha1.PrivateApp) (admission.Warnings, error) {
+	errs := w.validateScopes(ctx, oldApp, app)
 	if oldApp.Annotations[v1alpha1.InstalledByAnnotation] != app.Annotations[v1alpha1.InstalledByAnnotation] {
 		errs = append(errs, field.Forbidden(field.NewPath("metadata", "annotations").Key(v1alpha1.InstalledByAnnotation),
 			"who installed the app is recorded at creation and cannot be changed"))
@@ -92,16 +103,27 @@ func (w *PrivateAppWebhook) ValidateDelete(context.Context, *v1alpha1.PrivateApp
 	return nil, nil
 }
 
-func (w *PrivateAppWebhook) validateScopes(app *v1alpha1.PrivateApp) field.ErrorList {
-	if len(w.ScopeCatalog) == 0 {
+// validateScopes refuses the scopes app adds to oldApp (all of them on
+// create) that no APICatalog in force offers, naming the three closest.
+func (w *PrivateAppWebhook) validateScopes(ctx context.Context, oldApp, app *v1alpha1.PrivateApp) field.ErrorList {
+	if w.Catalogs == nil || !w.Catalogs.Wait(ctx) {
+		return nil
+	}
+	set := w.Catalogs.Current()
+	if !set.Enabled() {
 		return nil
 	}
 	var errs field.ErrorList
 	for i, s := range app.Spec.Scopes {
-		if slices.Contains(w.ScopeCatalog, s) {
+		if set.Offers(s) || oldApp != nil && slices.Contains(oldApp.Spec.Scopes, s) {
 			continue
 		}
-		errs = append(errs, field.NotSupported(field.NewPath("spec", "scopes").Index(i), s, closest(s, w.ScopeCatalog, 3)))
+		hint := "no APICatalog in force offers any scope"
+		if offered := set.OfferedScopes(); len(offered) > 0 {
+			hint = "the closest offered scopes are " + strings.Join(closest(s, offered, 3), ", ")
+		}
+		errs = append(errs, field.Invalid(field.NewPath("spec", "scopes").Index(i), s, fmt.Sprintf(
+			"no APICatalog offers this scope; %s (kubectl get apicatalogs -o yaml lists them all)", hint)))
 	}
 	return errs
 }

@@ -345,7 +345,7 @@ func TestHelmChart(t *testing.T) {
 			{"certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true",
 				"tokenService.limits.editions.free.perTenSeconds=10",
 				"tokenService.limits.editions.free.perDay=1000",
-				"tokenService.redis.address=redis.redis.svc:6379", "tokenService.redis.passwordSecret=redis", "controller.scopeCatalog={crm.objects.contacts.read}"},
+				"tokenService.redis.address=redis.redis.svc:6379", "tokenService.redis.passwordSecret=redis"},
 			{"webhooks.enabled=false", "tokenService.enabled=false", "metrics.enabled=false", "crds.enabled=false", "rbac.userRoles=false"},
 		} {
 			rendered := h.template(set...)

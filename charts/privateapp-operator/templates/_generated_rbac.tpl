@@ -36,6 +36,7 @@
 - apiGroups:
   - privateapps.dev
   resources:
+  - apicatalogs
   - appnotifications
   verbs:
   - get
@@ -44,6 +45,7 @@
 - apiGroups:
   - privateapps.dev
   resources:
+  - apicatalogs/status
   - appnotifications/status
   - privateapps/status
   - tokenrotations/status
@@ -90,6 +92,7 @@
 - apiGroups:
   - privateapps.dev
   resources:
+  - apicatalogs
   - privateapps
   verbs:
   - get
