@@ -13,7 +13,7 @@ type Set struct {
 	offered map[string]struct{}
 	// offeredList is offered, sorted.
 	offeredList []string
-	domains []domain
+	domains     []domain
 	// enabled is true when any catalog exists, in force or not: then a
 	// request no route matches is refused unless a catalog in force allows
 	// it.

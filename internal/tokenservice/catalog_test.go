@@ -125,7 +125,7 @@ func TestCheckMatchesCatalogRoutes(t *testing.T) {
 			code: 403, category: categoryValidation, message: "must agree"},
 		{name: "Envoy: a client's X-Original-URL that disagrees is refused", method: "GET", path: PathCheck + "/crm/v3/objects/deals/1", tok: warehouse.String(),
 			header: map[string]string{"X-Original-URL": "/crm/v3/objects/products/1", "X-Original-Method": "POST"},
-			code: 403, category: categoryValidation, message: "the path after /v1/check (path-prefix mode) says GET /crm/v3/objects/deals/1"},
+			code:   403, category: categoryValidation, message: "the path after /v1/check (path-prefix mode) says GET /crm/v3/objects/deals/1"},
 		{name: "headers that agree are fine", method: "GET", path: PathCheck, tok: crm,
 			header: map[string]string{"X-Original-URL": "http://api.example.com:8080/crm/v3/objects/contacts/1", "X-Original-Method": "GET",
 				"X-Forwarded-Method": "GET", "X-Forwarded-Host": "API.example.com", "X-Forwarded-Uri": "/crm/v3//objects/contacts/1"},
