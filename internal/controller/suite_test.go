@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 )
 
 // unmanagedLabel keeps an app away from the suite's manager, so that a test
@@ -91,7 +92,13 @@ var _ = BeforeSuite(func() {
 		Cache:   testCacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
+	catalogs := catalogfeed.New(ctrl.Log.WithName("catalogs"))
+	Expect(catalogs.Register(ctx, mgr.GetCache())).To(Succeed())
+	Expect(mgr.Add(catalogs)).To(Succeed())
+	Expect((&APICatalogReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("privateapp-operator"), Clock: fakeClock}).
+		SetupWithManager(mgr)).To(Succeed())
 	Expect((&PrivateAppReconciler{
+		Catalogs:                catalogs,
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("privateapp-operator"),
