@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 )
 
@@ -37,6 +38,7 @@ var (
 	// warned is admin whose warnings land in warnings.
 	warned   client.Client
 	warnings warningLog
+	catalogs *catalogfeed.Feed
 )
 
 const maxApps = 3
@@ -76,8 +78,11 @@ var _ = BeforeSuite(func() {
 		}),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect((&PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps,
-		ScopeCatalog: []string{"crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read"}}).SetupWithManager(mgr)).To(Succeed())
+	catalogs = catalogfeed.New(ctrl.Log.WithName("catalogs"))
+	Expect(catalogs.Register(ctx, mgr.GetCache())).To(Succeed())
+	Expect(mgr.Add(catalogs)).To(Succeed())
+	Expect((&PrivateAppWebhook{Reader: mgr.GetAPIReader(), MaxAppsPerNamespace: maxApps, Catalogs: catalogs}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&APICatalogWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&TokenRotationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&AppNotificationWebhook{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
 	warnCfg := rest.CopyConfig(alice.Config())
@@ -92,6 +97,9 @@ var _ = BeforeSuite(func() {
 	Eventually(func() error {
 		return admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ready-"}})
 	}).Should(Succeed())
+	// The catalog every test's apps ask their scopes from.
+	Expect(admin.Create(ctx, catalogOffering("base", "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read"))).To(Succeed())
+	Eventually(func() bool { return catalogs.Current().Offers("crm.objects.deals.read") }).Should(BeTrue())
 })
 
 var _ = AfterSuite(func() {
@@ -162,9 +170,11 @@ var _ = Describe("PrivateApp admission", func() {
 			fmt.Sprintf(`namespace %q already has %d private apps and the limit is %d`, ns, maxApps, maxApps))
 	})
 
-	It("refuses scopes outside the catalog, naming the closest allowed ones", func() {
-		err := admin.Create(ctx, app(newNamespace(), "crm", "crm.objects.contact.read"))
-		expectRefused(err, `spec.scopes[0]: Unsupported value: "crm.objects.contact.read": supported values: "crm.objects.contacts.read"`)
+	It("refuses scopes no catalog offers, naming the three closest offered ones", func() {
+		err := admin.Create(ctx, app(newNamespace(), "crm", "crm.objects.contacts.read", "crm.objects.contact.read"))
+		expectRefused(err, `spec.scopes[1]: Invalid value: "crm.objects.contact.read": no APICatalog offers this scope; `+
+			`the closest offered scopes are crm.objects.contacts.read, crm.objects.contacts.write, crm.objects.deals.read`)
+		Expect(err.Error()).NotTo(ContainSubstring("spec.scopes[0]"))
 	})
 })
 
