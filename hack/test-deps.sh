@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers the test suite runs that do not come from the Go
-# module proxy, from Debian: nginx (with auth_request) for the gateway test
-# and redis-server for the shared rate-limit counters.
+# module proxy, from Debian: nginx (with auth_request) and Caddy
+# (forward_auth) for the gateway tests, and redis-server for the shared
+# rate-limit counters.
 set -euo pipefail
 missing=()
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
@@ -9,6 +10,9 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
 fi
 if ! command -v redis-server >/dev/null; then
   missing+=(redis-server)
+fi
+if ! command -v caddy >/dev/null; then
+  missing+=(caddy)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -19,5 +23,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "The test suite runs a real nginx (auth_request) and redis-server: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
+echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth) and redis-server: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
 exit 1

@@ -168,6 +168,14 @@ func run(ctx context.Context, o options) (err error) {
 	if err := validateWithTokenService(ctx, c, o.tokenService, first); err != nil {
 		return err
 	}
+	for _, a := range apps {
+		if a.Name == "warehouse-sync" {
+			say("Asking about a call the API catalog refuses")
+			if err := showRefusal(ctx, c, o.tokenService, a); err != nil {
+				return err
+			}
+		}
+	}
 	say("Waiting for the install notifications")
 	if err := showMails(ctx, mail, o.mailLog, 3*len(apps)); err != nil {
 		return err
@@ -180,14 +188,16 @@ The operator is running. In another terminal:
   kubectl describe privateapp %[2]s -n %[3]s
   TOKEN=$(kubectl get secret %[4]s -n %[3]s -o jsonpath='{.data.token}' | base64 -d)
   curl -s http://%[5]s/oauth/v2/private-apps/get/access-token-info -d "{\"tokenKey\":\"$TOKEN\"}"
-  curl -si -H "Authorization: Bearer $TOKEN" 'http://%[5]s/v1/check?scope=%[6]s'
+  kubectl get apicatalogs
+  curl -si -H "Authorization: Bearer $TOKEN" -H 'X-Original-Method: GET' -H 'X-Original-URL: http://api.example.com%[6]s' http://%[5]s/v1/check
+  curl -s -H "Authorization: Bearer $TOKEN" http://%[5]s/v1/check%[8]s    # as Envoy asks: 403, no crm.objects.deals.read
   kubectl get appnotifications -A
   kubectl patch privateapp %[2]s -n %[3]s --type merge -p '{"spec":{"suspend":true}}'   # then see %[7]s
 
 Every sample app's Secret holds a well-formed token whose SHA-256 matches
 status.token.digest, and the token service accepts it. Press Ctrl-C to stop everything.
 dev: ready
-`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, o.tokenService, first.Spec.Scopes[0], o.mailLog)
+`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, o.tokenService, allowedPath, o.mailLog, refusedPath)
 
 	select {
 	case <-ctx.Done():
@@ -363,17 +373,55 @@ func validateWithTokenService(ctx context.Context, c client.Client, addr string,
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/check?scope="+app.Spec.Scopes[0], nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	// As nginx asks about GET /crm/v3/objects/contacts/1: the sample
+	// catalog's route contacts-get needs crm.objects.contacts.read.
+	code, h, _, err := check(ctx, addr, "/v1/check", tok, map[string]string{
+		"X-Original-Method": "GET", "X-Original-URL": "http://api.example.com" + allowedPath})
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
-	fmt.Printf("   /v1/check?scope=%s: %d, %s=%s, X-RateLimit-Remaining=%s\n", app.Spec.Scopes[0], resp.StatusCode,
-		"X-PrivateApp-Name", resp.Header.Get("X-PrivateApp-Name"), resp.Header.Get("X-RateLimit-Remaining"))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/v1/check answered %d for the sample token", resp.StatusCode)
+	fmt.Printf("   /v1/check about GET %s (nginx headers): %d, X-PrivateApp-Name=%s, X-PrivateApp-Route=%s, X-RateLimit-Remaining=%s\n",
+		allowedPath, code, h.Get("X-PrivateApp-Name"), h.Get("X-PrivateApp-Route"), h.Get("X-RateLimit-Remaining"))
+	if code != http.StatusOK {
+		return fmt.Errorf("/v1/check answered %d for the sample token", code)
 	}
 	return nil
+}
+
+const (
+	allowedPath = "/crm/v3/objects/contacts/1"
+	refusedPath = "/crm/v3/objects/deals/1"
+)
+
+// showRefusal asks, as Envoy in path-prefix mode does, whether an app that
+// holds only crm.objects.products.write may GET a deal: the catalog says no.
+func showRefusal(ctx context.Context, c client.Client, addr string, app v1alpha1.PrivateApp) error {
+	var s corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.Status.SecretName}, &s); err != nil {
+		return err
+	}
+	code, _, body, err := check(ctx, addr, "/v1/check"+refusedPath, string(s.Data[v1alpha1.SecretTokenKey]), nil)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   /v1/check%s as %s (Envoy path-prefix mode): %d %s", refusedPath, app.Name, code, body)
+	if code != http.StatusForbidden {
+		return fmt.Errorf("/v1/check%s answered %d for %s, want 403 from the catalog", refusedPath, code, app.Name)
+	}
+	return nil
+}
+
+func check(ctx context.Context, addr, path, tok string, header map[string]string) (int, http.Header, string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body), nil
 }

@@ -124,6 +124,22 @@ func TestDevEnvironment(t *testing.T) {
 		t.Fatalf("the Secret's token has digest %s, status says %s", tok.Digest(), app.Status.Token.Digest)
 	}
 
+	// The sample catalog is in force, and dev showed one call it allows and
+	// one it refuses.
+	catalogs := string(kubectl("get", "apicatalogs"))
+	if !strings.Contains(catalogs, "crm") || !strings.Contains(catalogs, "True") {
+		t.Errorf("`kubectl get apicatalogs` does not show the sample catalog in force:\n%s", catalogs)
+	}
+	for _, want := range []string{
+		"X-PrivateApp-Route=crm/contacts-get",
+		`/v1/check/crm/v3/objects/deals/1 as warehouse-sync (Envoy path-prefix mode): 403`,
+		`lacks the scopes route crm/deals-get (/crm/v3/objects/deals/{dealId}) requires: crm.objects.deals.read`,
+	} {
+		if !strings.Contains(output.String(), want) {
+			t.Errorf("dev output lacks %q", want)
+		}
+	}
+
 	describe := string(kubectl("describe", "privateapp", "billing-sync", "-n", "default"))
 	for _, want := range []string{"Conditions:", "TokenIssued", "Activity:", "Installed"} {
 		if !strings.Contains(describe, want) {
@@ -133,8 +149,10 @@ func TestDevEnvironment(t *testing.T) {
 	// The token service: the call counts in status within the flush interval
 	// (5 s in dev), and deleting the app revokes the token within a second.
 	check := func() int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+tokenService+"/v1/check?scope=crm.objects.contacts.read", nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+tokenService+"/v1/check", nil)
 		req.Header.Set("Authorization", "Bearer "+tok.String())
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URL", "https://api.example.com/crm/v3/objects/contacts/1")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

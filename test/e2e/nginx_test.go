@@ -22,8 +22,9 @@ import (
 )
 
 // nginxConf is the gateway of docs/token-service.md: auth_request to
-// /v1/check, identity headers passed upstream, and the two lines that let a
-// 429 from the token service reach the client (nginx answers 500 for any
+// /v1/check (%[3]s is the token service's address and the check's path),
+// identity headers passed upstream, and the two lines that let a 429 from
+// the token service reach the client (nginx answers 500 for any
 // auth_request status other than 2xx, 401 and 403).
 const nginxConf = `
 daemon off;
@@ -43,7 +44,7 @@ http {
 
     location = /_privateapp_check {
       internal;
-      proxy_pass http://%[3]s/v1/check?scope=crm.objects.contacts.read;
+      proxy_pass http://%[3]s;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-Method $request_method;
@@ -58,6 +59,8 @@ http {
       auth_request_set $papp_retry_after $upstream_http_retry_after;
       proxy_set_header X-PrivateApp-Namespace $papp_namespace;
       proxy_set_header X-PrivateApp-Name $papp_name;
+      auth_request_set $papp_route $upstream_http_x_privateapp_route;
+      proxy_set_header X-PrivateApp-Route $papp_route;
       proxy_set_header Authorization "";
       proxy_pass http://%[4]s;
       error_page 500 = @privateapp_error;
@@ -103,7 +106,7 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	listen := freeAddress(t)
 	conf := filepath.Join(tmp, "nginx.conf")
-	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, tmp, listen, strings.TrimPrefix(ts.URL, "http://"), strings.TrimPrefix(upstream.URL, "http://"))), 0o600))
+	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, tmp, listen, strings.TrimPrefix(ts.URL, "http://")+"/v1/check?scope=crm.objects.contacts.read", strings.TrimPrefix(upstream.URL, "http://"))), 0o600))
 	cmd := exec.Command(nginx, "-p", tmp, "-c", conf)
 	cmd.Stderr = os.Stderr
 	must(t, cmd.Start())
