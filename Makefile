@@ -22,7 +22,7 @@ test: envtest tools test-deps verify-generated vet ## Run the whole test suite: 
 	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
 
 .PHONY: test-deps
-test-deps: ## Install the real servers the tests run that Go modules do not provide (nginx).
+test-deps: ## Install the real servers the tests run that Go modules do not provide (nginx, Caddy, Redis).
 	hack/test-deps.sh
 
 ##@ Development

@@ -1,4 +1,4 @@
-// Package argocd holds the Argo CD health checks of the three kinds, in Argo
+// Package argocd holds the Argo CD health checks of the four kinds, in Argo
 // CD's resource_customizations/<group>/<kind>/health.lua layout. This test
 // runs each check's health_test.yaml cases the way Argo CD does: the object
 // as the Lua table `obj`, in gopher-lua, the interpreter Argo CD embeds.
@@ -25,8 +25,8 @@ type healthTests struct {
 
 func TestHealthChecks(t *testing.T) {
 	dirs, err := filepath.Glob(filepath.Join("resource_customizations", "privateapps.dev", "*"))
-	if err != nil || len(dirs) != 3 {
-		t.Fatalf("want a health check for each of the 3 kinds, found %v (%v)", dirs, err)
+	if err != nil || len(dirs) != 4 {
+		t.Fatalf("want a health check for each of the 4 kinds, found %v (%v)", dirs, err)
 	}
 	for _, dir := range dirs {
 		script, err := os.ReadFile(filepath.Join(dir, "health.lua"))
