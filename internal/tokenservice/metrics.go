@@ -18,7 +18,7 @@ var (
 	}, []string{"path", "code"})
 	refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "privateapps_token_refusals_total",
-		Help: "Tokens refused, by reason: missing, malformed, unknown, expired, suspended, missing_scope, rate_limit_app, rate_limit_account.",
+		Help: "Calls refused, by reason: missing, malformed, unknown, expired, suspended, missing_scope, no_route, bad_path, bad_request, rate_limit_app, rate_limit_account.",
 	}, []string{"reason"})
 	sharedLimiterErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "privateapps_ratelimit_shared_errors_total",
