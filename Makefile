@@ -56,7 +56,7 @@ fuzz: ## Fuzz the token parser for a minute.
 
 .PHONY: bench
 bench: envtest build ## Benchmark the token service (throughput, latency, revocation) and write docs/benchmarks.md.
-	go test ./internal/token ./internal/ratelimit ./internal/tokenservice -run '^$$' -bench . -benchmem | tee bin/bench-go.txt
+	go test ./internal/token ./internal/ratelimit ./internal/catalog ./internal/tokenservice -run '^$$' -bench . -benchmem | tee bin/bench-go.txt
 	go run ./hack/bench-tokenservice --manager bin/manager | tee bin/bench-tokenservice.md
 	{ cat bin/bench-tokenservice.md; echo; echo '```'; grep -E '^(Benchmark|cpu:)' bin/bench-go.txt; echo '```'; } | \
 		hack/update-bench-section.sh token-service "make bench"

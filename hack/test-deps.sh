@@ -14,6 +14,9 @@ fi
 if ! command -v caddy >/dev/null; then
   missing+=(caddy)
 fi
+if ! command -v wrk >/dev/null; then
+  missing+=(wrk) # make bench's load generator
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -152,8 +152,9 @@ type CatalogRoute struct {
 	// +kubebuilder:validation:MaxLength=512
 	Description string `json:"description,omitempty"`
 
-	// methods the route matches, e.g. [GET, HEAD]. HEAD is not implied by
-	// GET.
+	// methods the route matches, e.g. [GET, POST]. A HEAD request that no
+	// HEAD route matches is checked against the GET routes, as upstreams
+	// answer it with their GET handler.
 	// +required
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1

@@ -4,6 +4,8 @@
 //   - /v1/check throughput at fixed concurrency, next to a bare net/http
 //     handler answering 200 (the ceiling for this design), and p50/p99
 //     latency at half of /v1/check's maximum throughput;
+//   - /v1/check throughput with a 1,000-route APICatalog next to the same
+//     service without one, measured with Debian's wrk in alternating runs;
 //   - revocation latency: the real manager binary against an envtest control
 //     plane; delete an app, then time until its token is first refused.
 //
@@ -28,6 +30,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,6 +47,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
@@ -116,6 +120,11 @@ func run(o options) error {
 	_, lat := load(checkURL, auth, o.connections, o.duration, checkRPS/2)
 	slices.Sort(lat)
 
+	empty, withCatalog, err := catalogRuns(o)
+	if err != nil {
+		return err
+	}
+
 	revocations, err := revocationTrials(o)
 	if err != nil {
 		return err
@@ -129,6 +138,11 @@ func run(o options) error {
 	fmt.Printf("| /v1/check (10,000 apps indexed), %d connections, median of %d runs | %.0f req/s (runs %.0f to %.0f) = %.0f%% of bare | at least 80%% |\n",
 		o.connections, o.rounds, checkRPS, checks[0], checks[len(checks)-1], 100*checkRPS/bareRPS)
 	fmt.Printf("| /v1/check latency at %.0f req/s (half of max) | p50 %s, p99 %s | p99 under 1 ms |\n", checkRPS/2, pct(lat, 50), pct(lat, 99))
+	emptyRPS, catRPS := empty[len(empty)/2], withCatalog[len(withCatalog)/2]
+	fmt.Printf("| /v1/check with nginx's X-Original-URL, no APICatalog, wrk -t1 -c%d, median of %d runs | %.0f req/s (runs %.0f to %.0f) | |\n",
+		o.connections, o.rounds, emptyRPS, empty[0], empty[len(empty)-1])
+	fmt.Printf("| the same with a 1,000-route APICatalog, the request matching a route, alternating runs | %.0f req/s (runs %.0f to %.0f) = %.1f%% of no catalog | at least 95%% |\n",
+		catRPS, withCatalog[0], withCatalog[len(withCatalog)-1], 100*catRPS/emptyRPS)
 	fmt.Printf("| revocation: app deleted to first 401, %d trials (real manager, envtest) | p50 %s, p99 %s, max %s | p99 under 1 s |\n",
 		len(revocations), pct(revocations, 50), pct(revocations, 99), revocations[len(revocations)-1])
 	return nil
@@ -137,12 +151,115 @@ func run(o options) error {
 // tokenService serves the token service over loopback with 10,000 apps in
 // its index and limits high enough that no call is rate limited.
 func tokenService() (string, token.Token, error) {
+	ix, first, err := index()
+	if err != nil {
+		return "", first, err
+	}
+	base, err := serve(server(ix, nil).Handler())
+	return base + tokenservice.PathCheck + "?scope=crm.objects.contacts.read", first, err
+}
+
+func server(ix *tokenservice.Index, cats tokenservice.Catalogs) *tokenservice.Server {
+	limits := tokenservice.DefaultLimits()
+	limits.Editions["free"] = tokenservice.EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
+	return &tokenservice.Server{Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: tokenservice.NewUsage(), Clock: clock.RealClock{}, Catalogs: cats}
+}
+
+// staticCatalogs is a compiled set that never changes.
+type staticCatalogs struct{ set *catalog.Set }
+
+func (s staticCatalogs) Current() *catalog.Set { return s.set }
+
+// benchCatalog is n routes shaped like a real API: areas, object types, and
+// per type a list, a get by id, a search and an association path, all
+// needing a scope the benchmark's apps hold.
+func benchCatalog(n int) catalog.Catalog {
+	c := catalog.Catalog{Name: "bench", Scopes: []string{"crm.objects.contacts.read", "crm.objects.contacts.write"}}
+	for i := 0; len(c.Routes) < n; i++ {
+		base := fmt.Sprintf("/area%d/v3/objects/type%d", i%10, i)
+		for _, r := range []catalog.Route{
+			{Methods: []string{"GET"}, Path: base},
+			{Methods: []string{"GET"}, Path: base + "/{id}"},
+			{Methods: []string{"POST"}, Path: base + "/search"},
+			{Methods: []string{"PUT"}, Path: base + "/{id}/associations/{to}/{toId}"},
+		} {
+			r.Name, r.Scopes = fmt.Sprintf("r%d", len(c.Routes)), []string{"crm.objects.contacts.read"}
+			c.Routes = append(c.Routes, r)
+		}
+	}
+	c.Routes = c.Routes[:n]
+	return c
+}
+
+// catalogRuns measures /v1/check with wrk against two token services with
+// the same 10,000 apps, one with no catalog and one with a 1,000-route
+// catalog, sending both the same nginx-style request, in alternating rounds.
+func catalogRuns(o options) (empty, withCatalog []float64, err error) {
+	ix, tok, err := index()
+	if err != nil {
+		return nil, nil, err
+	}
+	set, results := catalog.Compile([]catalog.Catalog{benchCatalog(1000)})
+	if !results[0].InForce {
+		return nil, nil, fmt.Errorf("the benchmark catalog is not in force: %+v", results[0])
+	}
+	plain, err := serve(server(ix, nil).Handler())
+	if err != nil {
+		return nil, nil, err
+	}
+	routed, err := serve(server(ix, staticCatalogs{set}).Handler())
+	if err != nil {
+		return nil, nil, err
+	}
+	headers := []string{"Authorization: Bearer " + tok.String(), "X-Original-Method: GET",
+		"X-Original-URL: https://api.example.com/area7/v3/objects/type247/12345"}
+	for range o.rounds {
+		r, err := wrk(plain+tokenservice.PathCheck, headers, o.connections, o.duration)
+		if err != nil {
+			return nil, nil, err
+		}
+		empty = append(empty, r)
+		if r, err = wrk(routed+tokenservice.PathCheck, headers, o.connections, o.duration); err != nil {
+			return nil, nil, err
+		}
+		withCatalog = append(withCatalog, r)
+	}
+	slices.Sort(empty)
+	slices.Sort(withCatalog)
+	return empty, withCatalog, nil
+}
+
+// wrk runs Debian's wrk (one thread) and returns its requests per second; a
+// run with any answer other than 2xx is an error, so a refusal cannot pass
+// for speed.
+func wrk(url string, headers []string, conns int, d time.Duration) (float64, error) {
+	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds()))}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	out, err := exec.Command("wrk", append(args, url)...).Output()
+	if err != nil {
+		return 0, fmt.Errorf("wrk (apt-get install wrk; hack/test-deps.sh installs it): %w", err)
+	}
+	if bytes.Contains(out, []byte("Non-2xx")) {
+		return 0, fmt.Errorf("wrk saw answers other than 2xx from %s", url)
+	}
+	for line := range strings.Lines(string(out)) {
+		if rest, ok := strings.CutPrefix(line, "Requests/sec:"); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("no Requests/sec in wrk's output")
+}
+
+// index holds 10,000 apps; the first one's token is returned.
+func index() (*tokenservice.Index, token.Token, error) {
 	ix := tokenservice.NewIndex()
 	var first token.Token
 	for i := range 10_000 {
 		tok, err := token.New()
 		if err != nil {
-			return "", tok, err
+			return nil, tok, err
 		}
 		if i == 0 {
 			first = tok
@@ -153,11 +270,7 @@ func tokenService() (string, token.Token, error) {
 			Status:     v1alpha1.PrivateAppStatus{Token: &v1alpha1.TokenStatus{Digest: tok.Digest().String()}},
 		})
 	}
-	limits := tokenservice.DefaultLimits()
-	limits.Editions["free"] = tokenservice.EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
-	srv := &tokenservice.Server{Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: tokenservice.NewUsage(), Clock: clock.RealClock{}}
-	base, err := serve(srv.Handler())
-	return base + tokenservice.PathCheck + "?scope=crm.objects.contacts.read", first, err
+	return ix, first, nil
 }
 
 func serve(h http.Handler) (string, error) {

@@ -77,6 +77,8 @@ func TestCleanPath(t *testing.T) {
 		{"/crm%2fv3", "", "encoded /"},
 		{"/crm%5Cv3", "", "encoded /"},
 		{`/crm\v3`, "", "backslash"},
+		{"/public/..;/admin/users", "", "has a ;"},
+		{"/admin%3Bx/users", "", "has a ;"},
 		{"/crm/%zz", "", "malformed percent-encoding"},
 		{"/crm/%4", "", "malformed percent-encoding"},
 		{"/crm/v3/objects/products/%252e%252e/deals/1", "", "encoded %"},
@@ -153,6 +155,8 @@ func TestDecide(t *testing.T) {
 		{"HEAD", "", "/crm/v3/objects/contacts/123", "crm/contacts-get", "", false, ""},
 		{"PATCH", "", "/crm/v3/objects/contacts/123", "crm/contacts-update", "", false, ""},
 		{"DELETE", "", "/crm/v3/objects/contacts/123", "", "crm", false, ""},
+		// HEAD without a HEAD route is read as GET, as upstreams answer it.
+		{"HEAD", "", "/crm/v3/objects/deals/1", "crm/deals-get", "", false, ""},
 		{"POST", "", "/crm/v3/objects/contacts/search", "crm/contacts-search", "", false, ""},
 		// A literal segment wins over {id} only for its own methods.
 		{"GET", "", "/crm/v3/objects/contacts/search", "crm/contacts-get", "", false, ""},
@@ -248,6 +252,10 @@ func TestValidate(t *testing.T) {
 		{"the same template twice with different needs", Catalog{Scopes: []string{"a.read", "b.read"}, Routes: []Route{
 			route("one", "GET", "/a/{id}", "a.read"), route("two", "GET", "/a/{name}", "b.read"),
 		}}, "spec.routes[1]", `"one" (/a/{id}) of APICatalog`},
+		{"a route for any host narrower than one for the API's host", Catalog{Scopes: []string{"a.read", "b.read"}, Routes: []Route{
+			{Name: "billing", Methods: []string{"GET"}, Path: "/v1/{p...}", Hosts: []string{"billing.example.com"}, Scopes: []string{"a.read"}},
+			{Name: "status", Methods: []string{"GET"}, Path: "/v1/status"},
+		}}, "spec.routes[1]", `both match GET /v1/status on host billing.example.com`},
 		{"rest against rest", Catalog{Scopes: []string{"a.read", "b.read"}, Routes: []Route{
 			route("one", "GET", "/a/{p...}", "a.read"), route("two", "GET", "/a/{q...}", "b.read"),
 		}}, "spec.routes[1]", "GET /a/x"},

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -28,7 +29,7 @@ func (e *PathError) Error() string {
 // against: percent-encoding decoded, repeated slashes collapsed, "." and ".."
 // segments resolved, a trailing slash kept. A path already in that form is
 // returned as is, without allocating. A path that different upstreams could
-// read differently is an error: an encoded /, \ or %, a raw \, a control
+// read differently is an error: an encoded /, \ or %, a raw \ or ;, a control
 // character, a malformed escape, a ".." above the root, or one longer than
 // MaxPathLength.
 func CleanPath(p string) (string, error) {
@@ -59,6 +60,9 @@ func CleanPath(p string) (string, error) {
 		} else if c == '\\' {
 			return "", &PathError{Path: p, Problem: "has a backslash, which some upstreams read as /; send the path without it"}
 		}
+		if c == ';' {
+			return "", &PathError{Path: p, Problem: "has a ; (path parameters), which some upstreams strip from each segment; send the path without it"}
+		}
 		if c < 0x20 || c == 0x7f {
 			return "", &PathError{Path: p, Problem: "has a control character"}
 		}
@@ -75,7 +79,7 @@ func CleanPath(p string) (string, error) {
 		case "", ".":
 			trailing = last
 		case "..":
-			j := strings.LastIndexByte(string(out), '/')
+			j := bytes.LastIndexByte(out, '/')
 			if j < 0 {
 				return "", &PathError{Path: p, Problem: "goes above the root with .."}
 			}
@@ -97,7 +101,7 @@ func CleanPath(p string) (string, error) {
 func isClean(p string) bool {
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; {
-		case c == '%' || c == '\\' || c < 0x20 || c == 0x7f:
+		case c == '%' || c == '\\' || c == ';' || c < 0x20 || c == 0x7f:
 			return false
 		case c == '/' && i > 0:
 			// The segment that ends here must not be empty, "." or "..".

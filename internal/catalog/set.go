@@ -53,10 +53,16 @@ func Compile(catalogs []Catalog) (*Set, []Result) {
 		}
 		own := newTrie()
 		for _, e := range entries {
+			if len(r.Conflicts) >= maxConflicts {
+				break // enough to report; the catalog is set aside either way
+			}
 			r.Conflicts = append(r.Conflicts, own.conflicts(e)...)
 			for _, cf := range inForce.conflicts(e) {
 				r.Conflicts = append(r.Conflicts, cf)
 				other := &results[index[cf.OtherCatalog]]
+				if len(other.Conflicts) >= maxConflicts {
+					continue
+				}
 				other.Conflicts = append(other.Conflicts, Conflict{
 					Route: cf.OtherRoute, OtherCatalog: c.Name, OtherRoute: cf.Route, Example: cf.Example,
 					Message: cf.Message + fmt.Sprintf("; APICatalog %q is set aside until then", c.Name),
@@ -108,6 +114,10 @@ type Decision struct {
 	AllowUnmatched bool
 }
 
+// KnownMethod reports whether routes can name method; the token service
+// refuses any other while catalogs exist.
+func KnownMethod(method string) bool { return methodBit(method) != 0 }
+
 // Decide matches a request: its method, its Host (a port is ignored) and its
 // path (without the query; percent-encoded as sent). A path that cannot be
 // matched safely is a *PathError. It allocates nothing for a clean path.
@@ -119,6 +129,12 @@ func (s *Set) Decide(method, host, path string) (Decision, error) {
 	host = hostOnly(host)
 	if e := s.root.match(clean, methodBit(method), host); e != nil {
 		return Decision{Target: e.target}, nil
+	}
+	// Upstreams answer HEAD with their GET handler.
+	if method == "HEAD" {
+		if e := s.root.match(clean, methodBit("GET"), host); e != nil {
+			return Decision{Target: e.target}, nil
+		}
 	}
 	var d Decision
 	best := -1

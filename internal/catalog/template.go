@@ -119,11 +119,11 @@ func validName(n string) bool {
 // subsetOf reports whether every path t matches is also matched by u.
 func (t Template) subsetOf(u Template) bool {
 	for i, us := range u.segs {
+		if i >= len(t.segs) {
+			return false // t matches shorter paths than u does
+		}
 		if us.kind == rest {
 			return true // u matches anything from here on
-		}
-		if i >= len(t.segs) {
-			return false
 		}
 		ts := t.segs[i]
 		switch {

@@ -117,12 +117,21 @@ func hostMatches(hosts []string, host string) bool {
 	return false
 }
 
-// conflicts lists the routes in the trie that conflict with e.
+// maxConflicts bounds the conflicts reported per route and per catalog: a
+// catalog of thousands of catch-all routes must not cost gigabytes of
+// messages.
+const maxConflicts = 20
+
+// conflicts lists the routes in the trie that conflict with e, at most
+// maxConflicts.
 func (t *trie) conflicts(e *entry) []Conflict {
 	var out []Conflict
 	for _, o := range t.root.overlapping(e.tmpl.segs, nil) {
 		if c, ok := conflict(e, o); ok {
 			out = append(out, c)
+			if len(out) == maxConflicts {
+				break
+			}
 		}
 	}
 	return out
@@ -202,8 +211,12 @@ func conflict(a, b *entry) (Conflict, bool) {
 		if (len(a.hosts) == 0) != (len(b.hosts) == 0) {
 			return Conflict{}, false
 		}
-	case aSub || bSub:
-		return Conflict{}, false // the more specific template wins
+	case aSub && (len(a.hosts) > 0 || len(b.hosts) == 0), bSub && (len(b.hosts) > 0 || len(a.hosts) == 0):
+		// The more specific template wins, and it is at least as
+		// specific in hosts. One that is narrower in path but applies to
+		// any host, over one for the API's hosts, would take that API's
+		// requests unseen: that is a conflict.
+		return Conflict{}, false
 	}
 	if sameNeeds(a.target, b.target) {
 		return Conflict{}, false

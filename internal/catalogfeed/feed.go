@@ -92,8 +92,14 @@ func (f *Feed) Register(ctx context.Context, c cache.Cache) error {
 		return fmt.Errorf("watching APICatalogs: %w", err)
 	}
 	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    f.set,
-		UpdateFunc: func(_, obj any) { f.set(obj) },
+		AddFunc: f.set,
+		UpdateFunc: func(old, obj any) {
+			// Status updates (the controller's own) change nothing in force.
+			if o, ok := old.(*v1alpha1.APICatalog); ok && o.Generation == obj.(*v1alpha1.APICatalog).Generation && o.Generation != 0 {
+				return
+			}
+			f.set(obj)
+		},
 		DeleteFunc: f.remove,
 	})
 	if err != nil {

@@ -180,16 +180,29 @@ func Redact(s string) string {
 	var b []byte
 	last := 0
 	for ; i >= 0; i = indexPrefixFold(s, last) {
-		end := i + len(Prefix)
-		for end < len(s) && isBase62(s[end]) {
-			end++
-		}
+		end := runEnd(s, i+len(Prefix))
 		b = append(b, s[last:i]...)
 		b = append(b, Redacted...)
 		last = end
 	}
 	b = append(b, s[last:]...)
 	return string(b)
+}
+
+// runEnd is where the base62 run starting at i ends. A percent-encoded
+// character is part of the run, so an encoded token is redacted whole.
+func runEnd(s string, i int) int {
+	for i < len(s) {
+		switch {
+		case isBase62(s[i]):
+			i++
+		case s[i] == '%' && i+2 < len(s) && isBase62(s[i+1]) && isBase62(s[i+2]):
+			i += 3
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 // indexPrefixFold finds Prefix in s at or after from, ignoring case.

@@ -202,10 +202,12 @@ func TestRedact(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"/crm/v3/objects/deals/1", "/crm/v3/objects/deals/1"},
 		{"/tokens/" + tok.String(), "/tokens/pat_[REDACTED]"},
-		{"/a/" + tok.String() + "/b/PAT_abc%20x", "/a/pat_[REDACTED]/b/pat_[REDACTED]%20x"},
+		{"/a/" + tok.String() + "/b/PAT_abc%20x", "/a/pat_[REDACTED]/b/pat_[REDACTED]"},
+		{"/a/pat_abc%2", "/a/pat_[REDACTED]%2"},
 		{tok.String()[:20], "pat_[REDACTED]"},
 		{"pat_", "pat_[REDACTED]"},
 		{"spat_x", "spat_[REDACTED]"},
+		{"/a/pat_abc%44ef%2Fg/h", "/a/pat_[REDACTED]/h"},
 		{"pa", "pa"},
 	}
 	for i, tt := range tests {

@@ -1,6 +1,7 @@
 package tokenservice
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 )
 
 // swapCatalogs is a Catalogs whose set a test replaces.
@@ -132,6 +134,12 @@ func TestCheckMatchesCatalogRoutes(t *testing.T) {
 			code: 200, route: "crm/contacts-get"},
 		{name: "a check about no request", method: "GET", path: PathCheck + "?scope=crm.objects.contacts.read", tok: crm,
 			code: 403, category: categoryNoRoute, message: "does not say which request it is about"},
+		{name: "an odd method", method: "GET", path: PathCheck, tok: crm,
+			header: map[string]string{"X-Original-Method": "PROPFIND", "X-Original-URL": "/crm/v3/objects/contacts/7"}, code: 403, category: categoryValidation,
+			message: `the method "PROPFIND" is not one a catalog route can name`},
+		{name: "HEAD is read as GET", method: "HEAD", path: PathCheck + "/crm/v3/objects/contacts/7", tok: crm, code: 200, route: "crm/contacts-get"},
+		{name: "Envoy: ; path parameters are refused", method: "POST", path: PathCheck + "/crm/v3/objects/products/..;/deals/1", tok: warehouse.String(),
+			code: 403, category: categoryValidation, message: "has a ;"},
 		{name: "a token in the path is not echoed", method: "GET", path: PathCheck + "/tokens/" + crm, tok: crm,
 			code: 403, category: categoryNoRoute, message: "GET /tokens/pat_[REDACTED]"},
 	}
@@ -163,7 +171,7 @@ func TestCheckWithCatalogsGrantsOnlyOfferedScopes(t *testing.T) {
 	// The app holds contacts.read and deals.write; only contacts.read is
 	// offered now.
 	a := f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.contacts.read", f.current.String(), nginx)
-	if a.code != 200 || a.header.Get(HeaderScopes) != "crm.objects.contacts.read" || a.header.Get(HeaderRoute) != "" {
+	if a.code != 200 || a.header.Get(HeaderScopes) != "crm.objects.contacts.read" || a.header.Get(HeaderRoute) != "-" {
 		t.Fatalf("unmatched request under an Allow catalog: %d %s %q; want 200 with only the offered scope", a.code, a.body, a.header.Get(HeaderScopes))
 	}
 	a = f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.deals.write", f.current.String(), nginx)
@@ -190,8 +198,23 @@ func TestOriginOf(t *testing.T) {
 		wantErr              string
 	}{
 		{name: "nginx auth_request", method: "GET", target: PathCheck,
-			header: map[string]string{"X-Original-Method": "POST", "X-Original-URL": "https://user@api.example.com:8443/crm/v3/objects/contacts?a=b#f"},
-			want:   origin{method: "POST", host: "api.example.com:8443", path: "/crm/v3/objects/contacts", from: fromOriginalURL}},
+			header: map[string]string{"X-Original-Method": "POST", "X-Original-URL": "https://api.example.com:8443/crm/v3/objects/contacts?a=b#f"},
+			want:   origin{method: "POST", host: "api.example.com", path: "/crm/v3/objects/contacts", from: fromOriginalURL}},
+		{name: "nginx, a Host that ends the authority early", method: "GET", target: PathCheck,
+			header: map[string]string{"X-Original-URL": "https://api.example.com:?/admin/users"}, wantErr: `the host "api.example.com:?" is not a host name`},
+		{name: "nginx, a Host with userinfo", method: "GET", target: PathCheck,
+			header: map[string]string{"X-Original-URL": "https://api.example.com:@public.example.com/admin"}, wantErr: "is not a host name"},
+		{name: "nginx, a Host with several ports", method: "GET", target: PathCheck,
+			header: map[string]string{"X-Original-URL": "https://api.example.com:1:2:3/admin"}, wantErr: "is not a host name"},
+		{name: "an IPv6 host", method: "GET", target: PathCheck,
+			header: map[string]string{"X-Original-URL": "http://[::1]:8080/a"}, want: origin{method: "GET", host: "::1", path: "/a", from: fromOriginalURL}},
+		{name: "a relative copy takes the host of the other", method: "GET", target: PathCheck,
+			header: map[string]string{"X-Original-URL": "/admin/users", "X-Forwarded-Uri": "/admin/users", "X-Forwarded-Host": "billing.example.com"},
+			want:   origin{method: "GET", host: "billing.example.com", path: "/admin/users", from: fromOriginalURL}},
+		{name: "a method override", method: "POST", target: PathCheck,
+			header: map[string]string{"X-Original-URL": "/a", "X-HTTP-Method-Override": "DELETE"}, wantErr: "X-Http-Method-Override"},
+		{name: "Envoy, an encoded slash survives an unusual byte", method: "GET", target: PathCheck + "/crm/x/admin/..%2F..%2Fpublic/\xc3\xa9",
+			want: origin{method: "GET", host: "example.com", path: "/crm/x/admin/..%2F..%2Fpublic/\xc3\xa9", from: fromPathPrefix}},
 		{name: "nginx, a path only", method: "GET", target: PathCheck, header: map[string]string{"X-Original-URL": "/crm?x"},
 			want: origin{method: "GET", path: "/crm", from: fromOriginalURL}},
 		{name: "nginx, a host only", method: "GET", target: PathCheck, header: map[string]string{"X-Original-URL": "http://api.example.com"},
@@ -226,6 +249,44 @@ func TestOriginOf(t *testing.T) {
 			}
 			if err != nil || got != tt.want {
 				t.Fatalf("originOf = %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// BenchmarkCheckWithCatalog is BenchmarkCheck asked as nginx asks, without a
+// catalog and with one of 1,000 routes: the difference is what matching
+// costs a check.
+func BenchmarkCheckWithCatalog(b *testing.B) {
+	c := catalog.Catalog{Name: "bench", Scopes: []string{"crm.objects.contacts.read", "crm.objects.deals.write"}}
+	for i := range 250 {
+		base := fmt.Sprintf("/area%d/v3/objects/type%d", i%10, i)
+		for j, p := range []string{base, base + "/{id}", base + "/search", base + "/{id}/associations/{to}/{toId}"} {
+			c.Routes = append(c.Routes, catalog.Route{Name: fmt.Sprintf("r%d-%d", i, j), Methods: []string{"GET"}, Path: p, Scopes: []string{"crm.objects.contacts.read"}})
+		}
+	}
+	for _, n := range []int{0, 1000} {
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			f := newFixture(b)
+			if n > 0 {
+				f.catalogs.use(b, c)
+			}
+			limits := DefaultLimits()
+			limits.Editions["professional"] = EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
+			s := &Server{Index: f.ix, Limiter: ratelimit.New(), Limits: limits, Usage: f.usage, Clock: f.clock,
+				Accounts: labels{"team-a": {"professional", ""}}, Catalogs: &f.catalogs}
+			h := s.Handler()
+			req := httptest.NewRequest(http.MethodGet, PathCheck, nil)
+			req.Header.Set("Authorization", "Bearer "+f.current.String())
+			req.Header.Set("X-Original-Method", "GET")
+			req.Header.Set("X-Original-URL", "https://api.example.com/area7/v3/objects/type247/12345")
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d", rec.Code)
+				}
 			}
 		})
 	}

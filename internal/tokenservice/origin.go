@@ -51,8 +51,29 @@ func originOf(r *http.Request) (origin, error) {
 	var found [3]origin
 	n := 0
 	h := r.Header
+	for _, k := range []string{hdrOriginalURL, hdrOriginalMethod, hdrForwardedURI, hdrForwardedMethod, hdrForwardedHost} {
+		if len(h[k]) > 1 {
+			return origin{}, fmt.Errorf("the check carries %s %d times; a gateway sends it once", k, len(h[k]))
+		}
+	}
+	for _, k := range methodOverrides {
+		if len(h[k]) > 0 {
+			return origin{}, fmt.Errorf("the check carries %s, which lets an upstream run another method than the one checked; "+
+				"have the gateway drop it", k)
+		}
+	}
 	if prefixMode(r) {
-		raw := r.URL.EscapedPath()
+		// The raw request target: Go's decoded URL.Path (and EscapedPath,
+		// which re-encodes it when the raw form has unusual bytes) would
+		// turn %2F into a separator.
+		raw := r.RequestURI
+		if i := strings.Index(raw, "://"); i > 0 && !strings.HasPrefix(raw, "/") {
+			raw = raw[i+3:]
+			if j := strings.IndexByte(raw, '/'); j >= 0 {
+				raw = raw[j:]
+			}
+		}
+		raw, _, _ = strings.Cut(raw, "?")
 		p, ok := strings.CutPrefix(raw, PathCheck)
 		if !ok || p == "" || p[0] != '/' {
 			return origin{}, fmt.Errorf("the check path must be %s followed by the original path, with %s itself not percent-encoded", PathCheck, PathCheck)
@@ -79,6 +100,13 @@ func originOf(r *http.Request) (origin, error) {
 	if n == 0 {
 		return origin{}, nil
 	}
+	for i := range found[:n] {
+		host, err := hostname(found[i].host)
+		if err != nil {
+			return origin{}, fmt.Errorf("%s: %w", found[i].from, err)
+		}
+		found[i].host = host
+	}
 	o := found[0]
 	for _, other := range found[1:n] {
 		if !sameRequest(o, other) {
@@ -86,8 +114,19 @@ func originOf(r *http.Request) (origin, error) {
 				"configure the gateway to set (or drop) the headers a client sends, see docs/token-service.md#gateways",
 				o.from, describe(o), other.from, describe(other))
 		}
+		// A copy without a host (a relative X-Original-URL) takes the
+		// host another one names, so host-specific routes still apply.
+		if o.host == "" {
+			o.host = other.host
+		}
 	}
 	return o, nil
+}
+
+// methodOverrides are headers with which some frameworks run another method
+// than the request's.
+var methodOverrides = []string{
+	http.CanonicalHeaderKey("X-HTTP-Method-Override"), http.CanonicalHeaderKey("X-Method-Override"), http.CanonicalHeaderKey("X-HTTP-Method"),
 }
 
 func first(h http.Header, key string) string {
@@ -109,15 +148,16 @@ func splitURL(u string) (host, path string, err error) {
 		if i <= 0 {
 			return "", "", fmt.Errorf("X-Original-URL %q is neither an absolute URL nor a path; nginx sends $scheme://$http_host$request_uri", token.Redact(truncate(u, 200)))
 		}
+		// The authority ends at the first /: nginx's $http_host may hold
+		// ?, # or @ from a client's Host header, and reading past them
+		// would check another host or path than the one served. hostname
+		// refuses such a host.
 		rest = u[i+3:]
-		end := strings.IndexAny(rest, "/?#")
+		end := strings.IndexByte(rest, '/')
 		if end < 0 {
 			end = len(rest)
 		}
 		host = rest[:end]
-		if at := strings.LastIndexByte(host, '@'); at >= 0 {
-			host = host[at+1:]
-		}
 		rest = rest[end:]
 	}
 	if end := strings.IndexAny(rest, "?#"); end >= 0 {
@@ -143,20 +183,47 @@ func sameRequest(a, b origin) bool {
 	if pa != pb {
 		return false
 	}
-	ha, hb := hostname(a.host), hostname(b.host)
-	return ha == "" || hb == "" || strings.EqualFold(ha, hb)
+	return a.host == "" || b.host == "" || strings.EqualFold(a.host, b.host)
 }
 
-func hostname(h string) string {
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
-		return h[:i]
+// hostname reads a Host value strictly: a DNS name or IPv4 address with an
+// optional port, or a bracketed IPv6 address. It returns the name without
+// the port; anything else is an error, since gateways and upstreams read
+// odd Host values differently.
+func hostname(h string) (string, error) {
+	if h == "" {
+		return "", nil
 	}
-	return h
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return "", fmt.Errorf("the host %q is malformed", token.Redact(truncate(h, 100)))
+		}
+		name, port = h[1:end], h[end+1:]
+		if port != "" && port[0] != ':' {
+			return "", fmt.Errorf("the host %q is malformed", token.Redact(truncate(h, 100)))
+		}
+		port = strings.TrimPrefix(port, ":")
+		for _, c := range name {
+			if !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return "", fmt.Errorf("the host %q is malformed", token.Redact(truncate(h, 100)))
+			}
+		}
+	} else if i := strings.IndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i+1:]
+	}
+	badName := !strings.HasPrefix(h, "[") && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != ""
+	if len(port) > 5 || strings.Trim(port, "0123456789") != "" || badName || name == "" || len(name) > 253 {
+		return "", fmt.Errorf("the host %q is not a host name with an optional port; the gateway must send the request's host as it served it", token.Redact(truncate(h, 100)))
+	}
+	return strings.TrimSuffix(name, "."), nil
 }
 
 // describe renders a request for a message, with anything that looks like
 // a token redacted.
 func describe(o origin) string {
+	o.method = truncate(o.method, 20)
 	s := o.method + " " + o.path
 	if o.host != "" {
 		s += " on host " + o.host

@@ -94,7 +94,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(PathTokenReview, s.onlyPost(s.tokenReview))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
-			"no such endpoint %q; the token service answers POST %s, %s and POST %s", r.URL.Path, PathAccessTokenInfo, PathCheck, PathTokenReview))
+			"no such endpoint %q; the token service answers POST %s, %s and POST %s", token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview))
 	})
 	other := instrument(mux)
 	// /v1/check is on every request's path through a gateway: it skips the
@@ -170,7 +170,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		w = rec
 		defer func() {
 			o, _ := originOf(r)
-			log.Info("check", "method", o.method, "host", o.host, "path", token.Redact(o.path), "status", rec.code,
+			log.Info("check", "method", token.Redact(truncate(o.method, 20)), "host", token.Redact(o.host), "path", token.Redact(o.path), "status", rec.code,
 				"route", w.Header().Get(hdrRoute), "app", w.Header().Get(hdrNamespace)+"/"+w.Header().Get(hdrName))
 		}()
 	}
@@ -242,8 +242,13 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 	if cat.Enabled() && !offersAll(cat, app.Scopes) {
 		h[hdrScopes] = []string{strings.Join(offered(cat, app.Scopes), " ")}
 	}
-	if route != nil {
+	switch {
+	case route != nil:
 		h[hdrRoute] = route.IDValue
+	case cat.Enabled():
+		// Overwrites any copy a client sent, for gateways that pass
+		// headers through.
+		h[hdrRoute] = noRoute
 	}
 	w.WriteHeader(http.StatusOK)
 	return http.StatusOK
@@ -262,7 +267,11 @@ func decideRoute(cat *catalog.Set, r *http.Request) (route *catalog.Target, refu
 			"nginx sends X-Original-URL and X-Original-Method, ForwardAuth gateways X-Forwarded-Uri, -Method and -Host, " +
 			"and Envoy the original path after /v1/check (path_prefix); see docs/token-service.md#gateways"
 	}
-	d, err := cat.Decide(o.method, hostname(o.host), o.path)
+	if !catalog.KnownMethod(o.method) {
+		return nil, "bad_request", categoryValidation, fmt.Sprintf("the method %q is not one a catalog route can name (%s)",
+			token.Redact(truncate(o.method, 20)), strings.Join(catalog.Methods, ", "))
+	}
+	d, err := cat.Decide(o.method, o.host, o.path)
 	if err != nil {
 		return nil, "bad_path", categoryValidation, token.Redact(err.Error())
 	}
@@ -270,9 +279,9 @@ func decideRoute(cat *catalog.Set, r *http.Request) (route *catalog.Target, refu
 		return d.Target, "", "", ""
 	}
 	clean, _ := catalog.CleanPath(o.path)
-	what := o.method + " " + clean
+	what := truncate(o.method, 20) + " " + clean
 	if o.host != "" {
-		what += " on host " + hostname(o.host)
+		what += " on host " + o.host
 	}
 	msg = fmt.Sprintf("no APICatalog route covers %s", token.Redact(truncate(what, 300)))
 	if d.Covering != "" {
@@ -473,6 +482,9 @@ var (
 	hdrScopes         = http.CanonicalHeaderKey(HeaderScopes)
 	hdrRoute          = http.CanonicalHeaderKey(HeaderRoute)
 	intervalMillis    = strconv.FormatInt(ratelimit.Window.Milliseconds(), 10)
+	// noRoute is X-PrivateApp-Route of a call allowed by a catalog's
+	// unmatchedRequests: Allow.
+	noRoute = []string{"-"}
 )
 
 // setRateHeaders writes the five rate-limit headers with two allocations:
