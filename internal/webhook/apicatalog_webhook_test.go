@@ -43,9 +43,13 @@ var _ = Describe("APICatalog admission", func() {
 			edit    func(*v1alpha1.APICatalog)
 			message string
 		}{
-			{"a template that does not parse", func(c *v1alpha1.APICatalog) { c.Spec.Routes = []v1alpha1.CatalogRoute{route("r", "GET", "/crm/{id", "crm.a.read")} },
+			{"a template that does not parse", func(c *v1alpha1.APICatalog) {
+				c.Spec.Routes = []v1alpha1.CatalogRoute{route("r", "GET", "/crm/{id", "crm.a.read")}
+			},
 				`spec.routes[0].path: Invalid value: the path template "/crm/{id" has the segment "{id": a wildcard must be a whole segment`},
-			{"a route scope the catalog does not offer", func(c *v1alpha1.APICatalog) { c.Spec.Routes = []v1alpha1.CatalogRoute{route("r", "GET", "/crm/x", "crm.b.read")} },
+			{"a route scope the catalog does not offer", func(c *v1alpha1.APICatalog) {
+				c.Spec.Routes = []v1alpha1.CatalogRoute{route("r", "GET", "/crm/x", "crm.b.read")}
+			},
 				`spec.routes[0].scopes[0]: Invalid value: the route needs the scope "crm.b.read", which the catalog does not offer; add it to spec.scopes or fix the name`},
 			{"a route outside the prefix", func(c *v1alpha1.APICatalog) { c.Spec.Routes = []v1alpha1.CatalogRoute{route("r", "GET", "/other/x")} },
 				`outside the catalog's pathPrefix "/crm"`},
