@@ -51,8 +51,10 @@ vet: ## Run go vet and check formatting.
 	go vet ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the token parser for a minute.
+fuzz: ## Fuzz the token parser, the route matcher and the token service's answers for a minute each.
 	go test ./internal/token -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	go test ./internal/catalog -run '^$$' -fuzz FuzzDecide -fuzztime 60s
+	go test ./internal/tokenservice -run '^$$' -fuzz FuzzRequests -fuzztime 60s
 
 .PHONY: bench
 bench: envtest build ## Benchmark the token service (throughput, latency, revocation) and write docs/benchmarks.md.

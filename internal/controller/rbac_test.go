@@ -81,4 +81,30 @@ var _ = Describe("User roles in config/rbac", func() {
 		forbidden(edit.Delete(ctx, notification("by-admin")))
 		Expect(admin.Delete(ctx, notification("by-admin"))).To(Succeed())
 	})
+
+	It("lets the catalog reader read API catalogs, and no namespace role change them", func() {
+		cr := &rbacv1.ClusterRole{}
+		data, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "privateapps_catalog_reader_role.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(yaml.UnmarshalStrict(data, cr)).To(Succeed())
+		if err := k8s.Create(ctx, cr); err != nil {
+			Expect(apierrors.IsAlreadyExists(err)).To(BeTrue(), "creating ClusterRole %s: %v", cr.Name, err)
+		}
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "catalog-readers-" + ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr.Name},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "reader-" + ns}},
+		}
+		Expect(k8s.Create(ctx, binding)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+
+		reader := as("reader-" + ns)
+		Eventually(func() error { return reader.List(ctx, &v1alpha1.APICatalogList{}) }).Should(Succeed())
+		catalog := &v1alpha1.APICatalog{ObjectMeta: metav1.ObjectMeta{Name: "by-" + ns},
+			Spec: v1alpha1.APICatalogSpec{Scopes: []v1alpha1.CatalogScope{{Name: "crm.objects.contacts.read"}}}}
+		forbidden(reader.Create(ctx, catalog))
+		// Bound in a namespace, even the admin role reaches no cluster-scoped catalog.
+		forbidden(as("admin-user").Create(ctx, catalog))
+		forbidden(as("view-user").List(ctx, &v1alpha1.APICatalogList{}))
+	})
 })

@@ -123,11 +123,15 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// checkStatus calls /v1/check of a plain-HTTP token service with a token
-// and returns the status code (0 when the call fails).
+// checkStatus calls /v1/check of a plain-HTTP token service with a token,
+// as nginx asks about GET /crm/v3/objects/contacts/1 (a route of the sample
+// APICatalog, which needs crm.objects.contacts.read), and returns the
+// status code (0 when the call fails).
 func checkStatus(addr, tok string) int {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/check", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("X-Original-Method", "GET")
+	req.Header.Set("X-Original-URL", "https://api.example.com/crm/v3/objects/contacts/1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
