@@ -272,7 +272,7 @@ func startManager(o options) (*exec.Cmd, error) {
 		return nil, err
 	}
 	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--zap-devel",
-		"--token-service-bind-address="+o.tokenService, "--token-service-insecure",
+		"--token-service-bind-address="+o.tokenService, "--token-service-insecure", "--token-service-route-header",
 		"--notifications-config="+o.notificationsConfig, "--operator-namespace="+devOperatorNamespace,
 		// Calls show up in `kubectl get privateapps` within seconds.
 		"--usage-flush-interval=5s")

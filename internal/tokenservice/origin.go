@@ -51,11 +51,6 @@ func originOf(r *http.Request) (origin, error) {
 	var found [3]origin
 	n := 0
 	h := r.Header
-	for _, k := range []string{hdrOriginalURL, hdrOriginalMethod, hdrForwardedURI, hdrForwardedMethod, hdrForwardedHost} {
-		if len(h[k]) > 1 {
-			return origin{}, fmt.Errorf("the check carries %s %d times; a gateway sends it once", k, len(h[k]))
-		}
-	}
 	for _, k := range methodOverrides {
 		if len(h[k]) > 0 {
 			return origin{}, fmt.Errorf("the check carries %s, which lets an upstream run another method than the one checked; "+
@@ -81,20 +76,39 @@ func originOf(r *http.Request) (origin, error) {
 		found[n] = origin{method: r.Method, host: r.Host, path: p, from: fromPathPrefix}
 		n++
 	}
-	if u := first(h, hdrOriginalURL); u != "" {
+	u, err := only(h, hdrOriginalURL)
+	if err != nil {
+		return origin{}, err
+	}
+	if u != "" {
 		host, path, err := splitURL(u)
 		if err != nil {
 			return origin{}, err
 		}
-		found[n] = origin{method: cmp.Or(first(h, hdrOriginalMethod), r.Method), host: host, path: path, from: fromOriginalURL}
+		method, err := only(h, hdrOriginalMethod)
+		if err != nil {
+			return origin{}, err
+		}
+		found[n] = origin{method: cmp.Or(method, r.Method), host: host, path: path, from: fromOriginalURL}
 		n++
 	}
-	if u := first(h, hdrForwardedURI); u != "" {
+	if u, err = only(h, hdrForwardedURI); err != nil {
+		return origin{}, err
+	}
+	if u != "" {
 		if len(u) > maxOriginalHeader {
 			return origin{}, fmt.Errorf("X-Forwarded-Uri is %d bytes long; the limit is %d", len(u), maxOriginalHeader)
 		}
 		path, _, _ := strings.Cut(u, "?")
-		found[n] = origin{method: cmp.Or(first(h, hdrForwardedMethod), r.Method), host: first(h, hdrForwardedHost), path: path, from: fromForwardedURI}
+		method, err := only(h, hdrForwardedMethod)
+		if err != nil {
+			return origin{}, err
+		}
+		host, err := only(h, hdrForwardedHost)
+		if err != nil {
+			return origin{}, err
+		}
+		found[n] = origin{method: cmp.Or(method, r.Method), host: host, path: path, from: fromForwardedURI}
 		n++
 	}
 	if n == 0 {
@@ -129,11 +143,17 @@ var methodOverrides = []string{
 	http.CanonicalHeaderKey("X-HTTP-Method-Override"), http.CanonicalHeaderKey("X-Method-Override"), http.CanonicalHeaderKey("X-HTTP-Method"),
 }
 
-func first(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
+// only returns the value of a header a gateway sends once; a second value
+// (the gateway's and a client's) is an error.
+func only(h http.Header, key string) (string, error) {
+	switch v := h[key]; len(v) {
+	case 0:
+		return "", nil
+	case 1:
+		return v[0], nil
+	default:
+		return "", fmt.Errorf("the check carries %s %d times; a gateway sends it once", key, len(v))
 	}
-	return ""
 }
 
 // splitURL takes the host and the path from an X-Original-URL value: an
@@ -213,8 +233,20 @@ func hostname(h string) (string, error) {
 	} else if i := strings.IndexByte(h, ':'); i >= 0 {
 		name, port = h[:i], h[i+1:]
 	}
-	badName := !strings.HasPrefix(h, "[") && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != ""
-	if len(port) > 5 || strings.Trim(port, "0123456789") != "" || badName || name == "" || len(name) > 253 {
+	badName := false
+	if !strings.HasPrefix(h, "[") {
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; !(c == '.' || c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+				badName = true
+			}
+		}
+	}
+	for i := 0; i < len(port); i++ {
+		if port[i] < '0' || port[i] > '9' {
+			badName = true
+		}
+	}
+	if len(port) > 5 || badName || name == "" || len(name) > 253 {
 		return "", fmt.Errorf("the host %q is not a host name with an optional port; the gateway must send the request's host as it served it", token.Redact(truncate(h, 100)))
 	}
 	return strings.TrimSuffix(name, "."), nil

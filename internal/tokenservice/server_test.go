@@ -47,7 +47,7 @@ func newFixture(t testing.TB) *fixture {
 	limits.Editions["tiny"] = EditionLimits{PerTenSeconds: 3, PerDay: 5}
 	s := &Server{
 		Index: f.ix, Limiter: ratelimit.New(), Limits: limits, Usage: f.usage, Clock: f.clock,
-		Accounts: labels{"team-a": {"professional", ""}, "tiny": {"tiny", ""}}, Catalogs: &f.catalogs,
+		Accounts: labels{"team-a": {"professional", ""}, "tiny": {"tiny", ""}}, Catalogs: &f.catalogs, RouteHeader: true,
 	}
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)

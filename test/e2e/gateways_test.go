@@ -74,11 +74,11 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 
 	addrA, addrB := freeAddress(t), freeAddress(t)
 	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
-		args: []string{"--token-service-bind-address=" + addrA, "--token-service-insecure"}}
+		args: []string{"--token-service-bind-address=" + addrA, "--token-service-insecure", "--token-service-route-header"}}
 	controllers.start()
 	defer controllers.kill()
 	replica := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "replica.log"),
-		args: []string{"--run-controllers=false", "--token-service-bind-address=" + addrB, "--token-service-insecure"}}
+		args: []string{"--run-controllers=false", "--token-service-bind-address=" + addrB, "--token-service-insecure", "--token-service-route-header"}}
 	replica.start()
 	defer replica.kill()
 
