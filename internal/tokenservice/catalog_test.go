@@ -2,7 +2,6 @@ package tokenservice
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,23 +51,7 @@ var crmCatalog = catalog.Catalog{
 // headers (and any a client slipped in).
 func (f *fixture) checkAs(t *testing.T, method, path, tok string, header map[string]string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := answer{code: resp.StatusCode, header: resp.Header, body: b}
-	f.assertNoToken(t, a)
-	return a
+	return f.send(t, method, path, "Bearer "+tok, nil, header)
 }
 
 func TestCheckMatchesCatalogRoutes(t *testing.T) {

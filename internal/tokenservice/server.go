@@ -451,7 +451,12 @@ func requiredScopes(rawQuery string) []string {
 		return nil
 	}
 	if strings.ContainsAny(rawQuery, "%+;") {
-		q, _ := url.ParseQuery(rawQuery)
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			// ParseQuery drops what it cannot read: a scope the gateway's
+			// configuration requires must not vanish with it.
+			return append(q["scope"], "(the check URL's query does not parse: "+err.Error()+"; fix the gateway's configuration)")
+		}
 		return q["scope"]
 	}
 	var out []string

@@ -88,12 +88,22 @@ type answer struct {
 
 func (f *fixture) do(t *testing.T, method, path, auth string, body []byte) answer {
 	t.Helper()
+	return f.send(t, method, path, auth, body, nil)
+}
+
+// send makes one request with the given headers; every answer is checked
+// for tokens.
+func (f *fixture) send(t *testing.T, method, path, auth string, body []byte, header map[string]string) answer {
+	t.Helper()
 	req, err := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -162,6 +172,8 @@ func TestCheck(t *testing.T) {
 		{name: "malformed", auth: "Bearer hello", code: 401, category: categoryAuthentication, message: "malformed"},
 		{name: "typo fails the checksum", auth: "Bearer " + string(typo), code: 401, category: categoryAuthentication, message: "checksum"},
 		{name: "unknown token", auth: "Bearer " + mustNew(t).String(), code: 401, category: categoryAuthentication, message: "unknown or has been revoked"},
+		{name: "a query that does not parse loses no scope", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.contacts.read;scope=crm.schemas.companies.write",
+			code: 403, category: categoryScopes, message: "the check URL's query does not parse"},
 		{name: "missing scope", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.deals.write&scope=crm.schemas.companies.write",
 			code: 403, category: categoryScopes, message: "lacks the scopes this call requires: crm.schemas.companies.write"},
 	}
