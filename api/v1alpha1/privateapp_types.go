@@ -329,7 +329,8 @@ type UsageStatus struct {
 	// callsToday is the number of calls accepted today (UTC).
 	// +optional
 	CallsToday int64 `json:"callsToday,omitempty"`
-	// refusedToday is the number of calls refused by rate limits today (UTC).
+	// refusedToday is the number of calls refused today (UTC) by rate limits
+	// or because the app was disconnected.
 	// +optional
 	RefusedToday int64 `json:"refusedToday,omitempty"`
 	// limitPer10s is the app's limit of calls per 10-second window.
@@ -354,7 +355,7 @@ type DailyUsage struct {
 	// calls accepted that day.
 	// +optional
 	Calls int64 `json:"calls,omitempty"`
-	// refused calls that day (rate limits).
+	// refused calls that day (rate limits, or the app disconnected).
 	// +optional
 	Refused int64 `json:"refused,omitempty"`
 }

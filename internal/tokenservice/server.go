@@ -190,6 +190,15 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		return http.StatusUnauthorized
 	}
 	app := v.match.App
+	if v.status == http.StatusForbidden {
+		// A disconnected app is refused before it takes anything from its
+		// own or its account's limits: a leaked token of a suspended app
+		// must not spend the account's day. The call counts as refused.
+		s.Usage.Record(app.Key(), now, false)
+		refusals.WithLabelValues(v.reason).Inc()
+		writeError(w, http.StatusForbidden, categoryDisconnected, v.message)
+		return http.StatusForbidden
+	}
 	dec := s.Limiter.Take(app.key, app.Namespace, s.limitsFor(app.Namespace), now)
 	setRateHeaders(w.Header(), dec)
 	s.Usage.Record(app.Key(), now, dec.Allowed())
@@ -205,11 +214,6 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		writeError(w, http.StatusTooManyRequests, categoryRateLimits,
 			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry))
 		return http.StatusTooManyRequests
-	}
-	if v.status == http.StatusForbidden {
-		refusals.WithLabelValues(v.reason).Inc()
-		writeError(w, http.StatusForbidden, categoryDisconnected, v.message)
-		return http.StatusForbidden
 	}
 	cat := s.catalogs()
 	var route *catalog.Target

@@ -210,6 +210,32 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// A suspended app's calls are refused before they spend anything: a leaked
+// token of a disconnected app cannot use up its account's day.
+func TestSuspendedAppsSpendNoLimits(t *testing.T) {
+	f := newFixture(t)
+	suspended, active := mustNew(t), mustNew(t)
+	f.tokens = append(f.tokens, suspended.String(), active.String())
+	s := app("tiny", "leaked", suspended, nil, time.Time{}, nil)
+	s.Spec.Suspend = true
+	f.ix.Set(s)
+	f.ix.Set(app("tiny", "working", active, nil, time.Time{}, nil))
+	for range 10 { // twice the account's day of 5
+		if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+suspended.String(), nil); got.code != 403 {
+			t.Fatalf("suspended app: %d, want 403", got.code)
+		}
+	}
+	got := f.do(t, http.MethodGet, PathCheck, "Bearer "+active.String(), nil)
+	if got.code != 200 || got.header.Get("X-RateLimit-Daily-Remaining") != "4" {
+		t.Fatalf("the account's other app after 10 suspended calls: %d, daily remaining %q; want 200 and 4 of 5 left",
+			got.code, got.header.Get("X-RateLimit-Daily-Remaining"))
+	}
+	day := f.usage.take()[(&App{Namespace: "tiny", Name: "leaked"}).Key()].pending["2026-03-01"]
+	if day.Calls != 0 || day.Refused != 10 {
+		t.Fatalf("usage of the suspended app: %+v, want no calls and 10 refused", day)
+	}
+}
+
 func TestCheckRefusesSuspendedAndExpiredApps(t *testing.T) {
 	f := newFixture(t)
 	exp := t0.Add(time.Minute)
