@@ -72,6 +72,7 @@ func main() {
 	flag.StringVar(&ts.redisAddr, "rate-limit-redis", "", "host:port of a Redis that every token-service replica shares its rate-limit counters in; empty counts per replica (N replicas allow N times the limits).")
 	flag.StringVar(&ts.redisPasswordFile, "rate-limit-redis-password-file", "", "File with the Redis password (AUTH), e.g. mounted from a Secret.")
 	flag.BoolVar(&ts.redisTLS, "rate-limit-redis-tls", false, "Connect to Redis over TLS (system roots).")
+	flag.IntVar(&ts.maxConnections, "token-service-max-connections", 10000, "Connections the token service serves at once; more wait in the listen backlog. 0 is no bound.")
 	flag.BoolVar(&ts.routeHeader, "token-service-route-header", false, "Name the matched APICatalog route in X-PrivateApp-Route on allowed checks, for gateways to log or pass on (costs about 3% of check throughput).")
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
@@ -216,6 +217,7 @@ func main() {
 type tokenServiceFlags struct {
 	addr, cert, key, limitsFile  string
 	insecure, routeHeader        bool
+	maxConnections               int
 	flushInterval                time.Duration
 	redisAddr, redisPasswordFile string
 	redisTLS                     bool
@@ -254,7 +256,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 		Clock: clock.RealClock{}, Log: log,
 	}
 	if err := mgr.Add(&tokenservice.Serving{
-		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure,
+		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, MaxConnections: f.maxConnections,
 		Handler: srv.Handler(), Cache: mgr.GetCache(), Ready: catalogs.Wait, Log: log,
 	}); err != nil {
 		return err

@@ -93,14 +93,20 @@ func (s *Server) catalogs() *catalog.Set {
 
 // Handler routes the token service's paths; anything else gets a JSON 404.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc(PathAccessTokenInfo, s.onlyPost(s.accessTokenInfo))
-	mux.HandleFunc(PathTokenReview, s.onlyPost(s.tokenReview))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
-			"no such endpoint %q; the token service answers POST %s, %s and POST %s", token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview))
-	})
-	other := instrument(mux)
+	// Exact paths, not a ServeMux: a ServeMux answers paths with // or ..
+	// with a redirect, which a gateway would pass on or follow.
+	tokenInfo, tokenReview := s.onlyPost(s.accessTokenInfo), s.onlyPost(s.tokenReview)
+	other := instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case PathAccessTokenInfo:
+			tokenInfo(w, r)
+		case PathTokenReview:
+			tokenReview(w, r)
+		default:
+			writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
+				"no such endpoint %q; the token service answers POST %s, %s and POST %s", token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview))
+		}
+	}))
 	// /v1/check is on every request's path through a gateway: it skips the
 	// router and the status-recording wrapper, and reports its own status.
 	// Envoy's path-prefix mode (/v1/check/<original path>) comes here too,

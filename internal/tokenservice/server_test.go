@@ -1,9 +1,12 @@
 package tokenservice
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -413,5 +416,47 @@ func BenchmarkCheck(b *testing.B) {
 		if rec.Code != http.StatusOK {
 			b.Fatalf("status %d", rec.Code)
 		}
+	}
+}
+
+// The router answers odd paths itself instead of redirecting them, and a
+// client that sends headers but never its body is cut off.
+func TestServerLimits(t *testing.T) {
+	f := newFixture(t)
+	for _, p := range []string{"//oauth/v2/private-apps/get/access-token-info", "/apis/../oauth/v2/private-apps/get/access-token-info", "/x/./y"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", p)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Location") != "" {
+			t.Errorf("%s: %d, Location %q; want a 404 answered, not a redirect", p, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+
+	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
+	srv.Config = NewHTTPServer(f.srv.Config.Handler)
+	srv.Start()
+	defer srv.Close()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", PathAccessTokenInfo)
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.Copy(io.Discard, conn) // returns when the server closes the connection
+	if held := time.Since(start); held > 15*time.Second {
+		t.Fatalf("a client that never sends its body held the connection %s", held)
+	}
+	if srv.Config.MaxHeaderBytes != 32<<10 || srv.Config.WriteTimeout == 0 {
+		t.Fatalf("header limit %d, write timeout %s", srv.Config.MaxHeaderBytes, srv.Config.WriteTimeout)
 	}
 }

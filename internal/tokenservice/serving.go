@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/net/netutil"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 )
@@ -23,7 +24,10 @@ type Serving struct {
 	CertFile, KeyFile string
 	// Insecure serves plain HTTP; for local use only.
 	Insecure bool
-	Handler  http.Handler
+	// MaxConnections bounds the connections served at once; further ones
+	// wait in the listen backlog. Zero is no bound.
+	MaxConnections int
+	Handler        http.Handler
 	// Cache must have synced before the first answer: an empty index would
 	// refuse every valid token.
 	Cache cache.Cache
@@ -53,7 +57,10 @@ func (s *Serving) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("token service listening on %s: %w", s.Addr, err)
 	}
-	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
+	srv := NewHTTPServer(s.Handler)
+	if s.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, s.MaxConnections)
+	}
 	if !s.Insecure {
 		if !s.waitForCertificate(ctx) {
 			ln.Close()
@@ -78,6 +85,15 @@ func (s *Serving) Start(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// NewHTTPServer bounds what one client can hold: 5 s to send the headers,
+// at most 32 KiB of them (a gateway's X-Original-URL included), 10 s for a
+// whole request (a token-info body is tens of bytes, a TokenReview a few
+// KiB) and for writing an answer, and 90 s idle between keep-alive requests.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 32 << 10}
 }
 
 // waitForCertificate waits until the certificate files exist: with the
