@@ -23,26 +23,34 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
 
-// caddyConf is the ForwardAuth gateway of docs/token-service.md in Caddy:
-// forward_auth sets X-Forwarded-Method and -Uri (and its reverse proxy
-// X-Forwarded-Host) over whatever the client sent, and the upstream gets the
-// app's identity instead of its token. No scope in sight.
+// caddyConf is the ForwardAuth gateway of docs/token-service.md in Caddy
+// (plain HTTP to the token service here): a client's identity headers are
+// dropped first, forward_auth sets X-Forwarded-Method and -Uri (and its
+// reverse proxy X-Forwarded-Host) over whatever the client sent, and the
+// upstream gets the app's identity instead of its token. No scope in sight.
 const caddyConf = `{
 	admin off
 	auto_https off
 }
 http://:%[1]s {
 	bind 127.0.0.1
-	forward_auth %[2]s {
-		uri /v1/check
-		copy_headers X-PrivateApp-Namespace X-PrivateApp-Name X-PrivateApp-Route
-	}
-	reverse_proxy %[3]s {
-		header_up -Authorization
+	route {
+		request_header -X-PrivateApp-Namespace
+		request_header -X-PrivateApp-Name
+		request_header -X-PrivateApp-Id
+		request_header -X-PrivateApp-User
+		request_header -X-PrivateApp-Scopes
+		request_header -X-PrivateApp-Route
+		forward_auth %[2]s {
+			uri /v1/check
+			copy_headers X-PrivateApp-Namespace X-PrivateApp-Name X-PrivateApp-Id X-PrivateApp-User X-PrivateApp-Scopes X-PrivateApp-Route
+		}
+		reverse_proxy %[3]s {
+			header_up -Authorization
+		}
 	}
 }
 `
-
 // TestGatewaysEnforceCatalogRoutes runs the manager (controllers and token
 // service) and a second token-service replica against a real API server with
 // the sample APICatalog, behind a real nginx (auth_request) and a real Caddy
@@ -94,7 +102,8 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	// The upstream says which app and route the gateway passed on, and
 	// whether a token reached it.
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "app=%s route=%s authorization=%t", r.Header.Get("X-PrivateApp-Name"), r.Header.Get("X-PrivateApp-Route"), r.Header.Get("Authorization") != "")
+		fmt.Fprintf(w, "app=%s route=%s authorization=%t scopes=%q", r.Header.Get("X-PrivateApp-Name"), r.Header.Get("X-PrivateApp-Route"),
+			r.Header.Get("Authorization") != "", r.Header.Get("X-PrivateApp-Scopes"))
 	}))
 	defer upstream.Close()
 	upstreamAddr := strings.TrimPrefix(upstream.URL, "http://")
@@ -144,6 +153,8 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 			{name: "the gateway's own headers, spoofed", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, header: gw.own, code: 403},
 			{name: "the other gateway's headers, spoofed", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, header: gw.other, code: 403},
 			{name: "no token", method: "GET", path: "/crm/v3/objects/contacts/1", code: 401},
+			{name: "a client's identity headers", method: "GET", path: "/crm/v3/objects/contacts/1", tok: reporting, code: 200, route: "crm/contacts-get",
+				header: map[string]string{"X-PrivateApp-Scopes": "crm.objects.deals.write", "X-PrivateApp-Name": "someone-else"}},
 		} {
 			code, body := viaGateway(t, gw.addr, tc.method, tc.path, tc.tok, tc.header)
 			if code != tc.code {
@@ -151,7 +162,11 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 				continue
 			}
 			if tc.code == 200 {
-				if want := fmt.Sprintf("route=%s authorization=false", tc.route); !strings.Contains(body, want) {
+				app, scopes := "crm-reporting", `"crm.objects.companies.read crm.objects.contacts.read"`
+				if tc.tok == warehouse {
+					app, scopes = "warehouse-sync", `"crm.objects.products.write"`
+				}
+				if want := fmt.Sprintf("app=%s route=%s authorization=false scopes=%s", app, tc.route, scopes); body != want {
 					t.Errorf("%s, %s: the upstream saw %q, want %q", gw.name, tc.name, body, want)
 				}
 			}

@@ -59,7 +59,13 @@ http {
       auth_request_set $papp_retry_after $upstream_http_retry_after;
       proxy_set_header X-PrivateApp-Namespace $papp_namespace;
       proxy_set_header X-PrivateApp-Name $papp_name;
+      auth_request_set $papp_id $upstream_http_x_privateapp_id;
+      auth_request_set $papp_user $upstream_http_x_privateapp_user;
+      auth_request_set $papp_scopes $upstream_http_x_privateapp_scopes;
       auth_request_set $papp_route $upstream_http_x_privateapp_route;
+      proxy_set_header X-PrivateApp-Id $papp_id;
+      proxy_set_header X-PrivateApp-User $papp_user;
+      proxy_set_header X-PrivateApp-Scopes $papp_scopes;
       proxy_set_header X-PrivateApp-Route $papp_route;
       proxy_set_header Authorization "";
       proxy_pass http://%[4]s;
