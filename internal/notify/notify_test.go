@@ -364,6 +364,19 @@ func TestWebhookDelivery(t *testing.T) {
 	if r := rcv.Refused(); len(r) != 1 || !strings.Contains(r[0], "signature does not match") {
 		t.Fatalf("receiver refusals = %v, want one signature mismatch", r)
 	}
+
+	// Errors go into status and Events: they name the scheme and host of a
+	// webhook, never the path or query that hold its secret.
+	const secretPath = "/services/T000/B000/XXXXsecretXXXX?token=hunter2"
+	rcv.FailNext(1)
+	withSecret := &notify.Webhook{URL: rcv.URL + secretPath, Secret: secret}
+	unreachable := &notify.Webhook{URL: "http://127.0.0.1:1" + secretPath, Secret: secret}
+	for _, hook := range []*notify.Webhook{withSecret, unreachable} {
+		err := hook.Send(context.Background(), time.Now(), n, to)
+		if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "http://127.0.0.1:") {
+			t.Errorf("Send error %q: want one naming only the scheme and host", err)
+		}
+	}
 }
 
 func TestLoadConfig(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +51,7 @@ func (w *Webhook) Send(ctx context.Context, now time.Time, n Notification, to []
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook url %q: %w", w.URL, err)
+		return fmt.Errorf("the webhook URL of the notifications config does not parse (check its scheme and host)")
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
@@ -65,14 +66,30 @@ func (w *Webhook) Send(ctx context.Context, now time.Time, n Notification, to []
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		// A *url.Error names the whole URL, which often holds a secret.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("webhook %s: %w", w.where(), err)
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook %s answered %s: %s", w.URL, resp.Status, strings.TrimSpace(string(snippet)))
+		return fmt.Errorf("webhook %s answered %s: %s", w.where(), resp.Status, strings.TrimSpace(string(snippet)))
 	}
 	return nil
+}
+
+// where is the webhook's scheme and host only: chat and incident webhooks
+// carry their secret in the path or the query, and errors go into status
+// and Events.
+func (w *Webhook) where() string {
+	u, err := url.Parse(w.URL)
+	if err != nil || u.Host == "" {
+		return "(the configured URL)"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // Sign is the signature header value: "v1=" and the hex HMAC-SHA256 of
