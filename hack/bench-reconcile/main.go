@@ -256,7 +256,7 @@ func floorWrites(ctx context.Context, c client.Client, app *v1alpha1.PrivateApp)
 		ObjectMeta: metav1.ObjectMeta{Namespace: app.Namespace, Name: app.Name + "-token",
 			Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}},
 		Type: v1alpha1.SecretType,
-		Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.String())},
+		Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.Reveal())},
 	}
 	if err := c.Create(ctx, secret); err != nil {
 		return err

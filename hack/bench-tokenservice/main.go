@@ -99,7 +99,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	auth := "Bearer " + tok.String()
+	auth := "Bearer " + tok.Reveal()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -223,7 +223,7 @@ func catalogRuns(o options) (empty, withCatalog []float64, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	headers := []string{"Authorization: Bearer " + tok.String(), "X-Original-Method: GET",
+	headers := []string{"Authorization: Bearer " + tok.Reveal(), "X-Original-Method: GET",
 		"X-Original-URL: https://api.example.com/area7/v3/objects/type247/12345"}
 	// ABBA order, so that a drift over the run (heap, CPU frequency)
 	// weighs on both sides alike.

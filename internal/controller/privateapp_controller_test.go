@@ -202,7 +202,7 @@ var _ = Describe("PrivateApp", func() {
 			Expect(err).NotTo(HaveOccurred())
 
 			secret := getSecret(ns, "crm-token")
-			secret.Data[v1alpha1.SecretTokenKey] = []byte(planted.String())
+			secret.Data[v1alpha1.SecretTokenKey] = []byte(planted.Reveal())
 			Expect(k8s.Update(ctx, secret)).To(Succeed())
 
 			app := waitFor(ns, "crm", func(a *v1alpha1.PrivateApp) bool { return a.Status.Token.Digest != old })
@@ -381,7 +381,7 @@ func createTokenSecret(app *v1alpha1.PrivateApp, tok token.Token, issued time.Ti
 			Namespace: app.Namespace, Name: app.TokenSecretName(),
 			Annotations: map[string]string{IssuedAtAnnotation: issued.Format(time.RFC3339Nano)},
 		},
-		Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.String())},
+		Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.Reveal())},
 	}
 	secret = desiredSecret(app, secret)
 	Expect(k8s.Create(ctx, secret)).To(Succeed())

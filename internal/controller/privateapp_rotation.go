@@ -171,7 +171,7 @@ func (r *PrivateAppReconciler) applyRotation(ctx context.Context, s *appScope, s
 		return secret, err
 	}
 	p := &v1alpha1.PendingTokenStatus{Digest: tok.Digest().String(), Rotation: rot.Name, At: metav1.NewTime(s.now)}
-	data := map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.String())}
+	data := map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.Reveal())}
 	if delayed && !tokenExpired(t, s.now) {
 		grace := DefaultGracePeriod
 		if rot.Spec.GracePeriod != nil {

@@ -286,7 +286,7 @@ func (r *PrivateAppReconciler) writeToken(ctx context.Context, app *v1alpha1.Pri
 	} else {
 		secret = existing.DeepCopy()
 	}
-	secret.Data = map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.String())}
+	secret.Data = map[string][]byte{v1alpha1.SecretTokenKey: []byte(tok.Reveal())}
 	secret.Annotations = map[string]string{IssuedAtAnnotation: now.UTC().Format(time.RFC3339Nano)}
 	secret = desiredSecret(app, secret)
 	var err error
@@ -367,8 +367,8 @@ func (r *PrivateAppReconciler) deleteTokenSecret(ctx context.Context, app *v1alp
 // echoed any of the object back.
 func redact(err error, tok token.Token) error {
 	msg := err.Error()
-	if !strings.Contains(msg, tok.String()) {
+	if !strings.Contains(msg, tok.Reveal()) {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(msg, tok.String(), "[redacted]"))
+	return errors.New(strings.ReplaceAll(msg, tok.Reveal(), "[redacted]"))
 }

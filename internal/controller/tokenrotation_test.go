@@ -234,7 +234,7 @@ var _ = Describe("TokenRotation", func() {
 			written := mustToken()
 			markPending(app, written, "r")
 			secret := getSecret(ns, "billing-token")
-			secret.Data[v1alpha1.SecretTokenKey] = []byte(written.String())
+			secret.Data[v1alpha1.SecretTokenKey] = []byte(written.Reveal())
 			Expect(k8s.Update(ctx, secret)).To(Succeed())
 			createRotation(ns, "r", v1alpha1.RotationImmediate, nil, "billing")
 

@@ -45,8 +45,8 @@ var (
 	ErrChecksum = errors.New("token checksum does not match: it was mistyped or truncated")
 )
 
-// Token is a parsed, well-formed access token. Its String method returns the
-// token text, so never pass a Token to a logger or an error message.
+// Token is a parsed, well-formed access token. It prints redacted; Reveal
+// returns the text.
 type Token struct{ text string }
 
 // New returns a fresh token with 256 bits from crypto/rand.
@@ -96,9 +96,16 @@ func Parse(s string) (Token, error) {
 	return Token{text: s}, nil
 }
 
-// String returns the token text. Only the code that writes the Secret and the
-// code that hashes a presented token should call it.
-func (t Token) String() string { return t.text }
+// String returns Redacted, never the token: a Token that reaches a log line,
+// an error or a %v prints nothing secret. Reveal returns the text.
+func (t Token) String() string { return Redacted }
+
+// GoString keeps %#v from printing the unexported text.
+func (t Token) GoString() string { return "token.Token{" + Redacted + "}" }
+
+// Reveal returns the token text. Only the code that writes the Secret (and
+// tests that present a token) call it.
+func (t Token) Reveal() string { return t.text }
 
 // Digest returns the SHA-256 digest of the token. It does not allocate: the
 // token service computes one per request.

@@ -3,6 +3,7 @@ package token
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"strings"
@@ -16,7 +17,7 @@ func TestNewIsWellFormed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
-		s := tok.String()
+		s := tok.Reveal()
 		if len(s) != Len || !strings.HasPrefix(s, Prefix) {
 			t.Fatalf("token of length %d with prefix %q, want length %d and prefix %q", len(s), s[:4], Len, Prefix)
 		}
@@ -74,7 +75,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := good.String()
+	g := good.Reveal()
 	flip := func(i int) string {
 		b := []byte(g)
 		if b[i] == 'a' {
@@ -112,7 +113,7 @@ func TestParse(t *testing.T) {
 			if err != nil && strings.Contains(err.Error(), g[len(Prefix):]) {
 				t.Fatal("the error message contains the token")
 			}
-			if err == nil && tok.String() != tt.in {
+			if err == nil && tok.Reveal() != tt.in {
 				t.Fatal("Parse returned a different token")
 			}
 		})
@@ -129,7 +130,7 @@ func TestDigest(t *testing.T) {
 	if !strings.HasPrefix(s, DigestPrefix) || len(s) != 71 {
 		t.Fatalf("digest string %q, want sha256: and 64 hex digits", s)
 	}
-	if strings.Contains(s, a.String()[len(Prefix):]) {
+	if strings.Contains(s, a.Reveal()[len(Prefix):]) {
 		t.Fatal("digest string contains the token")
 	}
 	back, err := ParseDigest(s)
@@ -171,7 +172,7 @@ func TestCRCMatchesTheStandardLibrary(t *testing.T) {
 
 func TestParseAndDigestDoNotAllocate(t *testing.T) {
 	tok, _ := New()
-	s := tok.String()
+	s := tok.Reveal()
 	allocs := testing.AllocsPerRun(100, func() {
 		p, err := Parse(s)
 		if err != nil {
@@ -186,7 +187,7 @@ func TestParseAndDigestDoNotAllocate(t *testing.T) {
 
 func BenchmarkParseAndDigest(b *testing.B) {
 	tok, _ := New()
-	s := tok.String()
+	s := tok.Reveal()
 	b.ReportAllocs()
 	for b.Loop() {
 		p, _ := Parse(s)
@@ -201,10 +202,10 @@ func TestRedact(t *testing.T) {
 	}
 	tests := []struct{ in, want string }{
 		{"/crm/v3/objects/deals/1", "/crm/v3/objects/deals/1"},
-		{"/tokens/" + tok.String(), "/tokens/pat_[REDACTED]"},
-		{"/a/" + tok.String() + "/b/PAT_abc%20x", "/a/pat_[REDACTED]/b/pat_[REDACTED]"},
+		{"/tokens/" + tok.Reveal(), "/tokens/pat_[REDACTED]"},
+		{"/a/" + tok.Reveal() + "/b/PAT_abc%20x", "/a/pat_[REDACTED]/b/pat_[REDACTED]"},
 		{"/a/pat_abc%2", "/a/pat_[REDACTED]%2"},
-		{tok.String()[:20], "pat_[REDACTED]"},
+		{tok.Reveal()[:20], "pat_[REDACTED]"},
 		{"pat_", "pat_[REDACTED]"},
 		{"spat_x", "spat_[REDACTED]"},
 		{"/a/pat_abc%44ef%2Fg/h", "/a/pat_[REDACTED]/h"},
@@ -218,5 +219,21 @@ func TestRedact(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(10, func() { _ = Redact("/crm/v3/objects/deals/1") }); n != 0 {
 		t.Fatalf("Redact allocates %v times for text without a token", n)
+	}
+}
+
+func TestTokenPrintsRedacted(t *testing.T) {
+	tok, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{tok.String(), fmt.Sprint(tok), fmt.Sprintf("%v %s %q %+v %#v", tok, tok, tok, tok, tok),
+		fmt.Sprintf("%v", struct{ T Token }{tok}), fmt.Errorf("wrapping %v", tok).Error()} {
+		if strings.Contains(out, tok.Reveal()[len(Prefix):]) {
+			t.Fatal("a printed Token holds its text")
+		}
+	}
+	if !strings.HasPrefix(tok.Reveal(), Prefix) || len(tok.Reveal()) != Len {
+		t.Fatal("Reveal does not return the token")
 	}
 }

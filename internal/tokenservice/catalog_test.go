@@ -57,12 +57,12 @@ func (f *fixture) checkAs(t *testing.T, method, path, tok string, header map[str
 func TestCheckMatchesCatalogRoutes(t *testing.T) {
 	f := newFixture(t)
 	warehouse := mustNew(t)
-	f.tokens = append(f.tokens, warehouse.String())
+	f.tokens = append(f.tokens, warehouse.Reveal())
 	wa := app("team-a", "warehouse-sync", warehouse, nil, t0, nil)
 	wa.Spec.Scopes = []string{"crm.objects.products.write"}
 	f.ix.Set(wa)
 	f.catalogs.use(t, crmCatalog)
-	crm := f.current.String() // holds crm.objects.contacts.read and crm.objects.deals.write
+	crm := f.current.Reveal() // holds crm.objects.contacts.read and crm.objects.deals.write
 
 	tests := []struct {
 		name         string
@@ -76,15 +76,15 @@ func TestCheckMatchesCatalogRoutes(t *testing.T) {
 	}{
 		// The reproduction of the issue: Envoy in path-prefix mode sends the
 		// client's method and path after /v1/check.
-		{name: "Envoy: products.write does not reach deals", method: "GET", path: PathCheck + "/crm/v3/objects/deals/1", tok: warehouse.String(),
+		{name: "Envoy: products.write does not reach deals", method: "GET", path: PathCheck + "/crm/v3/objects/deals/1", tok: warehouse.Reveal(),
 			code: 403, category: categoryScopes, message: "lacks the scopes route crm/deals-get (/crm/v3/objects/deals/{id}) requires: crm.objects.deals.read"},
 		{name: "Envoy: a client query names no scope it could satisfy", method: "GET", path: PathCheck + "/crm/v3/objects/deals/1?scope=crm.objects.products.write",
-			tok: warehouse.String(), code: 403, category: categoryScopes, message: "crm.objects.deals.read"},
+			tok: warehouse.Reveal(), code: 403, category: categoryScopes, message: "crm.objects.deals.read"},
 		{name: "Envoy: a client query requires nothing", method: "PATCH", path: PathCheck + "/crm/v3/objects/deals/1?scope=crm.schemas.companies.write",
 			tok: crm, code: 200, route: "crm/deals-update"},
 		{name: "Envoy: .. cannot walk from products to deals", method: "POST", path: PathCheck + "/crm/v3/objects/products/%2e%2e/deals/1",
-			tok: warehouse.String(), code: 403, category: categoryNoRoute, message: "no APICatalog route covers POST /crm/v3/objects/deals/1"},
-		{name: "Envoy: the route's own scope", method: "POST", path: PathCheck + "/crm/v3/objects/products/42", tok: warehouse.String(), code: 200, route: "crm/products-write"},
+			tok: warehouse.Reveal(), code: 403, category: categoryNoRoute, message: "no APICatalog route covers POST /crm/v3/objects/deals/1"},
+		{name: "Envoy: the route's own scope", method: "POST", path: PathCheck + "/crm/v3/objects/products/42", tok: warehouse.Reveal(), code: 200, route: "crm/products-write"},
 		{name: "Envoy: an encoded slash is refused", method: "GET", path: PathCheck + "/crm/v3/objects%2Fdeals/1", tok: crm,
 			code: 403, category: categoryValidation, message: "encoded /"},
 		{name: "nginx: a route's scope held", method: "GET", path: PathCheck, tok: crm,
@@ -100,15 +100,15 @@ func TestCheckMatchesCatalogRoutes(t *testing.T) {
 			message: `no APICatalog route covers DELETE /crm/v3/objects/contacts/7 on host api.example.com, and APICatalog "crm", which covers it, refuses`},
 		{name: "ForwardAuth: a route's scope held", method: "GET", path: PathCheck, tok: crm,
 			header: map[string]string{"X-Forwarded-Method": "PATCH", "X-Forwarded-Host": "api.example.com", "X-Forwarded-Uri": "/crm/v3/objects/deals/9"}, code: 200, route: "crm/deals-update"},
-		{name: "ForwardAuth: a client's X-Original-URL that disagrees is refused", method: "GET", path: PathCheck, tok: warehouse.String(),
+		{name: "ForwardAuth: a client's X-Original-URL that disagrees is refused", method: "GET", path: PathCheck, tok: warehouse.Reveal(),
 			header: map[string]string{"X-Original-URL": "/crm/v3/objects/products/1", "X-Original-Method": "POST",
 				"X-Forwarded-Method": "GET", "X-Forwarded-Host": "api.example.com", "X-Forwarded-Uri": "/crm/v3/objects/deals/1"},
 			code: 403, category: categoryValidation, message: "X-Original-URL says POST /crm/v3/objects/products/1 and X-Forwarded-Uri says GET /crm/v3/objects/deals/1"},
-		{name: "nginx: a client's X-Forwarded-Uri that disagrees is refused", method: "GET", path: PathCheck, tok: warehouse.String(),
+		{name: "nginx: a client's X-Forwarded-Uri that disagrees is refused", method: "GET", path: PathCheck, tok: warehouse.Reveal(),
 			header: map[string]string{"X-Original-URL": "http://api.example.com/crm/v3/objects/deals/1", "X-Original-Method": "GET",
 				"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/crm/v3/objects/products/1"},
 			code: 403, category: categoryValidation, message: "must agree"},
-		{name: "Envoy: a client's X-Original-URL that disagrees is refused", method: "GET", path: PathCheck + "/crm/v3/objects/deals/1", tok: warehouse.String(),
+		{name: "Envoy: a client's X-Original-URL that disagrees is refused", method: "GET", path: PathCheck + "/crm/v3/objects/deals/1", tok: warehouse.Reveal(),
 			header: map[string]string{"X-Original-URL": "/crm/v3/objects/products/1", "X-Original-Method": "POST"},
 			code:   403, category: categoryValidation, message: "the path after /v1/check (path-prefix mode) says GET /crm/v3/objects/deals/1"},
 		{name: "headers that agree are fine", method: "GET", path: PathCheck, tok: crm,
@@ -121,7 +121,7 @@ func TestCheckMatchesCatalogRoutes(t *testing.T) {
 			header: map[string]string{"X-Original-Method": "PROPFIND", "X-Original-URL": "/crm/v3/objects/contacts/7"}, code: 403, category: categoryValidation,
 			message: `the method "PROPFIND" is not one a catalog route can name`},
 		{name: "HEAD is read as GET", method: "HEAD", path: PathCheck + "/crm/v3/objects/contacts/7", tok: crm, code: 200, route: "crm/contacts-get"},
-		{name: "Envoy: ; path parameters are refused", method: "POST", path: PathCheck + "/crm/v3/objects/products/..;/deals/1", tok: warehouse.String(),
+		{name: "Envoy: ; path parameters are refused", method: "POST", path: PathCheck + "/crm/v3/objects/products/..;/deals/1", tok: warehouse.Reveal(),
 			code: 403, category: categoryValidation, message: "has a ;"},
 		{name: "a token in the path is not echoed", method: "GET", path: PathCheck + "/tokens/" + crm, tok: crm,
 			code: 403, category: categoryNoRoute, message: "GET /tokens/pat_[REDACTED]"},
@@ -153,22 +153,22 @@ func TestCheckWithCatalogsGrantsOnlyOfferedScopes(t *testing.T) {
 	nginx := map[string]string{"X-Original-Method": "GET", "X-Original-URL": "http://api.example.com/anything"}
 	// The app holds contacts.read and deals.write; only contacts.read is
 	// offered now.
-	a := f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.contacts.read", f.current.String(), nginx)
+	a := f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.contacts.read", f.current.Reveal(), nginx)
 	if a.code != 200 || a.header.Get(HeaderScopes) != "crm.objects.contacts.read" || a.header.Get(HeaderRoute) != "-" {
 		t.Fatalf("unmatched request under an Allow catalog: %d %s %q; want 200 with only the offered scope", a.code, a.body, a.header.Get(HeaderScopes))
 	}
-	a = f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.deals.write", f.current.String(), nginx)
+	a = f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.deals.write", f.current.Reveal(), nginx)
 	if a.code != 403 || !strings.Contains(errorBody(t, a).Message, "crm.objects.deals.write") {
 		t.Fatalf("a held scope no catalog offers: %d %s; want 403", a.code, a.body)
 	}
 	// Without catalogs, the old behaviour: the gateway's scope parameters
 	// decide, and a path-prefix query decides nothing.
 	f.catalogs.set.Store(catalog.Empty)
-	if a := f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.deals.write", f.current.String(), nil); a.code != 200 ||
+	if a := f.checkAs(t, "GET", PathCheck+"?scope=crm.objects.deals.write", f.current.Reveal(), nil); a.code != 200 ||
 		a.header.Get(HeaderScopes) != "crm.objects.contacts.read crm.objects.deals.write" {
 		t.Fatalf("without catalogs: %d %s", a.code, a.body)
 	}
-	if a := f.checkAs(t, "GET", PathCheck+"/x?scope=crm.schemas.companies.write", f.current.String(), nil); a.code != 200 {
+	if a := f.checkAs(t, "GET", PathCheck+"/x?scope=crm.schemas.companies.write", f.current.Reveal(), nil); a.code != 200 {
 		t.Fatalf("without catalogs, a path-prefix query required a scope: %d %s", a.code, a.body)
 	}
 }
@@ -260,7 +260,7 @@ func BenchmarkCheckWithCatalog(b *testing.B) {
 				Accounts: labels{"team-a": {"professional", ""}}, Catalogs: &f.catalogs}
 			h := s.Handler()
 			req := httptest.NewRequest(http.MethodGet, PathCheck, nil)
-			req.Header.Set("Authorization", "Bearer "+f.current.String())
+			req.Header.Set("Authorization", "Bearer "+f.current.Reveal())
 			req.Header.Set("X-Original-Method", "GET")
 			req.Header.Set("X-Original-URL", "https://api.example.com/area7/v3/objects/type247/12345")
 			b.ReportAllocs()

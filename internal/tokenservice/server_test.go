@@ -44,7 +44,7 @@ func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{clock: clocktesting.NewFakeClock(t0), ix: NewIndex(), usage: NewUsage()}
 	f.current, f.prev = mustNew(t), mustNew(t)
-	f.tokens = []string{f.current.String(), f.prev.String()}
+	f.tokens = []string{f.current.Reveal(), f.prev.Reveal()}
 	f.ix.Set(app("team-a", "crm", f.current, &f.prev, t0.Add(time.Hour), nil))
 	limits := DefaultLimits()
 	limits.Editions["tiny"] = EditionLimits{PerTenSeconds: 3, PerDay: 5}
@@ -149,7 +149,7 @@ func errorBody(t *testing.T, a answer) ErrorBody {
 func TestCheck(t *testing.T) {
 	f := newFixture(t)
 	// A typo that stays inside the alphabet, so the checksum catches it.
-	typo := []byte(f.current.String())
+	typo := []byte(f.current.Reveal())
 	if typo[10] == 'a' {
 		typo[10] = 'b'
 	} else {
@@ -161,23 +161,23 @@ func TestCheck(t *testing.T) {
 		code              int
 		category, message string
 	}{
-		{name: "current token", auth: "Bearer " + f.current.String(), code: 200},
-		{name: "lower-case scheme", auth: "bearer " + f.current.String(), code: 200},
-		{name: "required scope held", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.contacts.read&scope=crm.objects.deals.write", code: 200},
-		{name: "percent-encoded scope", auth: "Bearer " + f.current.String(), query: "?scope=crm%2Eobjects%2Econtacts%2Eread", code: 200},
-		{name: "percent-encoded missing scope", auth: "Bearer " + f.current.String(), query: "?other=1&scope=crm%2Eschemas%2Ecompanies%2Ewrite",
+		{name: "current token", auth: "Bearer " + f.current.Reveal(), code: 200},
+		{name: "lower-case scheme", auth: "bearer " + f.current.Reveal(), code: 200},
+		{name: "required scope held", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm.objects.contacts.read&scope=crm.objects.deals.write", code: 200},
+		{name: "percent-encoded scope", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm%2Eobjects%2Econtacts%2Eread", code: 200},
+		{name: "percent-encoded missing scope", auth: "Bearer " + f.current.Reveal(), query: "?other=1&scope=crm%2Eschemas%2Ecompanies%2Ewrite",
 			code: 403, category: categoryScopes, message: "crm.schemas.companies.write"},
-		{name: "previous token in its grace period", auth: "Bearer " + f.prev.String(), at: t0.Add(time.Hour - time.Nanosecond), code: 200},
-		{name: "previous token at the end of its grace period", auth: "Bearer " + f.prev.String(), at: t0.Add(time.Hour),
+		{name: "previous token in its grace period", auth: "Bearer " + f.prev.Reveal(), at: t0.Add(time.Hour - time.Nanosecond), code: 200},
+		{name: "previous token at the end of its grace period", auth: "Bearer " + f.prev.Reveal(), at: t0.Add(time.Hour),
 			code: 401, category: categoryAuthentication, message: "expired at 2026-03-01T13:00:00Z"},
 		{name: "no Authorization", code: 401, category: categoryAuthentication, message: "Authorization: Bearer <token>"},
 		{name: "Basic auth", auth: "Basic dXNlcjpwYXNz", code: 401, category: categoryAuthentication, message: "no Bearer token"},
 		{name: "malformed", auth: "Bearer hello", code: 401, category: categoryAuthentication, message: "malformed"},
 		{name: "typo fails the checksum", auth: "Bearer " + string(typo), code: 401, category: categoryAuthentication, message: "checksum"},
-		{name: "unknown token", auth: "Bearer " + mustNew(t).String(), code: 401, category: categoryAuthentication, message: "unknown or has been revoked"},
-		{name: "a query that does not parse loses no scope", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.contacts.read;scope=crm.schemas.companies.write",
+		{name: "unknown token", auth: "Bearer " + mustNew(t).Reveal(), code: 401, category: categoryAuthentication, message: "unknown or has been revoked"},
+		{name: "a query that does not parse loses no scope", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm.objects.contacts.read;scope=crm.schemas.companies.write",
 			code: 403, category: categoryScopes, message: "the check URL's query does not parse"},
-		{name: "missing scope", auth: "Bearer " + f.current.String(), query: "?scope=crm.objects.deals.write&scope=crm.schemas.companies.write",
+		{name: "missing scope", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm.objects.deals.write&scope=crm.schemas.companies.write",
 			code: 403, category: categoryScopes, message: "lacks the scopes this call requires: crm.schemas.companies.write"},
 	}
 	for _, tt := range tests {
@@ -218,17 +218,17 @@ func TestCheck(t *testing.T) {
 func TestSuspendedAppsSpendNoLimits(t *testing.T) {
 	f := newFixture(t)
 	suspended, active := mustNew(t), mustNew(t)
-	f.tokens = append(f.tokens, suspended.String(), active.String())
+	f.tokens = append(f.tokens, suspended.Reveal(), active.Reveal())
 	s := app("tiny", "leaked", suspended, nil, time.Time{}, nil)
 	s.Spec.Suspend = true
 	f.ix.Set(s)
 	f.ix.Set(app("tiny", "working", active, nil, time.Time{}, nil))
 	for range 10 { // twice the account's day of 5
-		if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+suspended.String(), nil); got.code != 403 {
+		if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+suspended.Reveal(), nil); got.code != 403 {
 			t.Fatalf("suspended app: %d, want 403", got.code)
 		}
 	}
-	got := f.do(t, http.MethodGet, PathCheck, "Bearer "+active.String(), nil)
+	got := f.do(t, http.MethodGet, PathCheck, "Bearer "+active.Reveal(), nil)
 	if got.code != 200 || got.header.Get("X-RateLimit-Daily-Remaining") != "4" {
 		t.Fatalf("the account's other app after 10 suspended calls: %d, daily remaining %q; want 200 and 4 of 5 left",
 			got.code, got.header.Get("X-RateLimit-Daily-Remaining"))
@@ -245,21 +245,21 @@ func TestCheckRefusesSuspendedAndExpiredApps(t *testing.T) {
 	a := app("team-a", "crm", f.current, nil, time.Time{}, &exp)
 	a.Spec.Suspend = true
 	f.ix.Set(a)
-	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.String(), nil); got.code != 403 || errorBody(t, got).Category != categoryDisconnected {
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.Reveal(), nil); got.code != 403 || errorBody(t, got).Category != categoryDisconnected {
 		t.Fatalf("suspended app: %d %s, want 403 %s", got.code, got.body, categoryDisconnected)
 	}
 	a.Spec.Suspend = false
 	f.ix.Set(a)
-	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.prev.String(), nil); got.code != 401 {
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.prev.Reveal(), nil); got.code != 401 {
 		t.Fatalf("the previous token after the app dropped it: %d, want 401", got.code)
 	}
 	f.clock.SetTime(exp)
-	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.String(), nil); got.code != 401 {
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.Reveal(), nil); got.code != 401 {
 		t.Fatalf("a token past its lifetime: %d, want 401", got.code)
 	}
 	f.ix.Remove(types.NamespacedName{Namespace: a.Namespace, Name: a.Name})
 	f.clock.SetTime(t0)
-	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.String(), nil); got.code != 401 {
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.Reveal(), nil); got.code != 401 {
 		t.Fatalf("a deleted app's token: %d, want 401", got.code)
 	}
 }
@@ -269,14 +269,14 @@ func TestCheckRateLimits(t *testing.T) {
 	apps := make([]token.Token, 3)
 	for i := range apps {
 		apps[i] = mustNew(t)
-		f.tokens = append(f.tokens, apps[i].String())
+		f.tokens = append(f.tokens, apps[i].Reveal())
 		f.ix.Set(app("tiny", string(rune('a'+i)), apps[i], nil, time.Time{}, nil))
 	}
 	f.clock.SetTime(t0.Add(2500 * time.Millisecond))
 	var codes []int
 	var last answer
 	for range 5 {
-		last = f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[0].String(), nil)
+		last = f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[0].Reveal(), nil)
 		codes = append(codes, last.code)
 	}
 	if want := []int{200, 200, 200, 429, 429}; !equal(codes, want) {
@@ -292,18 +292,18 @@ func TestCheckRateLimits(t *testing.T) {
 	// The account's day (5 calls) holds across apps: 3 used by a, 2 left.
 	codes = nil
 	for _, tok := range []token.Token{apps[1], apps[1], apps[2]} {
-		codes = append(codes, f.do(t, http.MethodGet, PathCheck, "Bearer "+tok.String(), nil).code)
+		codes = append(codes, f.do(t, http.MethodGet, PathCheck, "Bearer "+tok.Reveal(), nil).code)
 	}
 	if want := []int{200, 200, 429}; !equal(codes, want) {
 		t.Fatalf("the account's daily limit across apps: %v, want %v", codes, want)
 	}
 	f.clock.SetTime(t0.Add(6 * time.Hour)) // 18:00 UTC, in a new 10-second window
-	last = f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[2].String(), nil)
+	last = f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[2].Reveal(), nil)
 	if last.code != 429 || last.header.Get("Retry-After") != "21600" || last.header.Get("X-RateLimit-Daily-Remaining") != "0" {
 		t.Fatalf("past the daily limit: %d, Retry-After %q; want 429 and the seconds to 00:00 UTC", last.code, last.header.Get("Retry-After"))
 	}
 	f.clock.SetTime(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))
-	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[2].String(), nil); got.code != 200 {
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+apps[2].Reveal(), nil); got.code != 200 {
 		t.Fatalf("after 00:00 UTC: %d, want 200", got.code)
 	}
 
@@ -333,7 +333,7 @@ func TestAccessTokenInfo(t *testing.T) {
 	f := newFixture(t)
 	body := func(tok string) []byte { b, _ := json.Marshal(map[string]string{"tokenKey": tok}); return b }
 
-	a := f.do(t, http.MethodPost, PathAccessTokenInfo, "", body(f.current.String()))
+	a := f.do(t, http.MethodPost, PathAccessTokenInfo, "", body(f.current.Reveal()))
 	var info TokenInfo
 	if a.code != 200 || json.Unmarshal(a.body, &info) != nil {
 		t.Fatalf("%d %s", a.code, a.body)
@@ -342,7 +342,7 @@ func TestAccessTokenInfo(t *testing.T) {
 		len(info.Scopes) != 2 || info.TokenType != "private-app" || info.Previous {
 		t.Fatalf("token info %+v", info)
 	}
-	a = f.do(t, http.MethodPost, PathAccessTokenInfo, "", body(f.prev.String()))
+	a = f.do(t, http.MethodPost, PathAccessTokenInfo, "", body(f.prev.Reveal()))
 	if json.Unmarshal(a.body, &info) != nil || !info.Previous || info.ExpiresAt != "2026-03-01T13:00:00Z" {
 		t.Fatalf("previous token info: %s", a.body)
 	}
@@ -354,7 +354,7 @@ func TestAccessTokenInfo(t *testing.T) {
 		code   int
 		msg    string
 	}{
-		{"unknown token", http.MethodPost, body(mustNew(t).String()), 401, "unknown"},
+		{"unknown token", http.MethodPost, body(mustNew(t).Reveal()), 401, "unknown"},
 		{"malformed JSON", http.MethodPost, []byte(`{"tokenKey":`), 400, `{"tokenKey": "<token>"}`},
 		{"unknown field", http.MethodPost, []byte(`{"token":"x"}`), 400, "tokenKey"},
 		{"no tokenKey", http.MethodPost, []byte(`{}`), 400, "tokenKey is required"},
@@ -384,13 +384,13 @@ func TestTokenReview(t *testing.T) {
 		}
 		return r
 	}
-	r := review(f.current.String())
+	r := review(f.current.Reveal())
 	if !r.Status.Authenticated || r.Status.User.Username != "privateapp:team-a:crm" || r.Status.User.UID != "uid-crm" ||
 		!equalStrings(r.Status.User.Groups, []string{"privateapps", "privateapps:team-a"}) ||
 		len(r.Status.User.Extra["privateapps.dev/scopes"]) != 2 || r.Kind != "TokenReview" {
 		t.Fatalf("review %+v", r)
 	}
-	if r := review(mustNew(t).String()); r.Status.Authenticated || !strings.Contains(r.Status.Error, "unknown") {
+	if r := review(mustNew(t).Reveal()); r.Status.Authenticated || !strings.Contains(r.Status.Error, "unknown") {
 		t.Fatalf("unknown token review %+v", r.Status)
 	}
 }
@@ -408,7 +408,7 @@ func BenchmarkCheck(b *testing.B) {
 		Accounts: labels{"team-a": {"professional", ""}}}
 	h := s.Handler()
 	req := httptest.NewRequest(http.MethodGet, PathCheck+"?scope=crm.objects.contacts.read", nil)
-	req.Header.Set("Authorization", "Bearer "+f.current.String())
+	req.Header.Set("Authorization", "Bearer "+f.current.Reveal())
 	b.ReportAllocs()
 	for b.Loop() {
 		rec := httptest.NewRecorder()

@@ -150,7 +150,7 @@ func TestDevEnvironment(t *testing.T) {
 	// (5 s in dev), and deleting the app revokes the token within a second.
 	check := func() int {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+tokenService+"/v1/check", nil)
-		req.Header.Set("Authorization", "Bearer "+tok.String())
+		req.Header.Set("Authorization", "Bearer "+tok.Reveal())
 		req.Header.Set("X-Original-Method", "GET")
 		req.Header.Set("X-Original-URL", "https://api.example.com/crm/v3/objects/contacts/1")
 		resp, err := http.DefaultClient.Do(req)
@@ -212,7 +212,7 @@ func TestDevEnvironment(t *testing.T) {
 		t.Fatal("the manager logged nothing; the leak check below would be empty")
 	}
 	for what, text := range map[string]string{"manager log": string(logText), "Events": events, "dev output": output.String()} {
-		if strings.Contains(text, tok.String()) {
+		if strings.Contains(text, tok.Reveal()) {
 			t.Errorf("the token appears in the %s", what)
 		}
 	}

@@ -139,24 +139,24 @@ func TestNginxAuthRequest(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	code, _, body := get(reader.String())
+	code, _, body := get(reader.Reveal())
 	if code != 200 || body != `app=team-a/reader authorization=""` {
 		t.Fatalf("allowed call: %d %q, want 200 with the app's identity and no token upstream", code, body)
 	}
 	if code, h, _ := get(""); code != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
 		t.Fatalf("no token: %d %v, want 401 with WWW-Authenticate", code, h)
 	}
-	if code, _, _ := get(mustToken(t).String()); code != 401 {
+	if code, _, _ := get(mustToken(t).Reveal()); code != 401 {
 		t.Fatalf("unknown token: %d, want 401", code)
 	}
-	if code, _, _ := get(other.String()); code != 403 {
+	if code, _, _ := get(other.Reveal()); code != 403 {
 		t.Fatalf("token without the required scope: %d, want 403", code)
 	}
 	// reader used 1 of its 2 calls in this window (a window may also have
 	// just turned); keep calling until refused, then check the answer.
 	var h http.Header
 	for range 4 {
-		if code, h, _ = get(reader.String()); code != 200 {
+		if code, h, _ = get(reader.Reveal()); code != 200 {
 			break
 		}
 	}
