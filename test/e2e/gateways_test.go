@@ -51,6 +51,7 @@ http://:%[1]s {
 	}
 }
 `
+
 // TestGatewaysEnforceCatalogRoutes runs the manager (controllers and token
 // service) and a second token-service replica against a real API server with
 // the sample APICatalog, behind a real nginx (auth_request) and a real Caddy
