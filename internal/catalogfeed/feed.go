@@ -51,16 +51,23 @@ func Convert(c *v1alpha1.APICatalog) catalog.Catalog {
 // Compile compiles catalogs oldest first (then by name), the order that
 // decides which of two conflicting catalogs stays in force.
 func Compile(cs []v1alpha1.APICatalog) (*catalog.Set, []catalog.Result) {
-	sorted := make([]*v1alpha1.APICatalog, len(cs))
+	return catalog.Compile(inAgeOrder(cs, ""))
+}
+
+// inAgeOrder converts cs, oldest first, leaving out the catalog named skip.
+func inAgeOrder(cs []v1alpha1.APICatalog, skip string) []catalog.Catalog {
+	sorted := make([]*v1alpha1.APICatalog, 0, len(cs))
 	for i := range cs {
-		sorted[i] = &cs[i]
+		if cs[i].Name != skip { // catalog names are never empty
+			sorted = append(sorted, &cs[i])
+		}
 	}
 	slices.SortFunc(sorted, compareAge)
-	in := make([]catalog.Catalog, len(sorted))
+	in := make([]catalog.Catalog, len(sorted), len(sorted)+1)
 	for i, c := range sorted {
 		in[i] = Convert(c)
 	}
-	return catalog.Compile(in)
+	return in
 }
 
 func compareAge(a, b *v1alpha1.APICatalog) int {
@@ -221,18 +228,6 @@ func (f *Feed) Subscribe() <-chan event.GenericEvent {
 // catalog, and returns what is wrong with c: its problems, and its conflicts
 // with the catalogs in force. It also returns the scopes in force then.
 func Check(others []v1alpha1.APICatalog, c *v1alpha1.APICatalog) (catalog.Result, *catalog.Set) {
-	sorted := make([]*v1alpha1.APICatalog, 0, len(others))
-	for i := range others {
-		if others[i].Name != c.Name {
-			sorted = append(sorted, &others[i])
-		}
-	}
-	slices.SortFunc(sorted, compareAge)
-	in := make([]catalog.Catalog, 0, len(sorted)+1)
-	for _, o := range sorted {
-		in = append(in, Convert(o))
-	}
-	in = append(in, Convert(c))
-	set, results := catalog.Compile(in)
+	set, results := catalog.Compile(append(inAgeOrder(others, c.Name), Convert(c)))
 	return results[len(results)-1], set
 }

@@ -293,12 +293,8 @@ func decideRoute(cat *catalog.Set, r *http.Request) (route *catalog.Target, refu
 	if d.Target != nil || d.AllowUnmatched {
 		return d.Target, "", "", ""
 	}
-	clean, _ := catalog.CleanPath(o.path)
-	what := truncate(o.method, 20) + " " + clean
-	if o.host != "" {
-		what += " on host " + o.host
-	}
-	msg = fmt.Sprintf("no APICatalog route covers %s", token.Redact(truncate(what, 300)))
+	o.path, _ = catalog.CleanPath(o.path)
+	msg = "no APICatalog route covers " + describe(o)
 	if d.Covering != "" {
 		msg += fmt.Sprintf(", and APICatalog %q, which covers it, refuses requests its routes do not match; ask the platform team to add a route", d.Covering)
 	} else {
