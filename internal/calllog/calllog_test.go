@@ -1,0 +1,148 @@
+package calllog
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+func TestRedactQuery(t *testing.T) {
+	tok := newToken(t)
+	r := NewRedactor("session")
+	for _, c := range []struct{ name, in, want string }{
+		{"plain", "properties=email&limit=10", "properties=email&limit=10"},
+		{"listed by default", "hapikey=abc&limit=1", "hapikey=REDACTED&limit=1"},
+		{"listed by the admin, any case", "Session=abc", "Session=REDACTED"},
+		{"an app token in any parameter", "q=" + tok, "q=REDACTED"},
+		{"an app token as a name", tok, token.Redacted},
+		{"a JWT", "assertion=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "assertion=REDACTED"},
+		{"an API key", "x=AbCdEf0123456789AbCdEf0123456789xy", "x=REDACTED"},
+		{"a UUID is kept", "id=3f2b6c1e-8a4d-4f3b-9c2a-1d5e7f9a0b1c", "id=3f2b6c1e-8a4d-4f3b-9c2a-1d5e7f9a0b1c"},
+		{"a lower-case digest is kept", "sha=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "sha=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
+		{"an encoded token", "q=" + strings.Replace(tok, "_", "%5F", 1), "q=REDACTED"},
+		{"unparseable", "a=%zz&b=1", "REDACTED&b=1"},
+		{"empty", "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := r.Query(c.in); got != c.want {
+				t.Errorf("Query(%q) = %q, want %q", token.Redact(c.in), got, c.want)
+			}
+		})
+	}
+	if got := r.Path("/v3/" + tok + "/x"); strings.Contains(got, tok) {
+		t.Errorf("Path kept the token: %q", token.Redact(got))
+	}
+}
+
+func TestMerge(t *testing.T) {
+	at := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	check := Entry{ID: "1", Time: at.Add(time.Millisecond), Method: "GET", Route: "crm/x", Code: 200, DecidedBy: DecidedByTokenService, Reason: ReasonAllowed}
+	gw := Entry{ID: "1", Time: at, Method: "GET", Path: "/x", Code: 500, DecidedBy: DecidedByUpstream, Latency: time.Second, Final: true}
+	for _, got := range []Entry{Merge(check, gw), Merge(gw, check)} {
+		if got.Code != 500 || got.DecidedBy != DecidedByUpstream || !got.Final || got.Route != "crm/x" || got.Path != "/x" ||
+			!got.Time.Equal(at) || got.Latency != time.Second {
+			t.Errorf("merged %+v", got)
+		}
+	}
+	refused := check
+	refused.Code, refused.Reason, refused.Final = 403, "missing_scope", true
+	if got := Merge(refused, gw); got.Code != 403 || got.Reason != "missing_scope" || got.DecidedBy != DecidedByTokenService {
+		t.Errorf("a later report overrode a refusal: %+v", got)
+	}
+}
+
+func TestCursor(t *testing.T) {
+	e := Entry{ID: "a/b:c", Time: time.UnixMilli(1700000000123), Namespace: "ns", App: "app"}
+	c, err := DecodeCursor(EncodeCursor(e))
+	if err != nil || c.TimeMillis != 1700000000123 || c.ID != "a/b:c" || c.Namespace != "ns" || c.App != "app" {
+		t.Fatalf("round trip: %+v, %v", c, err)
+	}
+	for _, bad := range []string{"!!", "", EncodeCursor(e)[:4]} {
+		if _, err := DecodeCursor(bad); !errors.Is(err, ErrInvalidContinue) {
+			t.Errorf("DecodeCursor(%q) = %v", bad, err)
+		}
+	}
+}
+
+// blockingWriter holds every write until released, and records what it got.
+type blockingWriter struct {
+	mu      sync.Mutex
+	release chan struct{}
+	got     []Entry
+	fail    bool
+}
+
+func (w *blockingWriter) Write(ctx context.Context, entries []Entry) error {
+	select {
+	case <-w.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fail {
+		return errors.New("down")
+	}
+	w.got = append(w.got, entries...)
+	return nil
+}
+
+func (w *blockingWriter) entries() []Entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Entry(nil), w.got...)
+}
+
+// TestQueueNeverBlocks: with the writer stuck, Add returns at once and
+// drops what does not fit; at a graceful stop the queued entries are
+// written, redacted.
+func TestQueueNeverBlocks(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	q := NewQueue(w, QueueOptions{Size: 10, Batch: 4, Interval: time.Hour}, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = q.Start(ctx); close(done) }()
+	before := testutil.ToFloat64(Dropped.WithLabelValues("queue_full"))
+	tok := newToken(t)
+	start := time.Now()
+	for i := 0; i < 100; i++ {
+		q.Add(Entry{ID: "x", Time: time.Now(), Namespace: "ns", App: "a", Path: "/p", Query: "access_token=" + tok})
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("100 Adds against a stuck writer took %v", d)
+	}
+	// The worker holds one full batch (4) and is stuck writing it; the
+	// channel holds 10; the rest are dropped.
+	dropped := testutil.ToFloat64(Dropped.WithLabelValues("queue_full")) - before
+	if dropped < 80 || dropped > 90 {
+		t.Errorf("%v entries counted as dropped, want 86 give or take the worker's take", dropped)
+	}
+	close(w.release)
+	cancel()
+	<-done
+	got := w.entries()
+	if len(got)+int(dropped) != 100 {
+		t.Errorf("%d written + %v dropped != 100: entries queued at stop were lost", len(got), dropped)
+	}
+	for _, e := range got {
+		if strings.Contains(e.Query, tok) || e.Query != "access_token=REDACTED" {
+			t.Fatalf("the queue wrote the query %q", token.Redact(e.Query))
+		}
+	}
+}
+
+func newToken(t *testing.T) string {
+	tok, err := token.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Reveal()
+}

@@ -1,0 +1,213 @@
+package calllog
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	queued = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "privateapps_calllog_entries_queued_total",
+		Help: "Call-log entries handed to the queue.",
+	})
+	written = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "privateapps_calllog_entries_written_total",
+		Help: "Call-log entries written to the store (or sent to the process that holds it).",
+	})
+	// Dropped counts entries that never reach the log, by reason: queue_full
+	// (the writer is behind or the store is down), write_failed (a batch
+	// failed after its retries), and the ingest endpoints' reasons.
+	Dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "privateapps_calllog_entries_dropped_total",
+		Help: "Call-log entries dropped, by reason; the calls themselves were answered as usual.",
+	}, []string{"reason"})
+	queueLength = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "privateapps_calllog_queue_length",
+		Help: "Call-log entries waiting to be written.",
+	})
+)
+
+// Collectors are the call log's metrics, for the process's registry.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{queued, written, Dropped, queueLength}
+}
+
+// QueueOptions shape a Queue; zero values take the defaults.
+type QueueOptions struct {
+	// Size bounds the entries waiting; more are dropped (default 65536).
+	Size int
+	// Batch is the most entries written at once (default 1000).
+	Batch int
+	// Interval is the longest an entry waits for its batch (default 1 s).
+	Interval time.Duration
+	// Timeout bounds one write (default 5 s).
+	Timeout time.Duration
+	// Retries is how often a failed batch is tried again, an Interval
+	// apart, before it is dropped (default 5).
+	Retries int
+	// Redactor removes secrets from paths and queries before they leave
+	// the process (default NewRedactor()).
+	Redactor *Redactor
+}
+
+// Queue hands entries from the hot path to a Writer in batches. Add never
+// blocks and never fails the call that made the entry: when the queue is
+// full the entry is dropped and counted. Start writes until its context
+// ends, then writes what is queued before it returns.
+type Queue struct {
+	w    Writer
+	opts QueueOptions
+	ch   chan Entry
+	log  logr.Logger
+
+	dropped    atomic.Int64
+	lastReport atomic.Int64
+	mu         sync.Mutex // serializes reports
+}
+
+// NewQueue makes a queue in front of w.
+func NewQueue(w Writer, opts QueueOptions, log logr.Logger) *Queue {
+	if opts.Size <= 0 {
+		opts.Size = 1 << 16
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 1000
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.Retries <= 0 {
+		opts.Retries = 5
+	}
+	if opts.Redactor == nil {
+		opts.Redactor = NewRedactor()
+	}
+	return &Queue{w: w, opts: opts, ch: make(chan Entry, opts.Size), log: log}
+}
+
+// Add queues an entry, or drops it when the queue is full.
+func (q *Queue) Add(e Entry) {
+	select {
+	case q.ch <- e:
+		queued.Inc()
+	default:
+		q.drop("queue_full", 1)
+	}
+}
+
+// drop counts lost entries and says so in the log at most every 10 seconds.
+func (q *Queue) drop(reason string, n int) {
+	Dropped.WithLabelValues(reason).Add(float64(n))
+	total := q.dropped.Add(int64(n))
+	now := time.Now().UnixNano()
+	last := q.lastReport.Load()
+	if now-last < int64(10*time.Second) || !q.lastReport.CompareAndSwap(last, now) {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.log.Info("call-log entries dropped: the calls were answered as usual, but the log misses them", "reason", reason, "droppedSinceStart", total,
+		"hint", "see privateapps_calllog_entries_dropped_total; the insights store may be down or slow")
+}
+
+// Len is the number of entries waiting.
+func (q *Queue) Len() int { return len(q.ch) }
+
+// NeedLeaderElection is false: every replica logs its own calls.
+func (q *Queue) NeedLeaderElection() bool { return false }
+
+// Start writes batches until ctx ends, then drains the queue.
+func (q *Queue) Start(ctx context.Context) error {
+	tick := time.NewTicker(q.opts.Interval)
+	defer tick.Stop()
+	batch := make([]Entry, 0, q.opts.Batch)
+	failures := 0
+	flush := func(ctx context.Context) {
+		if len(batch) == 0 {
+			return
+		}
+		if err := q.write(ctx, batch); err != nil {
+			failures++
+			if failures <= q.opts.Retries {
+				q.log.V(1).Info("writing call-log entries failed; retrying", "entries", len(batch), "error", err.Error())
+				return
+			}
+			q.log.Error(err, "writing call-log entries failed; dropping the batch", "entries", len(batch))
+			q.drop("write_failed", len(batch))
+		}
+		failures = 0
+		batch = batch[:0]
+	}
+	for {
+		queueLength.Set(float64(len(q.ch)))
+		// A batch waiting for a retry takes nothing more: the queue fills
+		// and Add drops at the edge, where it costs the hot path nothing.
+		in := q.ch
+		if len(batch) >= q.opts.Batch || failures > 0 {
+			in = nil
+		}
+		select {
+		case <-ctx.Done():
+			q.drain(batch)
+			return nil
+		case e := <-in:
+			batch = append(batch, q.clean(e))
+			if len(batch) >= q.opts.Batch {
+				flush(ctx)
+			}
+		case <-tick.C:
+			flush(ctx)
+		}
+	}
+}
+
+// drain writes what is left at a graceful stop, within one write timeout
+// per batch.
+func (q *Queue) drain(batch []Entry) {
+	for {
+	fill:
+		for len(batch) < q.opts.Batch {
+			select {
+			case e := <-q.ch:
+				batch = append(batch, q.clean(e))
+			default:
+				break fill
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+		if err := q.write(context.Background(), batch); err != nil {
+			n := len(batch) + len(q.ch)
+			q.log.Error(err, "writing call-log entries at stop failed; they are lost", "entries", n)
+			Dropped.WithLabelValues("write_failed").Add(float64(n))
+			return
+		}
+		batch = batch[:0]
+	}
+}
+
+func (q *Queue) write(ctx context.Context, batch []Entry) error {
+	ctx, cancel := context.WithTimeout(ctx, q.opts.Timeout)
+	defer cancel()
+	if err := q.w.Write(ctx, batch); err != nil {
+		return err
+	}
+	written.Add(float64(len(batch)))
+	return nil
+}
+
+// clean redacts and normalizes an entry off the hot path.
+func (q *Queue) clean(e Entry) Entry {
+	e.Path, e.Query = q.opts.Redactor.Path(e.Path), q.opts.Redactor.Query(e.Query)
+	e.Normalize()
+	return e
+}

@@ -1,0 +1,284 @@
+// Package storetest is the conformance suite every call-log backend runs:
+// the same writes, merges, filters, paging and retention, checked against
+// calllog.Merge and calllog.Query.Matches.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+)
+
+// Open returns an empty store for one test; the suite closes it.
+type Open func(t *testing.T) calllog.Store
+
+// Run runs the suite.
+func Run(t *testing.T, open Open) {
+	t.Run("RoundTrip", func(t *testing.T) { roundTrip(t, open(t)) })
+	t.Run("Merge", func(t *testing.T) { merge(t, open) })
+	t.Run("Filters", func(t *testing.T) { filters(t, open(t)) })
+	t.Run("Retention", func(t *testing.T) { retention(t, open(t)) })
+	t.Run("BadQueries", func(t *testing.T) { badQueries(t, open(t)) })
+}
+
+var base = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+
+func entry(id string, at time.Time) calllog.Entry {
+	return calllog.Entry{ID: id, Time: at, Namespace: "team-a", App: "billing-sync", Method: "GET", Host: "api.example.com",
+		Path: "/crm/v3/objects/contacts/1", Query: "properties=email", Route: "crm/contacts-get", Code: 200,
+		DecidedBy: calllog.DecidedByTokenService, Reason: calllog.ReasonAllowed, Source: calllog.SourceGateway}
+}
+
+func write(t *testing.T, s calllog.Store, entries ...calllog.Entry) {
+	t.Helper()
+	for i := range entries {
+		entries[i].Normalize()
+	}
+	if err := s.Write(context.Background(), entries); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+}
+
+func list(t *testing.T, s calllog.Store, q calllog.Query) calllog.Page {
+	t.Helper()
+	p, err := s.List(context.Background(), q)
+	if err != nil {
+		t.Fatalf("List(%+v): %v", q, err)
+	}
+	return p
+}
+
+func closeAtEnd(t *testing.T, s calllog.Store) {
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+}
+
+func same(a, b calllog.Entry) bool {
+	return a.ID == b.ID && a.Time.Equal(b.Time) && a.Namespace == b.Namespace && a.App == b.App && a.Method == b.Method &&
+		a.Host == b.Host && a.Path == b.Path && a.Query == b.Query && a.Route == b.Route && a.Code == b.Code &&
+		a.DecidedBy == b.DecidedBy && a.Reason == b.Reason && a.Latency == b.Latency && a.Source == b.Source && a.Final == b.Final
+}
+
+func roundTrip(t *testing.T, s calllog.Store) {
+	closeAtEnd(t, s)
+	e := entry("c1", base.Add(1234567*time.Microsecond))
+	e.Latency, e.Final, e.Code, e.DecidedBy, e.Reason = 12345*time.Microsecond, true, 503, calllog.DecidedByUpstream, ""
+	older := entry("c0", base)
+	write(t, s, older, e)
+	got := list(t, s, calllog.Query{}).Entries
+	e.Normalize()
+	older.Normalize()
+	if len(got) != 2 || !same(got[0], e) || !same(got[1], older) {
+		t.Fatalf("List returned\n%+v\nwant, newest first,\n%+v\n%+v", got, e, older)
+	}
+	if got[0].Time.Location() != time.UTC || got[0].Time.Nanosecond()%int(time.Millisecond) != 0 {
+		t.Errorf("time %v is not UTC at millisecond precision", got[0].Time)
+	}
+}
+
+// merge writes two reports of one call in both orders, in one batch and in
+// two, and expects calllog.Merge's entry.
+func merge(t *testing.T, open Open) {
+	check := entry("m", base)
+	check.Time = base.Add(2 * time.Millisecond)
+	gateway := calllog.Entry{ID: "m", Time: base, Namespace: "team-a", App: "billing-sync", Method: "GET", Host: "api.example.com",
+		Path: "/crm/v3/objects/contacts/1", Code: 502, DecidedBy: calllog.DecidedByUpstream, Latency: 40 * time.Millisecond,
+		Source: calllog.SourceGateway, Final: true}
+	refused := entry("m", base.Add(time.Millisecond))
+	refused.Code, refused.Reason, refused.Final, refused.Route = 403, "missing_scope", true, ""
+	gatewayRefused := gateway
+	gatewayRefused.Code, gatewayRefused.Latency = 403, 3*time.Millisecond
+	cases := []struct {
+		name        string
+		first, then calllog.Entry
+		wantCode    int
+	}{
+		{"allowed check, then the gateway's report", check, gateway, 502},
+		{"the gateway's report, then the allowed check", gateway, check, 502},
+		{"refusal, then the gateway's report", refused, gatewayRefused, 403},
+		{"the gateway's report of a refusal, then the refusal", gatewayRefused, refused, 403},
+		{"the same allowed check twice", check, check, 200},
+	}
+	for _, c := range cases {
+		for _, oneBatch := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s (one batch: %v)", c.name, oneBatch), func(t *testing.T) {
+				s := open(t)
+				closeAtEnd(t, s)
+				first, then := c.first, c.then
+				first.Normalize()
+				then.Normalize()
+				if oneBatch {
+					write(t, s, first, then)
+				} else {
+					write(t, s, first)
+					write(t, s, then)
+				}
+				want := calllog.Merge(first, then)
+				got := list(t, s, calllog.Query{}).Entries
+				if len(got) != 1 || !same(got[0], want) {
+					t.Fatalf("after two reports the log holds\n%+v\nwant one entry\n%+v", got, want)
+				}
+				if got[0].Code != c.wantCode {
+					t.Errorf("code %d, want %d", got[0].Code, c.wantCode)
+				}
+			})
+		}
+	}
+	t.Run("same id, other app", func(t *testing.T) {
+		s := open(t)
+		closeAtEnd(t, s)
+		other := gateway
+		other.App = "crm-reporting"
+		write(t, s, check, other)
+		if got := list(t, s, calllog.Query{}).Entries; len(got) != 2 {
+			t.Fatalf("an id reused by another app merged into this app's call: %+v", got)
+		}
+	})
+}
+
+// corpus is entries spread over apps, methods, codes, paths and five days.
+func corpus(n int) []calllog.Entry {
+	r := rand.New(rand.NewPCG(1, 2))
+	namespaces := []string{"team-a", "team-b", "team-c"}
+	apps := []string{"billing-sync", "crm-reporting", "warehouse-sync"}
+	methods := []string{"GET", "POST", "PATCH", "DELETE"}
+	codes := []int{200, 201, 204, 401, 403, 404, 429, 500, 502, 503}
+	paths := []string{"/crm/v3/objects/contacts/1", "/crm/v3/objects/deals", "/crm/v3/objects/contacts/batch/read", "/files/v3/files/9"}
+	out := make([]calllog.Entry, n)
+	for i := range out {
+		e := entry(fmt.Sprintf("id-%05d", r.IntN(n*2)), base.Add(-time.Duration(r.Int64N(int64(5*24*time.Hour)))))
+		e.Namespace, e.App = namespaces[r.IntN(len(namespaces))], apps[r.IntN(len(apps))]
+		e.Method, e.Code, e.Path = methods[r.IntN(len(methods))], codes[r.IntN(len(codes))], paths[r.IntN(len(paths))]
+		e.Final = true
+		if i%7 == 0 {
+			// Same millisecond as another entry: the order falls to the id.
+			e.Time = out[i/2].Time
+		}
+		e.Normalize()
+		out[i] = e
+	}
+	return out
+}
+
+type key struct{ ns, app, id string; day int64 }
+
+func filters(t *testing.T, s calllog.Store) {
+	closeAtEnd(t, s)
+	all := corpus(3000)
+	for i := 0; i < len(all); i += 500 {
+		write(t, s, all[i:min(i+500, len(all))]...)
+	}
+	// The reference: one entry per call, merged in write order.
+	byKey := map[key]calllog.Entry{}
+	for _, e := range all {
+		k := key{e.Namespace, e.App, e.ID, e.Day()}
+		if old, ok := byKey[k]; ok {
+			e = calllog.Merge(old, e)
+		}
+		byKey[k] = e
+	}
+	queries := []calllog.Query{
+		{},
+		{Namespace: "team-b"},
+		{Namespace: "team-a", App: "crm-reporting"},
+		{Namespace: "team-a", App: "billing-sync", CodeClass: 5, URLContains: "contacts"},
+		{Method: "DELETE", Code: 404},
+		{CodeClass: 4, From: base.Add(-48 * time.Hour), To: base.Add(-24 * time.Hour)},
+		{URLContains: "batch/read?prop"},
+		{Namespace: "team-c", URLContains: "no such path"},
+	}
+	for _, q := range queries {
+		t.Run(fmt.Sprintf("%+v", q), func(t *testing.T) {
+			var want []calllog.Entry
+			for _, e := range byKey {
+				if q.Matches(e) {
+					want = append(want, e)
+				}
+			}
+			slices.SortFunc(want, func(a, b calllog.Entry) int {
+				if (calllog.Cursor{TimeMillis: a.Time.UnixMilli(), Namespace: a.Namespace, App: a.App, ID: a.ID}).After(b) {
+					return -1
+				}
+				return 1
+			})
+			for _, limit := range []int{0, 7, 200} {
+				q := q
+				q.Limit = limit
+				var got []calllog.Entry
+				for pages := 0; ; pages++ {
+					if pages > len(want)+1 {
+						t.Fatal("paging does not end")
+					}
+					p := list(t, s, q)
+					if limit > 0 && len(p.Entries) > limit {
+						t.Fatalf("a page of %d entries for limit %d", len(p.Entries), limit)
+					}
+					got = append(got, p.Entries...)
+					if p.Continue == "" {
+						break
+					}
+					q.Continue = p.Continue
+				}
+				if len(got) != len(want) {
+					t.Fatalf("limit %d: %d entries, want %d", limit, len(got), len(want))
+				}
+				for i := range want {
+					if !same(got[i], want[i]) {
+						t.Fatalf("limit %d: entry %d is\n%+v\nwant\n%+v", limit, i, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+func retention(t *testing.T, s calllog.Store) {
+	closeAtEnd(t, s)
+	today := calllog.DayOf(base)
+	var entries []calllog.Entry
+	for d := int64(0); d <= 31; d++ {
+		midnight := calllog.StartOfDay(today - d)
+		// The first and the last millisecond of each day.
+		entries = append(entries, entry(fmt.Sprintf("first-%d", d), midnight), entry(fmt.Sprintf("last-%d", d), midnight.Add(24*time.Hour-time.Millisecond)))
+	}
+	write(t, s, entries...)
+	// Keep today and the 29 days before it: 30 days.
+	if err := s.DropBefore(context.Background(), today-29); err != nil {
+		t.Fatalf("DropBefore: %v", err)
+	}
+	got := list(t, s, calllog.Query{Limit: calllog.MaxLimit}).Entries
+	if len(got) != 60 {
+		t.Fatalf("%d entries after dropping the days before the 30th, want 60", len(got))
+	}
+	oldest := got[len(got)-1]
+	if oldest.ID != "first-29" || calllog.DayOf(oldest.Time) != today-29 {
+		t.Errorf("the oldest entry kept is %s of %s, want first-29 of %s", oldest.ID, oldest.Time, calllog.StartOfDay(today-29))
+	}
+}
+
+func badQueries(t *testing.T, s calllog.Store) {
+	closeAtEnd(t, s)
+	for _, q := range []calllog.Query{
+		{Continue: "not a token"},
+		{Limit: calllog.MaxLimit + 1},
+		{Code: 700},
+		{Code: 500, CodeClass: 5},
+		{From: base, To: base},
+	} {
+		if _, err := s.List(context.Background(), q); err == nil {
+			t.Errorf("List(%+v) succeeded; want an error", q)
+		}
+	}
+	if _, err := s.List(context.Background(), calllog.Query{Continue: "x"}); !errors.Is(err, calllog.ErrInvalidContinue) {
+		t.Errorf("a bad continue token gives %v, want ErrInvalidContinue", err)
+	}
+}
