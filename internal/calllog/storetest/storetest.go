@@ -169,7 +169,10 @@ func corpus(n int) []calllog.Entry {
 	return out
 }
 
-type key struct{ ns, app, id string; day int64 }
+type key struct {
+	ns, app, id string
+	day         int64
+}
 
 func filters(t *testing.T, s calllog.Store) {
 	closeAtEnd(t, s)
