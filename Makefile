@@ -3,6 +3,7 @@
 KUBEBUILDER_ASSETS ?= $(CURDIR)/bin/k8s
 export KUBEBUILDER_ASSETS
 CONTROLLER_GEN ?= go tool -modfile=go.tool.mod controller-gen
+OPENAPI_GEN ?= go tool -modfile=go.tool.mod openapi-gen
 # Go packages whose tests run in `make test`.
 TEST_PACKAGES ?= ./...
 GO_TEST_FLAGS ?= -count=1 -timeout=30m
@@ -28,13 +29,17 @@ test-deps: ## Install the real servers the tests run that Go modules do not prov
 ##@ Development
 
 .PHONY: generate
-generate: ## Generate deepcopy code, CRDs and RBAC from the API types and markers.
+generate: ## Generate deepcopy code, OpenAPI models, CRDs and RBAC from the API types and markers.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(CONTROLLER_GEN) crd webhook paths=./... \
 		output:crd:artifacts:config=config/crd/bases output:webhook:artifacts:config=config/webhook
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./internal/controller/... paths=./internal/webhook/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=token-service-role,fileName=token_service_role.yaml paths=./internal/tokenservice/... \
 		output:rbac:artifacts:config=config/rbac
+	$(OPENAPI_GEN) --go-header-file hack/boilerplate.go.txt --report-filename /dev/null \
+		--output-dir internal/insights/openapi --output-file zz_generated.openapi.go \
+		--output-pkg github.com/privateapps-dev/privateapp-operator/internal/insights/openapi \
+		./api/insights/v1alpha1 k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version
 	go run ./hack/chartgen config charts/privateapp-operator
 
 .PHONY: verify-generated

@@ -1,0 +1,123 @@
+package insights
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
+	"k8s.io/utils/clock"
+
+	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/insights/openapi"
+)
+
+// Options configure the aggregated API server.
+type Options struct {
+	// Address is host:port to serve HTTPS on.
+	Address string
+	// CertFile and KeyFile are its serving certificate, whose CA the
+	// APIService's caBundle names; reloaded when they change. Empty makes
+	// a self-signed one in CertDir, for an APIService with
+	// insecureSkipTLSVerify (local use only).
+	CertFile, KeyFile, CertDir string
+	// Kubeconfig reaches the kube-apiserver that authenticates and
+	// authorizes each request (TokenReview, SubjectAccessReview) and
+	// publishes the front proxy's CA; empty is the in-cluster config.
+	Kubeconfig string
+	Store      calllog.Store
+	Clock      clock.PassiveClock
+	Log        logr.Logger
+}
+
+// Server is the aggregated API server, a manager Runnable.
+type Server struct {
+	generic *genericapiserver.GenericAPIServer
+	log     logr.Logger
+}
+
+// New builds the server: delegated authentication (the front proxy's client
+// certificate and X-Remote-* headers, client certificates, tokens through
+// TokenReview) and delegated authorization (SubjectAccessReview), as every
+// aggregated API server does, then the insights API group.
+func New(o Options) (*Server, error) {
+	host, portText, err := net.SplitHostPort(o.Address)
+	if err != nil {
+		return nil, fmt.Errorf("insights address %q: %w", o.Address, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("insights address %q: the port is not a number", o.Address)
+	}
+	serving := genericoptions.NewSecureServingOptions().WithLoopback()
+	serving.BindPort = port
+	if host != "" {
+		if serving.BindAddress = net.ParseIP(host); serving.BindAddress == nil {
+			return nil, fmt.Errorf("insights address %q: the host must be an IP address", o.Address)
+		}
+	}
+	serving.ServerCert.CertKey = genericoptions.CertKey{CertFile: o.CertFile, KeyFile: o.KeyFile}
+	serving.ServerCert.CertDirectory = o.CertDir
+	if o.CertFile == "" {
+		if err := serving.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
+			return nil, fmt.Errorf("insights: making a self-signed certificate: %w", err)
+		}
+	}
+	cfg := genericapiserver.NewConfig(Codecs)
+	if err := serving.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
+		return nil, fmt.Errorf("insights: %w", err)
+	}
+	authn := genericoptions.NewDelegatingAuthenticationOptions()
+	authn.RemoteKubeConfigFile = o.Kubeconfig
+	if err := authn.ApplyTo(&cfg.Authentication, cfg.SecureServing, nil); err != nil {
+		return nil, fmt.Errorf("insights: delegated authentication: %w", err)
+	}
+	authz := genericoptions.NewDelegatingAuthorizationOptions()
+	authz.RemoteKubeConfigFile = o.Kubeconfig
+	if err := authz.ApplyTo(&cfg.Authorization); err != nil {
+		return nil, fmt.Errorf("insights: delegated authorization: %w", err)
+	}
+	cfg.EffectiveVersion = utilcompatibility.DefaultBuildEffectiveVersion()
+	// OpenAPI lets kubectl explain calls, and the generic server needs the
+	// models to serve any resource.
+	namer := openapinamer.NewDefinitionNamer(Scheme)
+	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(openapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIConfig.Info.Title, cfg.OpenAPIConfig.Info.Version = "privateapp-operator insights", "v1alpha1"
+	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(openapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIV3Config.Info.Title, cfg.OpenAPIV3Config.Info.Version = "privateapp-operator insights", "v1alpha1"
+	// The server's own Prometheus metrics would register in client-go's
+	// global registry; the operator's metrics endpoint has its own.
+	cfg.EnableMetrics = false
+	generic, err := cfg.Complete(nil).New("privateapp-insights", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, fmt.Errorf("insights: %w", err)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	group := genericapiserver.NewDefaultAPIGroupInfo(insightsv1alpha1.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	group.VersionedResourcesStorageMap[insightsv1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
+		"calls": &calls{store: o.Store, clock: o.Clock},
+	}
+	if err := generic.InstallAPIGroup(&group); err != nil {
+		return nil, fmt.Errorf("insights: %w", err)
+	}
+	return &Server{generic: generic, log: o.Log}, nil
+}
+
+// NeedLeaderElection is false: every replica serves reads.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Start serves until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	s.log.Info("serving insights.privateapps.dev")
+	return s.generic.PrepareRun().RunWithContext(ctx)
+}
