@@ -76,6 +76,9 @@ type Server struct {
 	Usage    *Usage
 	// Catalogs decide which scopes each call needs; nil is no catalog.
 	Catalogs Catalogs
+	// Calls takes every decision on an app's call for the call log; nil
+	// keeps no log.
+	Calls CallLog
 	// RouteHeader adds X-PrivateApp-Route to allowed checks while catalogs
 	// exist. Off by default: each answer header costs net/http about 3% of
 	// the check's throughput.
@@ -117,8 +120,9 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		start := time.Now()
-		code := s.check(w, r)
-		observe(PathCheck, code, start)
+		d := s.check(w, r)
+		observe(PathCheck, d.code, start)
+		s.logCheck(r, d, start)
 	})
 }
 
@@ -172,9 +176,9 @@ func (s *Server) limitsFor(ns string) ratelimit.Limits {
 	return s.Limits.For(edition, addOn)
 }
 
-// check is external authorization for ingress gateways; it returns the
-// status it answered, for the metrics.
-func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
+// check is external authorization for ingress gateways; it returns what
+// it decided, for the metrics and the call log.
+func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 	if log := s.Log.V(1); log.Enabled() {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		w = rec
@@ -185,15 +189,16 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		}()
 	}
 	now := s.Clock.Now()
+	id := callID(r)
 	text, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
-		s.unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token>")
-		return http.StatusUnauthorized
+		s.unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token>", id)
+		return decision{code: http.StatusUnauthorized, reason: "missing", id: id}
 	}
 	v := s.validate(text, now)
 	if v.status == http.StatusUnauthorized {
-		s.unauthorized(w, v.reason, v.message)
-		return http.StatusUnauthorized
+		s.unauthorized(w, v.reason, v.message, id)
+		return decision{code: http.StatusUnauthorized, app: v.match.App, reason: v.reason, id: id}
 	}
 	app := v.match.App
 	if v.status == http.StatusForbidden {
@@ -202,8 +207,8 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		// must not spend the account's day. The call counts as refused.
 		s.Usage.Record(app.Key(), now, false)
 		refusals.WithLabelValues(v.reason).Inc()
-		writeError(w, http.StatusForbidden, categoryDisconnected, v.message)
-		return http.StatusForbidden
+		writeErrorID(w, http.StatusForbidden, categoryDisconnected, v.message, id)
+		return decision{code: http.StatusForbidden, app: app, reason: v.reason, id: id}
 	}
 	dec := s.Limiter.Take(app.key, app.Namespace, s.limitsFor(app.Namespace), now)
 	setRateHeaders(w.Header(), dec)
@@ -217,9 +222,9 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 			which, limit, reason = "the account's limit of %d calls per day (UTC)", dec.DailyLimit, "rate_limit_account"
 		}
 		refusals.WithLabelValues(reason).Inc()
-		writeError(w, http.StatusTooManyRequests, categoryRateLimits,
-			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry))
-		return http.StatusTooManyRequests
+		writeErrorID(w, http.StatusTooManyRequests, categoryRateLimits,
+			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry), id)
+		return decision{code: http.StatusTooManyRequests, app: app, reason: reason, id: id}
 	}
 	cat := s.catalogs()
 	var route *catalog.Target
@@ -228,8 +233,8 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		route, refusal, category, msg = decideRoute(cat, r)
 		if refusal != "" {
 			refusals.WithLabelValues(refusal).Inc()
-			writeError(w, http.StatusForbidden, category, msg)
-			return http.StatusForbidden
+			writeErrorID(w, http.StatusForbidden, category, msg, id)
+			return decision{code: http.StatusForbidden, app: app, reason: refusal, id: id}
 		}
 	}
 	// In path-prefix mode the query is the client's: it never names scopes.
@@ -243,16 +248,16 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		if route != nil {
 			needs = fmt.Sprintf("route %s (%s) requires", route.ID, route.Template)
 		}
-		writeError(w, http.StatusForbidden, categoryScopes, fmt.Sprintf(
+		writeErrorID(w, http.StatusForbidden, categoryScopes, fmt.Sprintf(
 			"app %s/%s lacks the scopes %s: %s; add them to the app's spec.scopes",
-			app.Namespace, app.Name, needs, strings.Join(missing, ", ")))
-		return http.StatusForbidden
+			app.Namespace, app.Name, needs, strings.Join(missing, ", ")), id)
+		return decision{code: http.StatusForbidden, app: app, route: route, reason: "missing_scope", id: id}
 	}
 	// The values are the app's, built once per status change; their capacity
 	// is capped, so nothing can append into them.
 	h := w.Header()
-	id := &app.identity
-	h[hdrNamespace], h[hdrName], h[hdrAppID], h[hdrUser], h[hdrScopes] = id[0:1:1], id[1:2:2], id[2:3:3], id[3:4:4], id[4:5:5]
+	ident := &app.identity
+	h[hdrNamespace], h[hdrName], h[hdrAppID], h[hdrUser], h[hdrScopes] = ident[0:1:1], ident[1:2:2], ident[2:3:3], ident[3:4:4], ident[4:5:5]
 	if cat.Enabled() && !offersAll(cat, app.Scopes) {
 		h[hdrScopes] = []string{strings.Join(offered(cat, app.Scopes), " ")}
 	}
@@ -266,7 +271,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) int {
 		h[hdrRoute] = noRoute
 	}
 	w.WriteHeader(http.StatusOK)
-	return http.StatusOK
+	return decision{code: http.StatusOK, app: app, route: route, id: id}
 }
 
 // decideRoute finds the catalog route of the request a check is about. It
@@ -423,6 +428,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	now := s.Clock.Now()
 	resp := authnv1.TokenReview{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"}}
 	v := s.validate(review.Spec.Token, now)
+	s.logTokenReview(v, now)
 	if v.status != http.StatusOK {
 		refusals.WithLabelValues(v.reason).Inc()
 		resp.Status.Error = v.message
@@ -444,10 +450,10 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) unauthorized(w http.ResponseWriter, reason, message string) {
+func (s *Server) unauthorized(w http.ResponseWriter, reason, message, id string) {
 	refusals.WithLabelValues(reason).Inc()
 	w.Header().Set("WWW-Authenticate", `Bearer realm="privateapps", error="invalid_token"`)
-	writeError(w, http.StatusUnauthorized, categoryAuthentication, message)
+	writeErrorID(w, http.StatusUnauthorized, categoryAuthentication, message, id)
 }
 
 // requiredScopes returns the values of the scope query parameters. Scopes
@@ -528,7 +534,13 @@ type ErrorBody struct {
 }
 
 func writeError(w http.ResponseWriter, code int, category, message string) {
-	writeJSON(w, code, ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: correlationID()})
+	writeErrorID(w, code, category, message, correlationID())
+}
+
+// writeErrorID answers an error whose correlation id is also the call-log
+// entry's, so the id a client reports finds the call.
+func writeErrorID(w http.ResponseWriter, code int, category, message, id string) {
+	writeJSON(w, code, ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: id})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -1,0 +1,157 @@
+package tokenservice
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
+)
+
+// CallLog takes the token service's decisions for the call log; Add must
+// not block (calllog.Queue drops when it is full).
+type CallLog interface {
+	Add(calllog.Entry)
+}
+
+var hdrRequestID = http.CanonicalHeaderKey("X-Request-Id")
+
+// callIDs makes correlation ids for checks that bring none: a random
+// prefix per process and a counter, unique across replicas and cheap.
+var callIDs = struct {
+	prefix string
+	n      atomic.Uint64
+}{prefix: randomHex(6) + "-"}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// callID is the correlation id of a check: the gateway's request id
+// (nginx $request_id, Envoy's x-request-id), so the gateway's access log
+// and the token service's decision meet in one call-log entry, or one of
+// the token service's own. A request id that is not plain text is
+// replaced, never echoed.
+func callID(r *http.Request) string {
+	if v := r.Header[hdrRequestID]; len(v) == 1 && validRequestID(v[0]) {
+		return v[0]
+	}
+	return callIDs.prefix + strconv.FormatUint(callIDs.n.Add(1), 36)
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > calllog.MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// decision is what a check decided, for the call log.
+type decision struct {
+	code   int
+	app    *App
+	route  *catalog.Target
+	reason string
+	id     string
+}
+
+// logCheck hands a check's decision to the call log. Calls of no known app
+// (no token, a malformed or unknown one) are not an app's: the refusal
+// metrics count them.
+func (s *Server) logCheck(r *http.Request, d decision, at time.Time) {
+	if s.Calls == nil || d.app == nil {
+		return
+	}
+	method, host, target := loggedRequest(r)
+	path, query, _ := strings.Cut(target, "?")
+	e := calllog.Entry{
+		ID: d.id, Time: at, Namespace: d.app.Namespace, App: d.app.Name, Method: method, Host: host, Path: path, Query: query,
+		Code: d.code, DecidedBy: calllog.DecidedByTokenService, Reason: d.reason, Source: calllog.SourceGateway,
+		Final: d.code != http.StatusOK,
+	}
+	if d.route != nil {
+		e.Route = d.route.ID
+	}
+	if d.code == http.StatusOK {
+		e.Reason = calllog.ReasonAllowed
+	}
+	s.Calls.Add(e)
+}
+
+// loggedRequest reads the original request for the log, from the first
+// place originOf reads it from, without originOf's checks: a check those
+// refuse is logged as the gateway sent it.
+func loggedRequest(r *http.Request) (method, host, target string) {
+	if prefixMode(r) {
+		raw := r.RequestURI
+		if i := strings.Index(raw, PathCheck); i >= 0 {
+			raw = raw[i+len(PathCheck):]
+		}
+		return r.Method, r.Host, raw
+	}
+	h := r.Header
+	if u := first(h, hdrOriginalURL); u != "" {
+		method = first(h, hdrOriginalMethod)
+		if rest, ok := strings.CutPrefix(u, "https://"); ok {
+			u = rest
+		} else if rest, ok := strings.CutPrefix(u, "http://"); ok {
+			u = rest
+		} else {
+			return orGET(method, r), r.Host, u
+		}
+		host, path, found := strings.Cut(u, "/")
+		if !found {
+			return orGET(method, r), host, "/"
+		}
+		return orGET(method, r), host, "/" + path
+	}
+	if u := first(h, hdrForwardedURI); u != "" {
+		return orGET(first(h, hdrForwardedMethod), r), first(h, hdrForwardedHost), u
+	}
+	return r.Method, "", ""
+}
+
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func orGET(method string, r *http.Request) string {
+	if method != "" {
+		return method
+	}
+	return r.Method
+}
+
+// logTokenReview logs the authentication of an app by the kube-apiserver:
+// 200 when the token was good, else 401 (what the API server answers the
+// client). The API calls themselves come from the audit webhook.
+func (s *Server) logTokenReview(v verdict, at time.Time) {
+	if s.Calls == nil || v.match.App == nil {
+		return
+	}
+	e := calllog.Entry{
+		ID: callIDs.prefix + strconv.FormatUint(callIDs.n.Add(1), 36), Time: at, Namespace: v.match.App.Namespace, App: v.match.App.Name,
+		Method: calllog.MethodTokenReview, Path: PathTokenReview, Code: http.StatusOK, DecidedBy: calllog.DecidedByTokenService,
+		Reason: calllog.ReasonAllowed, Source: calllog.SourceKubernetes, Final: true,
+	}
+	if v.status != http.StatusOK {
+		e.Code, e.Reason = http.StatusUnauthorized, v.reason
+	}
+	s.Calls.Add(e)
+}
