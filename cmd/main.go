@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -26,9 +28,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog/sqlite"
 	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
+	"github.com/privateapps-dev/privateapp-operator/internal/insights"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
@@ -55,6 +60,7 @@ func main() {
 		webhookCertExtraNames  string
 		webhookService         string
 		operatorNamespace      string
+		ins                    insightsFlags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -86,6 +92,13 @@ func main() {
 	flag.StringVar(&webhookConfigurations, "webhook-configurations", "", "Comma-separated names of the webhook configurations --self-signed-certs injects its CA into (default: the prefix).")
 	flag.StringVar(&webhookService, "webhook-service", "", "Name of the webhook Service whose DNS names --self-signed-certs puts in the webhook certificate (default <prefix>-webhook).")
 	flag.StringVar(&webhookCertExtraNames, "webhook-cert-extra-names", "", "Comma-separated extra DNS names or IP addresses for the --self-signed-certs webhook certificate (for an API server that calls the webhooks by URL, as in local development).")
+	flag.StringVar(&ins.addr, "insights-bind-address", "", "Address of the aggregated API server of insights.privateapps.dev (kubectl get calls), e.g. :8444; empty turns it off. Needs --call-log-sqlite.")
+	flag.StringVar(&ins.cert, "insights-tls-cert", "", "Serving certificate of the insights API (PEM), whose CA the APIService's caBundle holds; reloaded when it changes. Empty makes a self-signed one (local use only).")
+	flag.StringVar(&ins.key, "insights-tls-key", "", "Key of --insights-tls-cert (PEM).")
+	flag.StringVar(&ins.kubeconfig, "insights-kubeconfig", os.Getenv("KUBECONFIG"), "Kubeconfig with which the insights API asks the kube-apiserver who a caller is and what they may read (default $KUBECONFIG; empty is the in-cluster config).")
+	flag.StringVar(&ins.sqlite, "call-log-sqlite", "", "File of the call log's embedded SQLite database; the token service of this process logs every call into it. One process may hold it.")
+	flag.DurationVar(&ins.retention, "call-log-retention", calllog.DefaultRetention, "How long the call log keeps calls, in whole UTC days (720h is 30 days).")
+	flag.StringVar(&ins.sensitive, "call-log-sensitive-params", "", "Comma-separated query parameters whose values the call log redacts, besides the usual credential names (see docs/calllog.md).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -191,8 +204,17 @@ func main() {
 			}
 		}
 	}
+	var calls tokenservice.CallLog
+	if ins.sqlite != "" || ins.addr != "" {
+		queue, err := setUpInsights(mgr, ins)
+		if err != nil {
+			log.Error(err, "unable to set up the call log")
+			os.Exit(1)
+		}
+		calls = queue
+	}
 	if ts.addr != "" {
-		if err := setUpTokenService(mgr, ts, catalogs); err != nil {
+		if err := setUpTokenService(mgr, ts, catalogs, calls); err != nil {
 			log.Error(err, "unable to set up the token service")
 			os.Exit(1)
 		}
@@ -223,7 +245,7 @@ type tokenServiceFlags struct {
 	redisTLS                     bool
 }
 
-func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogfeed.Feed) error {
+func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogfeed.Feed, calls tokenservice.CallLog) error {
 	limits, err := tokenservice.LoadLimits(f.limitsFile)
 	if err != nil {
 		return err
@@ -255,6 +277,9 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage, Catalogs: catalogs, RouteHeader: f.routeHeader,
 		Clock: clock.RealClock{}, Log: log,
 	}
+	if calls != nil {
+		srv.Calls = calls
+	}
 	if err := mgr.Add(&tokenservice.Serving{
 		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, MaxConnections: f.maxConnections,
 		Handler: srv.Handler(), Cache: mgr.GetCache(), Ready: catalogs.Wait, Log: log,
@@ -265,6 +290,50 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 		Client: mgr.GetClient(), Usage: usage, Limits: limits, Accounts: accounts,
 		Clock: clock.RealClock{}, Interval: f.flushInterval, Log: log,
 	})
+}
+
+type insightsFlags struct {
+	addr, cert, key, kubeconfig string
+	sqlite, sensitive           string
+	retention                   time.Duration
+}
+
+// setUpInsights opens the call log, keeps its retention and, with
+// --insights-bind-address, serves it as insights.privateapps.dev. It
+// returns the queue the token service hands its decisions to.
+func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
+	if f.sqlite == "" {
+		return nil, errors.New("--insights-bind-address needs a store: --call-log-sqlite=<file>")
+	}
+	if f.retention < 24*time.Hour {
+		return nil, fmt.Errorf("--call-log-retention is %s; it keeps whole UTC days, so at least 24h", f.retention)
+	}
+	log := ctrl.Log.WithName("insights")
+	store, err := sqlite.Open(context.Background(), f.sqlite)
+	if err != nil {
+		return nil, err
+	}
+	metrics.Registry.MustRegister(calllog.Collectors()...)
+	queue := calllog.NewQueue(store, calllog.QueueOptions{Redactor: calllog.NewRedactor(commaList(f.sensitive)...)}, log.WithName("call-log"))
+	if err := mgr.Add(queue); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(&calllog.Retention{Store: store, Keep: f.retention, Clock: clock.RealClock{}, Log: log}); err != nil {
+		return nil, err
+	}
+	if f.addr != "" {
+		// The generic API server logs through klog.
+		klog.SetLogger(log)
+		srv, err := insights.New(insights.Options{Address: f.addr, CertFile: f.cert, KeyFile: f.key,
+			CertDir: filepath.Join(os.TempDir(), "privateapp-insights"), Kubeconfig: f.kubeconfig, Store: store, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(srv); err != nil {
+			return nil, err
+		}
+	}
+	return queue, nil
 }
 
 // setUpCertRotator makes the certificates once before the manager starts, so

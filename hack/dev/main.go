@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,10 +29,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/insights/insightstest"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify/notifytest"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
@@ -50,6 +53,8 @@ func main() {
 	flags.StringVar(&o.mailLog, "mail-log", "bin/dev/mail.log", "Where the mails the operator sends to the local mail catcher go.")
 	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with the etcd and kube-apiserver binaries.")
 	flags.StringVar(&o.tokenService, "token-service-address", "127.0.0.1:18080", "Loopback address of the token service (plain HTTP).")
+	flags.StringVar(&o.insights, "insights-address", "127.0.0.1:18444", "Loopback address of the insights API (kubectl get calls), which the local kube-apiserver reaches through its aggregation layer.")
+	flags.StringVar(&o.callLog, "call-log", "bin/dev/calls.db", "The call log's SQLite file; emptied at start, like the control plane.")
 	flags.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "How long to wait for the sample apps to be Ready.")
 	_ = flags.Parse(os.Args[1:])
 
@@ -63,7 +68,8 @@ func main() {
 
 type options struct {
 	kubeconfig, manager, managerLog, crds, samples, assets string
-	tokenService                                           string
+	tokenService, insights, callLog                        string
+	insightsCert, insightsKey                              string
 	readyTimeout                                           time.Duration
 	notifications, mailLog, notificationsConfig            string
 }
@@ -74,6 +80,24 @@ func run(ctx context.Context, o options) (err error) {
 		CRDDirectoryPaths:     []string{o.crds},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: o.assets,
+	}
+	// The API server proxies insights.privateapps.dev to the manager, as a
+	// cluster's does to metrics-server.
+	devDir := filepath.Dir(o.managerLog)
+	if err := os.MkdirAll(devDir, 0o755); err != nil {
+		return err
+	}
+	if err := insightstest.EnableAggregation(env, devDir); err != nil {
+		return err
+	}
+	var caBundle []byte
+	if o.insightsCert, o.insightsKey, caBundle, err = insightstest.ServingCert(devDir, insightsService+"."+devOperatorNamespace+".svc"); err != nil {
+		return err
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(o.callLog + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -135,6 +159,7 @@ func run(ctx context.Context, o options) (err error) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	utilruntime.Must(apiregistrationv1.AddToScheme(scheme))
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
@@ -145,6 +170,10 @@ func run(ctx context.Context, o options) (err error) {
 	say("Applying %s", o.notifications)
 	if err := kubectl(o.kubeconfig, "create", "namespace", devOperatorNamespace); err != nil {
 		return err
+	}
+	_, insightsPort, _ := net.SplitHostPort(o.insights)
+	if err := insightstest.Register(ctx, c, devOperatorNamespace, insightsService, insightsPort, caBundle); err != nil {
+		return fmt.Errorf("registering the insights APIService: %w", err)
 	}
 	if err := kubectl(o.kubeconfig, "apply", "-f", o.notifications); err != nil {
 		return err
@@ -176,6 +205,10 @@ func run(ctx context.Context, o options) (err error) {
 			}
 		}
 	}
+	say("The calls, as the call log shows them (kubectl get calls -n %s)", first.Namespace)
+	if err := showCalls(ctx, o.kubeconfig, first.Namespace); err != nil {
+		return err
+	}
 	say("Waiting for the install notifications")
 	if err := showMails(ctx, mail, o.mailLog, 3*len(apps)); err != nil {
 		return err
@@ -191,6 +224,7 @@ The operator is running. In another terminal:
   kubectl get apicatalogs
   curl -si -H "Authorization: Bearer $TOKEN" -H 'X-Original-Method: GET' -H 'X-Original-URL: http://api.example.com%[6]s' http://%[5]s/v1/check
   curl -s -H "Authorization: Bearer $TOKEN" http://%[5]s/v1/check%[8]s    # as Envoy asks: 403, no crm.objects.deals.read
+  kubectl get calls -n %[3]s --field-selector code=4xx,since=30d       # the call log: refused calls, 30 days
   kubectl get appnotifications -A
   kubectl patch privateapp %[2]s -n %[3]s --type merge -p '{"spec":{"suspend":true}}'   # then see %[7]s
 
@@ -211,6 +245,31 @@ dev: ready
 
 // devOperatorNamespace holds the recipients directory of the samples.
 const devOperatorNamespace = "privateapp-system"
+
+// insightsService is the Service the APIService names: an ExternalName for
+// localhost here.
+const insightsService = "privateapp-insights"
+
+// showCalls prints the namespace's call log once the calls made so far
+// (at least two: the allowed and the refused check) are in it.
+func showCalls(ctx context.Context, kubeconfig, namespace string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	var out []byte
+	var err error
+	for {
+		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "get", "calls", "-n", namespace)
+		out, err = cmd.CombinedOutput()
+		if err == nil && strings.Count(string(out), "\n") >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the calls did not reach `kubectl get calls` within 30 s: %v\n%s", err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	os.Stdout.Write(out)
+	return nil
+}
 
 // waitForNotifications waits until every AppNotification watches.
 func waitForNotifications(ctx context.Context, c client.Client, timeout time.Duration) error {
@@ -275,7 +334,9 @@ func startManager(o options) (*exec.Cmd, error) {
 		"--token-service-bind-address="+o.tokenService, "--token-service-insecure", "--token-service-route-header",
 		"--notifications-config="+o.notificationsConfig, "--operator-namespace="+devOperatorNamespace,
 		// Calls show up in `kubectl get privateapps` within seconds.
-		"--usage-flush-interval=5s")
+		"--usage-flush-interval=5s",
+		"--insights-bind-address="+o.insights, "--insights-tls-cert="+o.insightsCert, "--insights-tls-key="+o.insightsKey,
+		"--call-log-sqlite="+o.callLog)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The manager goes down with this process even if it is killed.

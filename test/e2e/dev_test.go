@@ -36,7 +36,8 @@ func TestDevEnvironment(t *testing.T) {
 	tokenService := freeAddress(t)
 	mailLog := filepath.Join(tmp, "mail.log")
 	cmd := exec.Command(dev, "--manager", manager, "--kubeconfig", kubeconfig, "--manager-log", managerLog,
-		"--assets", assets(root), "--token-service-address", tokenService, "--mail-log", mailLog)
+		"--assets", assets(root), "--token-service-address", tokenService, "--mail-log", mailLog,
+		"--insights-address", freeAddress(t), "--call-log", filepath.Join(tmp, "calls.db"))
 	cmd.Dir = root
 	var output bytes.Buffer
 	stdout, err := cmd.StdoutPipe()
@@ -138,6 +139,29 @@ func TestDevEnvironment(t *testing.T) {
 		if !strings.Contains(output.String(), want) {
 			t.Errorf("dev output lacks %q", want)
 		}
+	}
+
+	// Both calls are in the call log, read through the aggregated API with
+	// the admin's own credentials, each with the code the client got.
+	calls := string(kubectl("get", "calls", "-n", "default"))
+	rows := map[string]bool{}
+	for _, line := range strings.Split(calls, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 {
+			rows[strings.Join([]string{f[1], f[2], f[3], f[4]}, " ")] = true
+		}
+	}
+	for _, want := range []string{"billing-sync GET 200 /crm/v3/objects/contacts/1", "warehouse-sync GET 403 /crm/v3/objects/deals/1"} {
+		if !rows[want] {
+			t.Errorf("`kubectl get calls -n default` lacks the row %q:\n%s", want, calls)
+		}
+	}
+	if refused := string(kubectl("get", "calls", "-n", "default", "--field-selector", "code=4xx")); strings.Contains(refused, "billing-sync") ||
+		!strings.Contains(refused, "token-service: missing_scope") {
+		t.Errorf("`kubectl get calls --field-selector code=4xx` shows:\n%s", refused)
+	}
+	if !strings.Contains(output.String(), "kubectl get calls -n default") {
+		t.Error("dev output does not show the call log")
 	}
 
 	describe := string(kubectl("describe", "privateapp", "billing-sync", "-n", "default"))

@@ -3,8 +3,12 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog/sqlite"
@@ -47,4 +51,52 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("after reopening: %+v, %v", p.Entries, err)
 	}
 	s.Close()
+}
+
+// TestRetentionAtMidnight: 30 days are kept; day 31 goes at start, and the
+// next day goes at the next UTC midnight, without a restart.
+func TestRetentionAtMidnight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "calls.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 11, 24, 23, 59, 0, 0, time.UTC)
+	var entries []calllog.Entry
+	for d := 0; d <= 31; d++ {
+		e := calllog.Entry{ID: strconv.Itoa(d), Time: now.Add(-time.Duration(d) * 24 * time.Hour), Namespace: "ns", App: "app", Code: 200, Final: true}
+		e.Normalize()
+		entries = append(entries, e)
+	}
+	if err := s.Write(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(now)
+	r := &calllog.Retention{Store: s, Clock: clk, Log: logr.Discard()}
+	go func() { _ = r.Start(ctx) }()
+	count := func() int {
+		p, err := s.List(ctx, calllog.Query{Limit: calllog.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Entries)
+	}
+	waitFor := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for count() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d entries, want %d", count(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(30) // days 0..29
+	for !clk.HasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	clk.Step(2 * time.Minute) // past midnight: day 29 is now the 31st
+	waitFor(29)
 }
