@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -33,6 +35,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
+	"github.com/privateapps-dev/privateapp-operator/internal/ingest"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
@@ -97,6 +100,10 @@ func main() {
 	flag.StringVar(&ins.key, "insights-tls-key", "", "Key of --insights-tls-cert (PEM).")
 	flag.StringVar(&ins.kubeconfig, "insights-kubeconfig", os.Getenv("KUBECONFIG"), "Kubeconfig with which the insights API asks the kube-apiserver who a caller is and what they may read (default $KUBECONFIG; empty is the in-cluster config).")
 	flag.StringVar(&ins.sqlite, "call-log-sqlite", "", "File of the call log's embedded SQLite database; the token service of this process logs every call into it. One process may hold it.")
+	flag.StringVar(&ins.ingestAddr, "call-log-ingest-bind-address", "", "HTTPS address of the call log's ingest endpoints (gateway access logs as JSON lines, the kube-apiserver audit webhook, token-service replicas); uses --insights-tls-cert. Empty turns it off.")
+	flag.StringVar(&ins.ingestTokenFile, "call-log-ingest-token-file", "", "File with the shared secret senders present (Authorization: Bearer, or \"key\" in a syslog line).")
+	flag.StringVar(&ins.ingestClientCA, "call-log-ingest-client-ca", "", "CA file whose client certificates the ingest endpoints accept instead of the shared secret.")
+	flag.StringVar(&ins.syslogAddr, "call-log-syslog-bind-address", "", "UDP address for gateway access logs over syslog (nginx access_log syslog:server=...); each line carries the shared secret. Empty turns it off.")
 	flag.DurationVar(&ins.retention, "call-log-retention", calllog.DefaultRetention, "How long the call log keeps calls, in whole UTC days (720h is 30 days).")
 	flag.StringVar(&ins.sensitive, "call-log-sensitive-params", "", "Comma-separated query parameters whose values the call log redacts, besides the usual credential names (see docs/calllog.md).")
 	opts := zap.Options{}
@@ -205,7 +212,7 @@ func main() {
 		}
 	}
 	var calls tokenservice.CallLog
-	if ins.sqlite != "" || ins.addr != "" {
+	if ins.sqlite != "" || ins.addr != "" || ins.ingestAddr != "" || ins.syslogAddr != "" {
 		queue, err := setUpInsights(mgr, ins)
 		if err != nil {
 			log.Error(err, "unable to set up the call log")
@@ -296,6 +303,8 @@ type insightsFlags struct {
 	addr, cert, key, kubeconfig string
 	sqlite, sensitive           string
 	retention                   time.Duration
+	ingestAddr, ingestTokenFile string
+	ingestClientCA, syslogAddr  string
 }
 
 // setUpInsights opens the call log, keeps its retention and, with
@@ -303,7 +312,7 @@ type insightsFlags struct {
 // returns the queue the token service hands its decisions to.
 func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 	if f.sqlite == "" {
-		return nil, errors.New("--insights-bind-address needs a store: --call-log-sqlite=<file>")
+		return nil, errors.New("the call log (--insights-bind-address, --call-log-ingest-bind-address, --call-log-syslog-bind-address) needs a store: --call-log-sqlite=<file>")
 	}
 	if f.retention < 24*time.Hour {
 		return nil, fmt.Errorf("--call-log-retention is %s; it keeps whole UTC days, so at least 24h", f.retention)
@@ -321,6 +330,11 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 	if err := mgr.Add(&calllog.Retention{Store: store, Keep: f.retention, Clock: clock.RealClock{}, Log: log}); err != nil {
 		return nil, err
 	}
+	if f.ingestAddr != "" || f.syslogAddr != "" {
+		if err := setUpIngest(mgr, f, queue, log); err != nil {
+			return nil, err
+		}
+	}
 	if f.addr != "" {
 		// The generic API server logs through klog.
 		klog.SetLogger(log)
@@ -334,6 +348,46 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 		}
 	}
 	return queue, nil
+}
+
+// setUpIngest starts the endpoints through which gateways, the
+// kube-apiserver and token-service replicas report calls.
+func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log logr.Logger) error {
+	var secret []byte
+	if f.ingestTokenFile != "" {
+		b, err := os.ReadFile(f.ingestTokenFile)
+		if err != nil {
+			return fmt.Errorf("--call-log-ingest-token-file: %w", err)
+		}
+		if secret = bytes.TrimSpace(b); len(secret) < 16 {
+			return fmt.Errorf("--call-log-ingest-token-file holds %d characters; a shared secret needs at least 16", len(secret))
+		}
+	}
+	metrics.Registry.MustRegister(ingest.Collectors()...)
+	apps := ingest.CachedApps{Reader: mgr.GetCache()}
+	if f.ingestAddr != "" {
+		if len(secret) == 0 && f.ingestClientCA == "" {
+			return errors.New("--call-log-ingest-bind-address needs --call-log-ingest-token-file or --call-log-ingest-client-ca: every sender is authenticated")
+		}
+		srv := &ingest.Server{Log: queue, Apps: apps, Token: secret, Logger: log}
+		l := &ingest.HTTPS{Addr: f.ingestAddr, CertFile: f.cert, KeyFile: f.key, ClientCAFile: f.ingestClientCA, Handler: srv.Handler(), Log: log}
+		if err := l.Listen(); err != nil {
+			return err
+		}
+		if err := mgr.Add(l); err != nil {
+			return err
+		}
+	}
+	if f.syslogAddr != "" {
+		s := &ingest.Syslog{Addr: f.syslogAddr, Key: secret, Log: queue, Apps: apps, Logger: log}
+		if err := s.Listen(); err != nil {
+			return fmt.Errorf("--call-log-syslog-bind-address: %w (and --call-log-ingest-token-file gives the key)", err)
+		}
+		if err := mgr.Add(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // setUpCertRotator makes the certificates once before the manager starts, so

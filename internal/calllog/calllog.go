@@ -62,31 +62,31 @@ const (
 type Entry struct {
 	// ID is the call's correlation id: the gateway's request id
 	// (X-Request-Id), the audit ID, or one the token service made.
-	ID        string
-	Time      time.Time
-	Namespace string
-	App       string
-	Method    string
-	Host      string
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Namespace string    `json:"namespace"`
+	App       string    `json:"app"`
+	Method    string    `json:"method"`
+	Host      string    `json:"host,omitempty"`
 	// Path is the request path as sent (percent-encoded), without the query.
-	Path string
+	Path string `json:"path"`
 	// Query is the query with secrets redacted (see Redactor).
-	Query string
+	Query string `json:"query,omitempty"`
 	// Route is the APICatalog route, "catalog/route", when one matched.
-	Route string
+	Route string `json:"route,omitempty"`
 	// Code is the HTTP status the client got.
-	Code      int
-	DecidedBy string
+	Code      int    `json:"code"`
+	DecidedBy string `json:"decidedBy"`
 	// Reason says why the token service refused a call (missing_scope,
 	// no_route, rate_limit_app, ...), or ReasonAllowed.
-	Reason string
+	Reason string `json:"reason,omitempty"`
 	// Latency is how long the answer took, where known; zero is unknown.
-	Latency time.Duration
-	Source  string
+	Latency time.Duration `json:"latency,omitempty"`
+	Source  string        `json:"source"`
 	// Final is set on entries that carry the code the client got: a token
 	// service refusal, a gateway's report, an audit event. An allowed
 	// check is not final: the upstream's answer is still to come.
-	Final bool
+	Final bool `json:"final,omitempty"`
 }
 
 // Day is the UTC day of the entry, as days since 1970-01-01: the unit of

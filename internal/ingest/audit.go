@@ -1,0 +1,72 @@
+package ingest
+
+import (
+	"net/http"
+	"strings"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+)
+
+// UserPrefix starts the username the token service gives an app's token
+// in a TokenReview: privateapp:<namespace>:<name>.
+const UserPrefix = "privateapp:"
+
+// verbMethods is the HTTP method of each Kubernetes verb.
+var verbMethods = map[string]string{
+	"get": http.MethodGet, "list": http.MethodGet, "watch": http.MethodGet,
+	"create": http.MethodPost, "update": http.MethodPut, "patch": http.MethodPatch,
+	"delete": http.MethodDelete, "deletecollection": http.MethodDelete,
+}
+
+// AuditEntry turns an audit event of an app's request into a call-log
+// entry. ok is false for events of other users and for stages that do not
+// end a request (the audit policy in the docs sends only those that do).
+func AuditEntry(ev *auditv1.Event) (e calllog.Entry, ok bool) {
+	rest, found := strings.CutPrefix(ev.User.Username, UserPrefix)
+	if !found {
+		return calllog.Entry{}, false
+	}
+	ns, name, found := strings.Cut(rest, ":")
+	if !found || ns == "" || name == "" {
+		return calllog.Entry{}, false
+	}
+	if ev.Stage != auditv1.StageResponseComplete && ev.Stage != auditv1.StagePanic {
+		return calllog.Entry{}, false
+	}
+	code := http.StatusInternalServerError
+	if ev.ResponseStatus != nil && ev.ResponseStatus.Code != 0 {
+		code = int(ev.ResponseStatus.Code)
+	}
+	method := verbMethods[ev.Verb]
+	if method == "" {
+		method = strings.ToUpper(ev.Verb)
+	}
+	path, query, _ := strings.Cut(ev.RequestURI, "?")
+	e = calllog.Entry{
+		ID: string(ev.AuditID), Time: ev.RequestReceivedTimestamp.Time, Namespace: ns, App: name, Method: method,
+		Path: path, Query: query, Route: kubernetesRoute(ev), Code: code, DecidedBy: calllog.DecidedByAPIServer,
+		Source: calllog.SourceKubernetes, Final: true,
+	}
+	if !ev.StageTimestamp.IsZero() && !ev.RequestReceivedTimestamp.IsZero() {
+		e.Latency = ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp.Time)
+	}
+	return e, true
+}
+
+// kubernetesRoute names what a Kubernetes API call did, the way a catalog
+// route names a gateway call: kubernetes/<verb> <resource>[.<group>][/<subresource>].
+func kubernetesRoute(ev *auditv1.Event) string {
+	if ev.ObjectRef == nil || ev.ObjectRef.Resource == "" {
+		return "kubernetes/" + ev.Verb
+	}
+	r := ev.ObjectRef.Resource
+	if ev.ObjectRef.APIGroup != "" {
+		r += "." + ev.ObjectRef.APIGroup
+	}
+	if ev.ObjectRef.Subresource != "" {
+		r += "/" + ev.ObjectRef.Subresource
+	}
+	return "kubernetes/" + ev.Verb + " " + r
+}

@@ -1,0 +1,146 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+)
+
+func TestParseAccessLine(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	ok := `{"key":"0123456789abcdef","time":"1764000000.250","id":"r1","namespace":"team-a","app":"crm","method":"get","host":"api.example.com","uri":"/crm/v3/objects/contacts/1?a=b","status":"502","duration":"0.050"}`
+	e, err := ParseAccessLine([]byte(ok), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := calllog.Entry{ID: "r1", Time: time.Unix(1764000000, 200e6).UTC(), Namespace: "team-a", App: "crm", Method: "GET", Host: "api.example.com",
+		Path: "/crm/v3/objects/contacts/1", Query: "a=b", Code: 502, DecidedBy: calllog.DecidedByUpstream, Latency: 50 * time.Millisecond,
+		Source: calllog.SourceGateway, Final: true}
+	if e != want {
+		t.Errorf("parsed\n%+v\nwant\n%+v", e, want)
+	}
+	for _, c := range []struct{ name, line, reason string }{
+		{"not JSON", `status=200`, DropMalformed},
+		{"wrong key", strings.Replace(ok, "0123456789abcdef", "0123456789abcdeX", 1), DropBadKey},
+		{"no key", strings.Replace(ok, `"key":"0123456789abcdef",`, "", 1), DropBadKey},
+		{"a refused call names no app", strings.Replace(ok, `"app":"crm"`, `"app":""`, 1), DropNoApp},
+		{"status not a code", strings.Replace(ok, `"status":"502"`, `"status":"abc"`, 1), DropMalformed},
+		{"status out of range", strings.Replace(ok, `"status":"502"`, `"status":"999"`, 1), DropMalformed},
+		{"time not a time", strings.Replace(ok, `"time":"1764000000.250"`, `"time":"yesterday"`, 1), DropMalformed},
+		{"negative duration", strings.Replace(ok, `"duration":"0.050"`, `"duration":"-1"`, 1), DropMalformed},
+		{"no id", strings.Replace(ok, `"id":"r1"`, `"id":""`, 1), DropMalformed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseAccessLine([]byte(c.line), key)
+			if err == nil || Reason(err) != c.reason {
+				t.Errorf("got %v (%s), want a drop for %s", err, Reason(err), c.reason)
+			}
+		})
+	}
+	// RFC 3339 time and numbers without quotes, as other gateways log them.
+	e, err = ParseAccessLine([]byte(`{"time":"2026-11-24T10:00:00.5Z","id":"x","namespace":"n","app":"a","method":"POST","uri":"/p","status":201,"duration":1.5}`), nil)
+	if err != nil || !e.Time.Equal(time.Date(2026, 11, 24, 9, 59, 59, 0, time.UTC)) || e.Code != 201 || e.Latency != 1500*time.Millisecond {
+		t.Errorf("RFC 3339 line: %+v, %v", e, err)
+	}
+}
+
+func TestAuditEntry(t *testing.T) {
+	at := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	ev := auditv1.Event{
+		AuditID: "audit-1", Stage: auditv1.StageResponseComplete, RequestURI: "/apis/apps/v1/namespaces/default/deployments?limit=5", Verb: "list",
+		User:                     authnv1.UserInfo{Username: "privateapp:default:deployer"},
+		ObjectRef:                &auditv1.ObjectReference{Resource: "deployments", APIGroup: "apps", Namespace: "default"},
+		ResponseStatus:           &metav1.Status{Code: 403},
+		RequestReceivedTimestamp: metav1.NewMicroTime(at), StageTimestamp: metav1.NewMicroTime(at.Add(3 * time.Millisecond)),
+	}
+	e, ok := AuditEntry(&ev)
+	want := calllog.Entry{ID: "audit-1", Time: at, Namespace: "default", App: "deployer", Method: "GET", Path: "/apis/apps/v1/namespaces/default/deployments",
+		Query: "limit=5", Route: "kubernetes/list deployments.apps", Code: 403, DecidedBy: calllog.DecidedByAPIServer, Latency: 3 * time.Millisecond,
+		Source: calllog.SourceKubernetes, Final: true}
+	if !ok || e != want {
+		t.Errorf("entry\n%+v\nwant\n%+v", e, want)
+	}
+	other := ev
+	other.User.Username = "system:serviceaccount:default:x"
+	if _, ok := AuditEntry(&other); ok {
+		t.Error("another user's event was taken")
+	}
+	started := ev
+	started.Stage = auditv1.StageRequestReceived
+	if _, ok := AuditEntry(&started); ok {
+		t.Error("a RequestReceived event was taken: the call would be logged before its code is known")
+	}
+}
+
+type collected struct {
+	mu sync.Mutex
+	e  []calllog.Entry
+}
+
+func (c *collected) Add(e calllog.Entry) { c.mu.Lock(); c.e = append(c.e, e); c.mu.Unlock() }
+
+type apps map[string]bool
+
+func (a apps) Exists(_ context.Context, ns, name string) bool { return a[ns+"/"+name] }
+
+func TestServer(t *testing.T) {
+	got := &collected{}
+	srv := &Server{Log: got, Apps: apps{"team-a/crm": true}, Token: []byte("a-shared-secret-of-some-length"), MaxEntries: 3, MaxBody: 4096}
+	ts := httptest.NewTLSServer(srv.Handler())
+	defer ts.Close()
+	post := func(path, auth, body string) (int, Result) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r Result
+		_ = json.NewDecoder(resp.Body).Decode(&r)
+		return resp.StatusCode, r
+	}
+	line := `{"time":1764000000.1,"id":"%s","namespace":"team-a","app":"%s","method":"GET","uri":"/x","status":200}`
+	lines := strings.Join([]string{
+		strings.Replace(strings.Replace(line, "%s", "1", 1), "%s", "crm", 1),
+		strings.Replace(strings.Replace(line, "%s", "2", 1), "%s", "ghost", 1),
+		"{not json",
+	}, "\n")
+	if code, _ := post(PathAccessLog, "", lines); code != 401 {
+		t.Errorf("no credentials: %d, want 401", code)
+	}
+	if code, _ := post(PathAccessLog, "Bearer a-shared-secret-of-some-lengtX", lines); code != 401 {
+		t.Errorf("a wrong secret: %d, want 401", code)
+	}
+	code, res := post(PathAccessLog, "Bearer a-shared-secret-of-some-length", lines)
+	if code != 200 || res.Accepted != 1 || res.Dropped[DropUnknownApp] != 1 || res.Dropped[DropMalformed] != 1 {
+		t.Errorf("a batch of a known app, an unknown one and a bad line: %d %+v", code, res)
+	}
+	if code, _ := post(PathAccessLog, "Bearer a-shared-secret-of-some-length", strings.Repeat("{}\n", 10)); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("more lines than a batch may hold: %d, want 413", code)
+	}
+	if code, _ := post(PathCalls, "Bearer a-shared-secret-of-some-length", strings.Repeat("x", 5000)); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body over the limit: %d, want 413", code)
+	}
+	body, _ := json.Marshal(auditv1.EventList{Items: []auditv1.Event{{AuditID: "a", Stage: auditv1.StageResponseComplete, Verb: "get",
+		RequestURI: "/api/v1/namespaces/team-a/pods", User: authnv1.UserInfo{Username: "privateapp:team-a:crm"}, ResponseStatus: &metav1.Status{Code: 200}}}})
+	if code, res := post(PathAudit, "Bearer a-shared-secret-of-some-length", string(body)); code != 200 || res.Accepted != 1 {
+		t.Errorf("an audit batch: %d %+v", code, res)
+	}
+	if n := len(got.e); n != 2 {
+		t.Errorf("%d entries reached the log, want 2", n)
+	}
+}
