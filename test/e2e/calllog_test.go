@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/insights/insightstest"
+)
+
+// nginxCallLogConf is the gateway of docs/calllog.md: nginxConf's
+// auth_request, plus the request id sent to the token service and the
+// access log in the call log's JSON over syslog. %[5]s is the shared
+// secret, %[6]s the syslog listener.
+const nginxCallLogConf = `
+daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events {}
+http {
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  log_format privateapps escape=json '{"key":"%[5]s","time":"$msec","id":"$request_id",'
+    '"namespace":"$papp_namespace","app":"$papp_name","method":"$request_method","host":"$host",'
+    '"uri":"$request_uri","status":"$status","duration":"$request_time"}';
+  access_log syslog:server=%[6]s,tag=privateapps privateapps;
+  server {
+    listen %[2]s;
+
+    location = /_privateapp_check {
+      internal;
+      proxy_pass http://%[3]s;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Request-Id $request_id;
+    }
+
+    location / {
+      auth_request /_privateapp_check;
+      auth_request_set $papp_namespace $upstream_http_x_privateapp_namespace;
+      auth_request_set $papp_name $upstream_http_x_privateapp_name;
+      proxy_set_header X-PrivateApp-Namespace $papp_namespace;
+      proxy_set_header X-PrivateApp-Name $papp_name;
+      proxy_set_header Authorization "";
+      proxy_pass http://%[4]s;
+    }
+  }
+}
+`
+
+// auditPolicy sends the audit webhook one event per finished request of
+// an app's token, and nothing else (docs/calllog.md#kubernetes-api).
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: [privateapps]
+  - level: None
+`
+
+// TestCallLog: calls made through a real nginx, the token service and the
+// kube-apiserver (an app's token used with kubectl) appear in `kubectl get
+// calls` once each, with the code the client got and who decided it.
+func TestCallLog(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("this test runs a real nginx: install Debian's nginx-light (.ci/run does)")
+	}
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	tokenService, insightsAddr, ingestAddr := freeAddress(t), freeAddress(t), freeAddress(t)
+	syslogAddr := freeUDPAddress(t)
+	const secret = "the-shared-secret-of-this-test"
+	secretFile := filepath.Join(tmp, "ingest-token")
+	must(t, os.WriteFile(secretFile, []byte(secret+"\n"), 0o600))
+	const namespace, service = "privateapp-system", "privateapp-insights"
+	certFile, keyFile, caPEM, err := insightstest.ServingCert(tmp, service+"."+namespace+".svc")
+	must(t, err)
+
+	writeFile := func(name, content string) string {
+		p := filepath.Join(tmp, name)
+		must(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	tokenWebhook := writeFile("token-webhook.kubeconfig", fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: ts, cluster: {server: "http://%s/apis/authentication.k8s.io/v1/tokenreviews"}}]
+users: [{name: kube-apiserver}]
+contexts: [{name: webhook, context: {cluster: ts, user: kube-apiserver}}]
+current-context: webhook
+`, tokenService))
+	_, ingestPort, _ := net.SplitHostPort(ingestAddr)
+	auditWebhook := writeFile("audit-webhook.kubeconfig", fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: call-log, cluster: {server: "https://localhost:%s/ingest/v1/audit", certificate-authority-data: %s}}]
+users: [{name: kube-apiserver, user: {token: %s}}]
+contexts: [{name: audit, context: {cluster: call-log, user: kube-apiserver}}]
+current-context: audit
+`, ingestPort, base64.StdEncoding.EncodeToString(caPEM), secret))
+	policy := writeFile("audit-policy.yaml", auditPolicy)
+
+	env, c, adminKubeconfig := startControlPlane(t, root, tmp, func(env *envtest.Environment) {
+		must(t, insightstest.EnableAggregation(env, tmp))
+		env.ControlPlane.GetAPIServer().Configure().
+			Set("authentication-token-webhook-config-file", tokenWebhook).
+			Set("authentication-token-webhook-version", "v1").
+			Set("audit-policy-file", policy).
+			Set("audit-webhook-config-file", auditWebhook).
+			Set("audit-webhook-batch-max-wait", "1s")
+	})
+	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "manager.log"),
+		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure",
+			"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
+			"--call-log-sqlite=" + filepath.Join(tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
+			"--call-log-ingest-token-file=" + secretFile, "--call-log-syslog-bind-address=" + syslogAddr}}
+	mgr.start()
+	defer mgr.kill()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, insightsPort, _ := net.SplitHostPort(insightsAddr)
+	must(t, insightstest.Register(ctx, c, namespace, service, insightsPort, caPEM))
+	_, reader := createReadyApp(t, ctx, c, "default", "reader", "crm.objects.contacts.read")
+	_, other := createReadyApp(t, ctx, c, "default", "other", "crm.objects.deals.read")
+	_, deployer := createReadyApp(t, ctx, c, "default", "deployer", "k8s.deployments.write")
+	tokens := []string{reader, other, deployer, secret}
+
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		if r.URL.Path == "/fail" {
+			http.Error(w, "upstream trouble", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer upstream.Close()
+	listen := freeAddress(t)
+	conf := writeFile("nginx.conf", fmt.Sprintf(nginxCallLogConf, tmp, listen, tokenService+"/v1/check?scope=crm.objects.contacts.read",
+		strings.TrimPrefix(upstream.URL, "http://"), secret, syslogAddr))
+	cmd := exec.Command(nginx, "-p", tmp, "-c", conf)
+	cmd.Stderr = os.Stderr
+	must(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	get := func(tok, path string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitUntil(t, ctx, "nginx answers", func() bool { return get(reader, "/crm/v3/objects/contacts/1") != 0 })
+	// That first call counts too; these three are the ones checked.
+	for _, c := range []struct {
+		tok, path string
+		want      int
+	}{
+		{reader, "/crm/v3/objects/contacts/2?hapikey=abc123&properties=email", 200},
+		{reader, "/fail", 500},
+		{other, "/crm/v3/objects/contacts/3", 403},
+	} {
+		if got := get(c.tok, c.path); got != c.want {
+			t.Fatalf("GET %s through nginx: %d, want %d", c.path, got, c.want)
+		}
+	}
+
+	// The deployer uses its token against the Kubernetes API: authenticated,
+	// then refused by RBAC.
+	appKubeconfig := writeFile("app.kubeconfig", fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: envtest, cluster: {server: %s, certificate-authority-data: %s}}]
+users: [{name: app, user: {token: %s}}]
+contexts: [{name: app, context: {cluster: envtest, user: app}}]
+current-context: app
+`, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), deployer))
+	out, _ := exec.Command("kubectl", "--kubeconfig", appKubeconfig, "get", "configmaps", "-n", "default").CombinedOutput()
+	if !strings.Contains(string(out), "Forbidden") && !strings.Contains(string(out), "forbidden") {
+		t.Fatalf("kubectl with the app's token: %s, want Forbidden", out)
+	}
+
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", adminKubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	type row struct {
+		app, method, path, query, decidedBy, reason string
+		code                                        int32
+	}
+	want := []row{
+		{"reader", "GET", "/crm/v3/objects/contacts/2", "hapikey=REDACTED&properties=email", "upstream", "", 200},
+		{"reader", "GET", "/fail", "", "upstream", "", 500},
+		{"other", "GET", "/crm/v3/objects/contacts/3", "", "token-service", "missing_scope", 403},
+		{"deployer", "TOKENREVIEW", "/apis/authentication.k8s.io/v1/tokenreviews", "", "token-service", "allowed", 200},
+		{"deployer", "GET", "/api/v1/namespaces/default/configmaps", "limit=500", "kube-apiserver", "", 403},
+	}
+	var list insightsv1alpha1.CallList
+	missing := want
+	deadline := time.Now().Add(30 * time.Second)
+	for len(missing) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s the call log lacks %+v; it holds:\n%s", missing, kubectl("get", "calls", "-n", "default", "-o", "wide"))
+		}
+		time.Sleep(500 * time.Millisecond)
+		list = insightsv1alpha1.CallList{}
+		raw, err := exec.Command("kubectl", "--kubeconfig", adminKubeconfig, "get", "calls", "-n", "default", "-o", "json").Output()
+		if err != nil || json.Unmarshal(raw, &list) != nil {
+			continue
+		}
+		missing = nil
+		for _, w := range want {
+			n := 0
+			for _, c := range list.Items {
+				if (row{c.App, c.Method, c.Path, c.Query, c.DecidedBy, c.Reason, c.Code}) == w {
+					n++
+				}
+			}
+			if n != 1 {
+				missing = append(missing, w)
+			}
+		}
+	}
+	for _, c := range list.Items {
+		if c.App == "reader" && c.Code == 200 && (c.Latency == nil || c.Latency.Duration < 20*time.Millisecond) {
+			t.Errorf("an upstream answer without nginx's latency: %+v", c)
+		}
+		if c.App == "reader" && c.Route != "" {
+			t.Errorf("a route with no APICatalog: %+v", c)
+		}
+	}
+	// Once each: no entry of a checked call stayed behind as "allowed".
+	for _, c := range list.Items {
+		if c.Reason == "allowed" && c.Method != "TOKENREVIEW" {
+			t.Errorf("a call the gateway reported is still only the token service's allowed check: %+v", c)
+		}
+	}
+	failed := kubectl("get", "calls", "-n", "default", "--field-selector", "code=5xx")
+	if !strings.Contains(failed, "/fail") || strings.Contains(failed, "/crm/") {
+		t.Errorf("--field-selector code=5xx:\n%s", failed)
+	}
+	logText, _ := os.ReadFile(mgr.log)
+	all := string(logText) + kubectl("get", "calls", "-A", "-o", "yaml")
+	for _, tok := range tokens {
+		if strings.Contains(all, tok) {
+			t.Fatal("a token or the shared secret is in the manager's log or the call log")
+		}
+	}
+}
+
+func freeUDPAddress(t *testing.T) string {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
