@@ -31,6 +31,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog/postgres"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog/sqlite"
 	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/certs"
@@ -104,6 +105,7 @@ func main() {
 	flag.StringVar(&ins.ingestTokenFile, "call-log-ingest-token-file", "", "File with the shared secret senders present (Authorization: Bearer, or \"key\" in a syslog line).")
 	flag.StringVar(&ins.ingestClientCA, "call-log-ingest-client-ca", "", "CA file whose client certificates the ingest endpoints accept instead of the shared secret.")
 	flag.StringVar(&ins.syslogAddr, "call-log-syslog-bind-address", "", "UDP address for gateway access logs over syslog (nginx access_log syslog:server=...); each line carries the shared secret. Empty turns it off.")
+	flag.StringVar(&ins.postgresFile, "call-log-postgres-dsn-file", "", "File with a PostgreSQL connection string (postgres://user:password@host/db?sslmode=verify-full) for a call log that several replicas share; instead of --call-log-sqlite.")
 	flag.DurationVar(&ins.retention, "call-log-retention", calllog.DefaultRetention, "How long the call log keeps calls, in whole UTC days (720h is 30 days).")
 	flag.StringVar(&ins.sensitive, "call-log-sensitive-params", "", "Comma-separated query parameters whose values the call log redacts, besides the usual credential names (see docs/calllog.md).")
 	opts := zap.Options{}
@@ -302,6 +304,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 type insightsFlags struct {
 	addr, cert, key, kubeconfig string
 	sqlite, sensitive           string
+	postgresFile                string
 	retention                   time.Duration
 	ingestAddr, ingestTokenFile string
 	ingestClientCA, syslogAddr  string
@@ -311,14 +314,14 @@ type insightsFlags struct {
 // --insights-bind-address, serves it as insights.privateapps.dev. It
 // returns the queue the token service hands its decisions to.
 func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
-	if f.sqlite == "" {
-		return nil, errors.New("the call log (--insights-bind-address, --call-log-ingest-bind-address, --call-log-syslog-bind-address) needs a store: --call-log-sqlite=<file>")
+	if (f.sqlite == "") == (f.postgresFile == "") {
+		return nil, errors.New("the call log (--insights-bind-address, --call-log-ingest-bind-address, --call-log-syslog-bind-address) needs one store: --call-log-sqlite=<file> or --call-log-postgres-dsn-file=<file>")
 	}
 	if f.retention < 24*time.Hour {
 		return nil, fmt.Errorf("--call-log-retention is %s; it keeps whole UTC days, so at least 24h", f.retention)
 	}
 	log := ctrl.Log.WithName("insights")
-	store, err := sqlite.Open(context.Background(), f.sqlite)
+	store, err := openStore(f)
 	if err != nil {
 		return nil, err
 	}
@@ -348,6 +351,19 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 		}
 	}
 	return queue, nil
+}
+
+func openStore(f insightsFlags) (calllog.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if f.sqlite != "" {
+		return sqlite.Open(ctx, f.sqlite)
+	}
+	b, err := os.ReadFile(f.postgresFile)
+	if err != nil {
+		return nil, fmt.Errorf("--call-log-postgres-dsn-file: %w", err)
+	}
+	return postgres.Open(ctx, strings.TrimSpace(string(b)))
 }
 
 // setUpIngest starts the endpoints through which gateways, the

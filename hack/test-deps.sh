@@ -2,7 +2,7 @@
 # Installs the real servers the test suite runs that do not come from the Go
 # module proxy, from Debian: nginx (with auth_request) and Caddy
 # (forward_auth) for the gateway tests, and redis-server for the shared
-# rate-limit counters.
+# rate-limit counters, and PostgreSQL for the call log's shared store.
 set -euo pipefail
 missing=()
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
@@ -13,6 +13,9 @@ if ! command -v redis-server >/dev/null; then
 fi
 if ! command -v caddy >/dev/null; then
   missing+=(caddy)
+fi
+if ! command -v initdb >/dev/null && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  missing+=(postgresql)
 fi
 if ! command -v wrk >/dev/null; then
   missing+=(wrk) # make bench's load generator
@@ -26,5 +29,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth) and redis-server: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
+echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), redis-server and PostgreSQL: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
 exit 1
