@@ -105,6 +105,9 @@ func main() {
 	flag.StringVar(&ins.ingestTokenFile, "call-log-ingest-token-file", "", "File with the shared secret senders present (Authorization: Bearer, or \"key\" in a syslog line).")
 	flag.StringVar(&ins.ingestClientCA, "call-log-ingest-client-ca", "", "CA file whose client certificates the ingest endpoints accept instead of the shared secret.")
 	flag.StringVar(&ins.syslogAddr, "call-log-syslog-bind-address", "", "UDP address for gateway access logs over syslog (nginx access_log syslog:server=...); each line carries the shared secret. Empty turns it off.")
+	flag.StringVar(&ins.remoteURL, "call-log-url", "", "Ingest URL of the insights component (https://<service>:8445) that this process's token service sends its decisions to, instead of a store of its own.")
+	flag.StringVar(&ins.remoteCA, "call-log-ca-file", "", "CA bundle that verifies --call-log-url (the operator's CA); empty uses the system roots.")
+	flag.StringVar(&ins.remoteTokenFile, "call-log-token-file", "", "File with the shared secret presented to --call-log-url.")
 	flag.StringVar(&ins.postgresFile, "call-log-postgres-dsn-file", "", "File with a PostgreSQL connection string (postgres://user:password@host/db?sslmode=verify-full) for a call log that several replicas share; instead of --call-log-sqlite.")
 	flag.DurationVar(&ins.retention, "call-log-retention", calllog.DefaultRetention, "How long the call log keeps calls, in whole UTC days (720h is 30 days).")
 	flag.StringVar(&ins.sensitive, "call-log-sensitive-params", "", "Comma-separated query parameters whose values the call log redacts, besides the usual credential names (see docs/calllog.md).")
@@ -114,8 +117,8 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if !runControllers && ts.addr == "" {
-		log.Error(nil, "--run-controllers=false with --token-service-bind-address empty leaves nothing to run")
+	if !runControllers && ts.addr == "" && ins.addr == "" && ins.ingestAddr == "" && ins.syslogAddr == "" {
+		log.Error(nil, "--run-controllers=false with --token-service-bind-address and every --insights/--call-log address empty leaves nothing to run")
 		os.Exit(2)
 	}
 	if scopeCatalog != "" {
@@ -214,7 +217,14 @@ func main() {
 		}
 	}
 	var calls tokenservice.CallLog
-	if ins.sqlite != "" || ins.addr != "" || ins.ingestAddr != "" || ins.syslogAddr != "" {
+	if ins.remoteURL != "" {
+		queue, err := setUpRemoteCallLog(mgr, ins)
+		if err != nil {
+			log.Error(err, "unable to set up the call log")
+			os.Exit(2)
+		}
+		calls = queue
+	} else if ins.sqlite != "" || ins.postgresFile != "" || ins.addr != "" || ins.ingestAddr != "" || ins.syslogAddr != "" {
 		queue, err := setUpInsights(mgr, ins)
 		if err != nil {
 			log.Error(err, "unable to set up the call log")
@@ -305,6 +315,8 @@ type insightsFlags struct {
 	addr, cert, key, kubeconfig string
 	sqlite, sensitive           string
 	postgresFile                string
+	remoteURL, remoteCA         string
+	remoteTokenFile             string
 	retention                   time.Duration
 	ingestAddr, ingestTokenFile string
 	ingestClientCA, syslogAddr  string
@@ -351,6 +363,29 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 		}
 	}
 	return queue, nil
+}
+
+// setUpRemoteCallLog sends the token service's decisions to the insights
+// component, through a queue, so that its absence costs the checks nothing.
+func setUpRemoteCallLog(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
+	if f.sqlite != "" || f.postgresFile != "" || f.addr != "" || f.ingestAddr != "" || f.syslogAddr != "" {
+		return nil, errors.New("--call-log-url sends calls to another process's call log; it does not go with a store or insights addresses of this process")
+	}
+	var secret []byte
+	if f.remoteTokenFile != "" {
+		b, err := os.ReadFile(f.remoteTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--call-log-token-file: %w", err)
+		}
+		secret = bytes.TrimSpace(b)
+	}
+	client, err := ingest.NewClient(f.remoteURL, f.remoteCA, secret)
+	if err != nil {
+		return nil, err
+	}
+	metrics.Registry.MustRegister(calllog.Collectors()...)
+	queue := calllog.NewQueue(client, calllog.QueueOptions{Redactor: calllog.NewRedactor(commaList(f.sensitive)...)}, ctrl.Log.WithName("call-log"))
+	return queue, mgr.Add(queue)
 }
 
 func openStore(f insightsFlags) (calllog.Store, error) {

@@ -146,3 +146,65 @@ func newToken(t *testing.T) string {
 	}
 	return tok.Reveal()
 }
+
+// flakyWriter fails its first writes, then keeps what it gets.
+type flakyWriter struct {
+	mu       sync.Mutex
+	failures int
+	got      []Entry
+	err      error
+}
+
+func (w *flakyWriter) Write(_ context.Context, entries []Entry) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failures > 0 {
+		w.failures--
+		return w.err
+	}
+	w.got = append(w.got, entries...)
+	return nil
+}
+
+func (w *flakyWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.got)
+}
+
+// TestQueueWaitsForTheStore: entries queued while the store is down are
+// written when it is back; a batch the writer refuses for good is dropped.
+func TestQueueWaitsForTheStore(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		failures int
+		err      error
+		want     int
+	}{
+		{"down for a while", 8, errors.New("connection refused"), 50},
+		{"refused for good", 1000, &PermanentError{Err: errors.New("400 Bad Request")}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := &flakyWriter{failures: c.failures, err: c.err}
+			q := NewQueue(w, QueueOptions{Batch: 100, Interval: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, logr.Discard())
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = q.Start(ctx); close(done) }()
+			for range 50 {
+				q.Add(Entry{ID: "x", Time: time.Now()})
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for c.want > 0 && w.count() < c.want && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if c.want == 0 {
+				time.Sleep(200 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			if got := w.count(); got != c.want {
+				t.Errorf("%d entries written, want %d", got, c.want)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package calllog
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,11 @@ type QueueOptions struct {
 	Interval time.Duration
 	// Timeout bounds one write (default 5 s).
 	Timeout time.Duration
-	// Retries is how often a failed batch is tried again, an Interval
-	// apart, before it is dropped (default 5).
-	Retries int
+	// MaxBackoff is the longest wait between tries of a failed batch
+	// (default 10 s). A batch is tried until it is written or the writer
+	// says it never will be (Permanent): while the store is down, entries
+	// wait in the queue, and only what overflows it is lost.
+	MaxBackoff time.Duration
 	// Redactor removes secrets from paths and queries before they leave
 	// the process (default NewRedactor()).
 	Redactor *Redactor
@@ -84,8 +87,8 @@ func NewQueue(w Writer, opts QueueOptions, log logr.Logger) *Queue {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	if opts.Retries <= 0 {
-		opts.Retries = 5
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 10 * time.Second
 	}
 	if opts.Redactor == nil {
 		opts.Redactor = NewRedactor()
@@ -130,20 +133,28 @@ func (q *Queue) Start(ctx context.Context) error {
 	defer tick.Stop()
 	batch := make([]Entry, 0, q.opts.Batch)
 	failures := 0
+	var retryAt time.Time
 	flush := func(ctx context.Context) {
-		if len(batch) == 0 {
+		if len(batch) == 0 || time.Now().Before(retryAt) {
 			return
 		}
-		if err := q.write(ctx, batch); err != nil {
-			failures++
-			if failures <= q.opts.Retries {
-				q.log.V(1).Info("writing call-log entries failed; retrying", "entries", len(batch), "error", err.Error())
-				return
-			}
-			q.log.Error(err, "writing call-log entries failed; dropping the batch", "entries", len(batch))
+		err := q.write(ctx, batch)
+		switch {
+		case err == nil:
+		case IsPermanent(err):
+			q.log.Error(err, "the call log refused a batch; dropping it", "entries", len(batch))
 			q.drop("write_failed", len(batch))
+		default:
+			failures++
+			backoff := min(q.opts.Interval<<min(failures-1, 10), q.opts.MaxBackoff)
+			retryAt = time.Now().Add(backoff)
+			if failures == 1 || failures%10 == 0 {
+				q.log.Info("writing call-log entries failed; they wait in the queue and are tried again", "entries", len(batch),
+					"queued", len(q.ch), "failures", failures, "retryIn", backoff.String(), "error", err.Error())
+			}
+			return
 		}
-		failures = 0
+		failures, retryAt = 0, time.Time{}
 		batch = batch[:0]
 	}
 	for {
@@ -167,6 +178,20 @@ func (q *Queue) Start(ctx context.Context) error {
 			flush(ctx)
 		}
 	}
+}
+
+// PermanentError is a write a Writer will never accept (a batch the
+// ingest endpoint refuses as malformed): the queue drops it rather than
+// trying again.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is a PermanentError.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
 }
 
 // drain writes what is left at a graceful stop, within one write timeout
