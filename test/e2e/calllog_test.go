@@ -281,3 +281,78 @@ func freeUDPAddress(t *testing.T) string {
 	defer c.Close()
 	return c.LocalAddr().String()
 }
+
+// TestCallLogOutlivesTheStore runs the chart's shape: the token service in
+// one process, the insights component (store, ingest, API) in another.
+// Killing the insights process does not slow or fail a check, and the
+// decisions made while it is down reach the log once it is back.
+func TestCallLogOutlivesTheStore(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	tokenService, insightsAddr, ingestAddr := freeAddress(t), freeAddress(t), freeAddress(t)
+	const secret = "the-shared-secret-of-this-test"
+	secretFile := filepath.Join(tmp, "ingest-token")
+	must(t, os.WriteFile(secretFile, []byte(secret), 0o600))
+	const namespace, service = "privateapp-system", "privateapp-insights"
+	certFile, keyFile, caPEM, err := insightstest.ServingCert(tmp, service+"."+namespace+".svc")
+	must(t, err)
+	caFile := filepath.Join(tmp, "ca.crt")
+	must(t, os.WriteFile(caFile, caPEM, 0o600))
+	_, c, adminKubeconfig := startControlPlane(t, root, tmp, func(env *envtest.Environment) {
+		must(t, insightstest.EnableAggregation(env, tmp))
+	})
+	_, ingestPort, _ := net.SplitHostPort(ingestAddr)
+	operator := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "manager.log"),
+		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure",
+			"--call-log-url=https://localhost:" + ingestPort, "--call-log-ca-file=" + caFile, "--call-log-token-file=" + secretFile}}
+	operator.start()
+	defer operator.kill()
+	insights := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "insights.log"),
+		args: []string{"--run-controllers=false", "--token-service-bind-address=",
+			"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
+			"--call-log-sqlite=" + filepath.Join(tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
+			"--call-log-ingest-token-file=" + secretFile}}
+	insights.start()
+	defer insights.kill()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, insightsPort, _ := net.SplitHostPort(insightsAddr)
+	must(t, insightstest.Register(ctx, c, namespace, service, insightsPort, caPEM))
+	_, tok := createReadyApp(t, ctx, c, "default", "steady", "crm.objects.contacts.read")
+	checks := func(n int) {
+		t.Helper()
+		for i := range n {
+			if code := checkStatus(tokenService, tok); code != http.StatusOK {
+				t.Fatalf("check %d of %d: %d, want 200", i+1, n, code)
+			}
+		}
+	}
+	logged := func() int {
+		raw, err := exec.Command("kubectl", "--kubeconfig", adminKubeconfig, "get", "calls", "-n", "default",
+			"--field-selector", "app=steady", "-o", "json").Output()
+		if err != nil {
+			return -1
+		}
+		var l insightsv1alpha1.CallList
+		if json.Unmarshal(raw, &l) != nil {
+			return -1
+		}
+		return len(l.Items)
+	}
+	waitUntil(t, ctx, "the token service answers the app's token", func() bool { return checkStatus(tokenService, tok) == http.StatusOK })
+	checks(19)
+	waitUntil(t, ctx, "20 calls in the log", func() bool { return logged() == 20 })
+
+	insights.kill()
+	checks(60)
+	// The store stays down for a few of the queue's once-a-second flushes.
+	time.Sleep(3 * time.Second)
+	insights.start()
+	waitUntil(t, ctx, "the 60 calls made while the store was down reach the log", func() bool { return logged() == 80 })
+	time.Sleep(2 * time.Second)
+	if n := logged(); n != 80 {
+		t.Errorf("%d calls in the log, want 80: one call, one entry", n)
+	}
+}
