@@ -21,6 +21,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -95,6 +96,7 @@ func main() {
 	flag.StringVar(&certPrefix, "cert-name-prefix", "privateapp", "Prefix of the Secrets and Services of --self-signed-certs.")
 	flag.StringVar(&webhookConfigurations, "webhook-configurations", "", "Comma-separated names of the webhook configurations --self-signed-certs injects its CA into (default: the prefix).")
 	flag.StringVar(&webhookService, "webhook-service", "", "Name of the webhook Service whose DNS names --self-signed-certs puts in the webhook certificate (default <prefix>-webhook).")
+	flag.StringVar(&ins.apiService, "insights-apiservice", "", "With --self-signed-certs: the insights APIService (v1alpha1.insights.privateapps.dev) to inject the CA into; the operator then also keeps <prefix>-insights-tls valid for the Service <prefix>-insights.")
 	flag.StringVar(&webhookCertExtraNames, "webhook-cert-extra-names", "", "Comma-separated extra DNS names or IP addresses for the --self-signed-certs webhook certificate (for an API server that calls the webhooks by URL, as in local development).")
 	flag.StringVar(&ins.addr, "insights-bind-address", "", "Address of the aggregated API server of insights.privateapps.dev (kubectl get calls), e.g. :8444; empty turns it off. Needs --call-log-sqlite.")
 	flag.StringVar(&ins.cert, "insights-tls-cert", "", "Serving certificate of the insights API (PEM), whose CA the APIService's caBundle holds; reloaded when it changes. Empty makes a self-signed one (local use only).")
@@ -134,6 +136,7 @@ func main() {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	utilruntime.Must(apiregistrationv1.AddToScheme(scheme))
 
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(kubeQPS), kubeBurst
@@ -239,7 +242,7 @@ func main() {
 		}
 	}
 	if selfSignedCerts && runControllers {
-		if err := setUpCertRotator(mgr, operatorNamespace, certPrefix, webhookService, webhookConfigurations, webhookCertExtraNames, webhookCertDir); err != nil {
+		if err := setUpCertRotator(mgr, operatorNamespace, certPrefix, webhookService, webhookConfigurations, webhookCertExtraNames, webhookCertDir, ins.apiService); err != nil {
 			log.Error(err, "unable to set up the operator's certificates")
 			os.Exit(1)
 		}
@@ -317,6 +320,7 @@ type insightsFlags struct {
 	postgresFile                string
 	remoteURL, remoteCA         string
 	remoteTokenFile             string
+	apiService                  string
 	retention                   time.Duration
 	ingestAddr, ingestTokenFile string
 	ingestClientCA, syslogAddr  string
@@ -443,7 +447,7 @@ func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log lo
 
 // setUpCertRotator makes the certificates once before the manager starts, so
 // the webhook server finds its files, and keeps them renewed after.
-func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, service, configurations, extraNames, certDir string) error {
+func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, service, configurations, extraNames, certDir, apiService string) error {
 	if namespace == "" {
 		return errors.New("--self-signed-certs needs --operator-namespace (or $POD_NAMESPACE)")
 	}
@@ -454,7 +458,7 @@ func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, service, configuratio
 	r := &appwebhook.CertRotator{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace, Prefix: prefix,
 		WebhookConfigurations: names, CertDir: certDir, Policy: certs.DefaultPolicy,
-		ExtraNames: commaList(extraNames), WebhookService: service,
+		ExtraNames: commaList(extraNames), WebhookService: service, APIServices: commaList(apiService),
 		Clock: clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

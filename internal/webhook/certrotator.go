@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,6 +21,7 @@ import (
 )
 
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update
+// +kubebuilder:rbac:groups=apiregistration.k8s.io,resources=apiservices,verbs=get;update
 
 // CertRotator is the operator's own certificate authority for clusters
 // without cert-manager. Every controller replica runs it: it keeps a CA in
@@ -47,10 +49,14 @@ type CertRotator struct {
 	// ExtraNames are more DNS names or IP addresses for the webhook
 	// certificate, for an API server that calls the webhooks by URL.
 	ExtraNames []string
-	Policy     certs.Policy
-	Clock      clock.PassiveClock
-	Interval   time.Duration
-	Log        logr.Logger
+	// APIServices, when set, are the insights APIServices to inject the CA
+	// bundle into; the rotator then also keeps <prefix>-insights-tls, for
+	// the Service <prefix>-insights, valid.
+	APIServices []string
+	Policy      certs.Policy
+	Clock       clock.PassiveClock
+	Interval    time.Duration
+	Log         logr.Logger
 }
 
 // NeedLeaderElection is false: every replica serves webhooks and needs the
@@ -109,13 +115,18 @@ func (r *CertRotator) sync(ctx context.Context) error {
 		webhookService = r.Prefix + "-webhook"
 	}
 	var webhookData map[string][]byte
-	for _, leaf := range []struct {
+	type leafCert struct {
 		secret, service string
 		extra           []string
-	}{
+	}
+	leaves := []leafCert{
 		{r.Prefix + "-webhook-tls", webhookService, r.ExtraNames},
 		{r.Prefix + "-token-service-tls", r.Prefix + "-token-service", nil},
-	} {
+	}
+	if len(r.APIServices) > 0 {
+		leaves = append(leaves, leafCert{r.Prefix + "-insights-tls", r.Prefix + "-insights", nil})
+	}
+	for _, leaf := range leaves {
 		s, err := r.secret(ctx, leaf.secret)
 		if err != nil {
 			return err
@@ -139,7 +150,32 @@ func (r *CertRotator) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	return r.inject(ctx, caData[certs.CACertKey])
+	if err := r.inject(ctx, caData[certs.CACertKey]); err != nil {
+		return err
+	}
+	return r.injectAPIServices(ctx, caData[certs.CACertKey])
+}
+
+// injectAPIServices puts the CA bundle into the insights APIServices, so
+// the kube-apiserver's aggregator verifies the insights server.
+func (r *CertRotator) injectAPIServices(ctx context.Context, bundle []byte) error {
+	for _, name := range r.APIServices {
+		a := &apiregistrationv1.APIService{}
+		if err := r.Reader.Get(ctx, client.ObjectKey{Name: name}, a); apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if bytes.Equal(a.Spec.CABundle, bundle) {
+			continue
+		}
+		a.Spec.CABundle = bundle
+		if err := r.Client.Update(ctx, a); err != nil {
+			return err
+		}
+		r.Log.Info("CA bundle injected", "apiService", name)
+	}
+	return nil
 }
 
 func (r *CertRotator) secret(ctx context.Context, name string) (*corev1.Secret, error) {

@@ -27,6 +27,13 @@
   - get
   - update
 - apiGroups:
+  - apiregistration.k8s.io
+  resources:
+  - apiservices
+  verbs:
+  - get
+  - update
+- apiGroups:
   - events.k8s.io
   resources:
   - events

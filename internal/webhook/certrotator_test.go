@@ -1,0 +1,58 @@
+package webhook
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/certs"
+)
+
+var _ = Describe("The operator's CA and the insights APIService", func() {
+	It("issues the insights serving certificate and puts the CA into the APIService", func() {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "certs-"}}
+		Expect(admin.Create(ctx, ns)).To(Succeed())
+		port := int32(443)
+		// A group of the test's own, removed at the end, so no other spec
+		// meets an aggregated API that nothing serves.
+		apiService := &apiregistrationv1.APIService{
+			ObjectMeta: metav1.ObjectMeta{Name: "v1alpha1.insights-test.privateapps.dev"},
+			Spec: apiregistrationv1.APIServiceSpec{Group: "insights-test.privateapps.dev", Version: "v1alpha1",
+				Service:              &apiregistrationv1.ServiceReference{Namespace: ns.Name, Name: "privateapp-insights", Port: &port},
+				GroupPriorityMinimum: 1000, VersionPriority: 15},
+		}
+		Expect(admin.Create(ctx, apiService)).To(Succeed())
+		DeferCleanup(func() { Expect(admin.Delete(ctx, apiService)).To(Succeed()) })
+
+		r := &CertRotator{Client: admin, Reader: admin, Namespace: ns.Name, Prefix: "privateapp", APIServices: []string{apiService.Name},
+			Policy: certs.DefaultPolicy, Clock: clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates")}
+		Expect(r.Sync(ctx)).To(Succeed())
+
+		Expect(admin.Get(ctx, client.ObjectKeyFromObject(apiService), apiService)).To(Succeed())
+		roots := x509.NewCertPool()
+		Expect(roots.AppendCertsFromPEM(apiService.Spec.CABundle)).To(BeTrue(), "the APIService has no CA bundle")
+		tls := &corev1.Secret{}
+		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "privateapp-insights-tls"}, tls)).To(Succeed())
+		block, _ := pem.Decode(tls.Data["tls.crt"])
+		Expect(block).NotTo(BeNil())
+		cert, err := x509.ParseCertificate(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: "privateapp-insights." + ns.Name + ".svc"})
+		Expect(err).NotTo(HaveOccurred(), "the insights certificate does not verify for its Service with the APIService's bundle")
+
+		// A second pass changes nothing.
+		before := apiService.ResourceVersion
+		Expect(r.Sync(ctx)).To(Succeed())
+		Expect(admin.Get(ctx, client.ObjectKeyFromObject(apiService), apiService)).To(Succeed())
+		Expect(apiService.ResourceVersion).To(Equal(before))
+	})
+})
