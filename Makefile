@@ -36,6 +36,8 @@ generate: ## Generate deepcopy code, OpenAPI models, CRDs and RBAC from the API 
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./internal/controller/... paths=./internal/webhook/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=token-service-role,fileName=token_service_role.yaml paths=./internal/tokenservice/... \
 		output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=insights-role,fileName=insights_role.yaml paths=./internal/insights/... \
+		output:rbac:artifacts:config=config/rbac
 	$(OPENAPI_GEN) --go-header-file hack/boilerplate.go.txt --report-filename /dev/null \
 		--output-dir internal/insights/openapi --output-file zz_generated.openapi.go \
 		--output-pkg github.com/privateapps-dev/privateapp-operator/internal/insights/openapi \

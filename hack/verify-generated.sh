@@ -4,7 +4,7 @@
 # regenerated in place, so after a failure `git diff` shows what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-generated=(api/v1alpha1/zz_generated.deepcopy.go api/insights/v1alpha1/zz_generated.deepcopy.go internal/insights/openapi config/crd/bases config/rbac/role.yaml config/rbac/token_service_role.yaml config/webhook/manifests.yaml
+generated=(api/v1alpha1/zz_generated.deepcopy.go api/insights/v1alpha1/zz_generated.deepcopy.go internal/insights/openapi config/crd/bases config/rbac/role.yaml config/rbac/token_service_role.yaml config/rbac/insights_role.yaml config/webhook/manifests.yaml
   charts/privateapp-operator/templates/crds charts/privateapp-operator/templates/_generated_rbac.tpl charts/privateapp-operator/templates/webhooks.yaml)
 before=$(find "${generated[@]}" -type f -print0 | sort -z | xargs -0 sha256sum)
 make --no-print-directory generate >/dev/null

@@ -80,6 +80,7 @@ func rbacRules(dir, to string) error {
 	roles := map[string]string{
 		"role.yaml":               "privateapp-operator.managerRules",
 		"token_service_role.yaml": "privateapp-operator.tokenServiceRules",
+		"insights_role.yaml":      "privateapp-operator.insightsRules",
 	}
 	names := make([]string, 0, len(roles))
 	for f := range roles {

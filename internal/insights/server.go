@@ -20,6 +20,15 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/insights/openapi"
 )
 
+// The insights component reads apps (to drop reports of unknown ones) and
+// catalogs, and asks the kube-apiserver who each caller is and what they
+// may read. It also reads the kube-apiserver's front-proxy CA from
+// kube-system/extension-apiserver-authentication, through the built-in
+// Role extension-apiserver-authentication-reader.
+// +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps;apicatalogs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // Options configure the aggregated API server.
 type Options struct {
 	// Address is host:port to serve HTTPS on.

@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -140,6 +141,8 @@ func TestHelmChart(t *testing.T) {
 		{"unknownKey=1", "unknownKey"},
 		{"tokenService.limits.editions.free.perMinute=5", "perMinute"},
 		{"tokenService.limits.editions.free.perTenSeconds=5", "perDay"},
+		{"insights.store=mysql", "/insights/store"},
+		{"insights.retention=30d", "/insights/retention"},
 	} {
 		out, err := h.run("template", "pa", h.chart, "--set", bad.set)
 		if err == nil || !strings.Contains(out, bad.want) {
@@ -149,6 +152,14 @@ func TestHelmChart(t *testing.T) {
 	if out, err := h.run("template", "pa", h.chart, "--set", "notifications.smtp.address=smtp.example.com:587"); err == nil ||
 		!strings.Contains(out, "notifications.smtp.from is required") {
 		t.Errorf("smtp without from: err=%v, output:\n%s", err, out)
+	}
+	for set, want := range map[string]string{
+		"insights.replicas=2":     "insights.replicas > 1 needs insights.store=postgres",
+		"insights.store=postgres": "insights.store=postgres needs insights.postgres.dsnSecret",
+	} {
+		if out, err := h.run("template", "pa", h.chart, "--set", set); err == nil || !strings.Contains(out, want) {
+			t.Errorf("--set %s: err=%v, want %q; output:\n%s", set, err, want, out)
+		}
 	}
 
 	t.Run("rendered output", func(t *testing.T) {
@@ -162,6 +173,10 @@ func TestHelmChart(t *testing.T) {
 			"PodDisruptionBudget/pa-privateapp-operator-controller", "PodDisruptionBudget/pa-privateapp-operator-token-service",
 			"ClusterRole/pa-privateapp-operator-admin", "ClusterRole/pa-privateapp-operator-edit", "ClusterRole/pa-privateapp-operator-view",
 			"ConfigMap/pa-privateapp-operator-directory",
+			"Deployment/pa-privateapp-operator-insights", "Service/pa-privateapp-operator-insights",
+			"APIService/v1alpha1.insights.privateapps.dev", "PersistentVolumeClaim/pa-privateapp-operator-insights",
+			"ClusterRole/pa-privateapp-operator-insights-reader", "RoleBinding/pa-privateapp-operator-insights-auth-reader",
+			"Secret/pa-privateapp-operator-insights-ingest",
 		} {
 			if objs[want] == nil {
 				t.Errorf("%s not rendered; got %v", want, kinds(objs))
@@ -192,6 +207,9 @@ func TestHelmChart(t *testing.T) {
 		if grantsSecrets(rules("pa-privateapp-operator-token-service")) {
 			t.Error("the token service's ClusterRole grants access to Secrets")
 		}
+		if grantsSecrets(rules("pa-privateapp-operator-insights")) {
+			t.Error("the insights ClusterRole grants access to Secrets")
+		}
 		if !grantsSecrets(rules("pa-privateapp-operator-controller")) {
 			t.Error("the controller's ClusterRole does not grant Secrets; it writes the tokens")
 		}
@@ -212,7 +230,26 @@ func TestHelmChart(t *testing.T) {
 		if !slices.Contains(ctl.Spec.Template.Spec.Containers[0].Args, "--leader-elect") || *ctl.Spec.Replicas != 2 {
 			t.Errorf("controller: replicas %d args %v; want 2 with --leader-elect", *ctl.Spec.Replicas, ctl.Spec.Template.Spec.Containers[0].Args)
 		}
-		for _, d := range []*appsv1.Deployment{ts, ctl} {
+		ins := convert[appsv1.Deployment](t, objs["Deployment/pa-privateapp-operator-insights"])
+		insArgs := strings.Join(ins.Spec.Template.Spec.Containers[0].Args, " ")
+		for _, want := range []string{"--run-controllers=false", "--call-log-sqlite=/var/lib/privateapp-insights/calls.db",
+			"--insights-bind-address=:8444", "--call-log-ingest-bind-address=:8445", "--call-log-syslog-bind-address=:5514"} {
+			if !strings.Contains(insArgs, want) {
+				t.Errorf("insights args %s lack %s", insArgs, want)
+			}
+		}
+		if *ins.Spec.Replicas != 1 || ins.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+			t.Errorf("insights on SQLite: %d replicas, strategy %s; want 1, Recreate", *ins.Spec.Replicas, ins.Spec.Strategy.Type)
+		}
+		tsArgs := strings.Join(ts.Spec.Template.Spec.Containers[0].Args, " ")
+		if !strings.Contains(tsArgs, "--call-log-url=https://pa-privateapp-operator-insights.privateapp-system.svc:8445") ||
+			!strings.Contains(tsArgs, "--call-log-token-file=") {
+			t.Errorf("the token service does not send its decisions to the call log: %s", tsArgs)
+		}
+		if !slices.Contains(ctl.Spec.Template.Spec.Containers[0].Args, "--insights-apiservice=v1alpha1.insights.privateapps.dev") {
+			t.Error("operator mode: the controller does not inject its CA into the insights APIService")
+		}
+		for _, d := range []*appsv1.Deployment{ts, ctl, ins} {
 			pod, c := d.Spec.Template.Spec, d.Spec.Template.Spec.Containers[0]
 			if pod.SecurityContext == nil || !*pod.SecurityContext.RunAsNonRoot || !*c.SecurityContext.ReadOnlyRootFilesystem ||
 				*c.SecurityContext.AllowPrivilegeEscalation || c.Resources.Limits.Memory().IsZero() ||
@@ -259,6 +296,22 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("%s does not verify for %s with the webhook CA bundle: %v", s.Name, host, err)
 			}
 		}
+		apiService := convert[apiregistrationv1.APIService](t, objs["APIService/v1alpha1.insights.privateapps.dev"])
+		insightsSecret := convert[corev1.Secret](t, objs["Secret/pa-privateapp-operator-insights-tls"])
+		insightsRoots := x509.NewCertPool()
+		if !insightsRoots.AppendCertsFromPEM(apiService.Spec.CABundle) {
+			t.Fatal("self-signed mode: the insights APIService has no CA bundle")
+		}
+		if block, _ := pem.Decode(insightsSecret.Data["tls.crt"]); block == nil {
+			t.Error("self-signed mode: no insights certificate")
+		} else if cert, err := x509.ParseCertificate(block.Bytes); err != nil {
+			t.Error(err)
+		} else if _, err := cert.Verify(x509.VerifyOptions{Roots: insightsRoots, DNSName: "pa-privateapp-operator-insights.privateapp-system.svc"}); err != nil {
+			t.Errorf("the insights certificate does not verify with the APIService's CA bundle: %v", err)
+		}
+		if apiService.Spec.Service.Name != "pa-privateapp-operator-insights" || apiService.Spec.Service.Namespace != "privateapp-system" {
+			t.Errorf("the APIService points at %+v", apiService.Spec.Service)
+		}
 		if vwc.Webhooks[0].ClientConfig.Service.Name != "pa-privateapp-operator-webhook" || *vwc.Webhooks[0].FailurePolicy != admissionregistrationv1.Fail {
 			t.Errorf("webhook points at %+v with failurePolicy %s", vwc.Webhooks[0].ClientConfig.Service, *vwc.Webhooks[0].FailurePolicy)
 		}
@@ -276,13 +329,29 @@ func TestHelmChart(t *testing.T) {
 		cm := objects(t, h.template("certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true"))
 		for _, want := range []string{"Certificate/pa-privateapp-operator-webhook", "Certificate/pa-privateapp-operator-token-service",
 			"Issuer/pa-privateapp-operator-ca", "ServiceMonitor/pa-privateapp-operator",
-			"NetworkPolicy/pa-privateapp-operator-controller", "NetworkPolicy/pa-privateapp-operator-token-service"} {
+			"NetworkPolicy/pa-privateapp-operator-controller", "NetworkPolicy/pa-privateapp-operator-token-service",
+			"Certificate/pa-privateapp-operator-insights", "NetworkPolicy/pa-privateapp-operator-insights"} {
 			if cm[want] == nil {
 				t.Errorf("%s not rendered; got %v", want, kinds(cm))
 			}
 		}
 		if cm["Secret/pa-privateapp-operator-webhook-tls"] != nil {
 			t.Error("cert-manager mode still renders a self-signed Secret")
+		}
+		if a := cm["APIService/v1alpha1.insights.privateapps.dev"]; a.GetAnnotations()["cert-manager.io/inject-ca-from"] != "privateapp-system/pa-privateapp-operator-insights" {
+			t.Errorf("cert-manager mode: the APIService's annotations %v", a.GetAnnotations())
+		}
+		pg := objects(t, h.template("insights.store=postgres", "insights.postgres.dsnSecret=pg", "insights.replicas=3"))
+		if pg["PersistentVolumeClaim/pa-privateapp-operator-insights"] != nil {
+			t.Error("insights on PostgreSQL still claims a volume")
+		}
+		pgDeploy := convert[appsv1.Deployment](t, pg["Deployment/pa-privateapp-operator-insights"])
+		if *pgDeploy.Spec.Replicas != 3 || !slices.Contains(pgDeploy.Spec.Template.Spec.Containers[0].Args, "--call-log-postgres-dsn-file=/etc/privateapp-operator/postgres/dsn") {
+			t.Errorf("insights on PostgreSQL: %d replicas, args %v", *pgDeploy.Spec.Replicas, pgDeploy.Spec.Template.Spec.Containers[0].Args)
+		}
+		noEdit := objects(t, h.template("insights.aggregateToEdit=false"))
+		if l := noEdit["ClusterRole/pa-privateapp-operator-insights-reader"].GetLabels(); l["rbac.authorization.k8s.io/aggregate-to-edit"] != "" {
+			t.Errorf("insights.aggregateToEdit=false still aggregates the reader role: %v", l)
 		}
 		mwc := cm["MutatingWebhookConfiguration/pa-privateapp-operator"]
 		if mwc.GetAnnotations()["cert-manager.io/inject-ca-from"] != "privateapp-system/pa-privateapp-operator-webhook" {

@@ -38,6 +38,52 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "privateapp-operator.fullname" . }}-webhook.{{ .Release.Namespace }}.svc
 {{- end }}
 
+{{- define "privateapp-operator.insightsHost" -}}
+{{ include "privateapp-operator.fullname" . }}-insights.{{ .Release.Namespace }}.svc
+{{- end }}
+
+{{- define "privateapp-operator.ingestTokenSecret" -}}
+{{ .Values.insights.ingest.tokenSecret | default (printf "%s-insights-ingest" (include "privateapp-operator.fullname" .)) }}
+{{- end }}
+
+{{- /*
+insightsCerts makes (once per render) the self-signed CA and serving
+certificate of the insights component: a CA of its own, so that an install
+from before the call log (whose CA key the chart never kept) gets one on
+upgrade. An install that has them keeps them.
+*/ -}}
+{{- define "privateapp-operator.insightsCerts" -}}
+{{- if not (hasKey $ "privateappInsightsCerts") }}
+{{- $name := include "privateapp-operator.fullname" . }}
+{{- $live := lookup "v1" "Secret" .Release.Namespace (printf "%s-insights-tls" $name) }}
+{{- $certs := dict }}
+{{- if and $live (index $live.data "ca.crt") }}
+{{- $certs = dict "ca" (index $live.data "ca.crt" | b64dec) "cert" (index $live.data "tls.crt" | b64dec) "key" (index $live.data "tls.key" | b64dec) }}
+{{- else }}
+{{- $days := int .Values.certificates.validityDays }}
+{{- $ca := genCA (printf "%s-insights-ca" $name) $days }}
+{{- $c := genSignedCert (include "privateapp-operator.insightsHost" .) nil (list (include "privateapp-operator.insightsHost" .) (printf "%s-insights.%s.svc.cluster.local" $name .Release.Namespace)) $days $ca }}
+{{- $certs = dict "ca" $ca.Cert "cert" $c.Cert "key" $c.Key }}
+{{- end }}
+{{- $_ := set $ "privateappInsightsCerts" $certs }}
+{{- end }}
+{{- end }}
+
+{{- /* The insights APIService's caBundle: the chart's insights CA in
+self-signed mode; in operator mode whatever the operator injected (carried
+over an upgrade); cert-manager injects its own. */ -}}
+{{- define "privateapp-operator.insightsCABundle" -}}
+{{- if eq .Values.certificates.mode "self-signed" }}
+{{- include "privateapp-operator.insightsCerts" . }}
+caBundle: {{ $.privateappInsightsCerts.ca | b64enc }}
+{{- else if eq .Values.certificates.mode "operator" }}
+{{- $live := lookup "apiregistration.k8s.io/v1" "APIService" "" "v1alpha1.insights.privateapps.dev" }}
+{{- if and $live $live.spec.caBundle }}
+caBundle: {{ $live.spec.caBundle }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "privateapp-operator.tokenServiceTLSSecret" -}}
 {{ .Values.tokenService.tls.secretName | default (printf "%s-token-service-tls" (include "privateapp-operator.fullname" .)) }}
 {{- end }}
