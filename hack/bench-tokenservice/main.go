@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	neturl "net/url"
 	"os"
 	"os/exec"
@@ -36,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +49,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog/sqlite"
 	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
+	"github.com/privateapps-dev/privateapp-operator/internal/ingest"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
@@ -61,6 +66,7 @@ type options struct {
 	rounds                int
 	cpuProfile            string
 	catalogOnly           bool
+	callLogOnly           bool
 }
 
 func main() {
@@ -75,6 +81,7 @@ func main() {
 	flags.IntVar(&o.rounds, "rounds", 5, "Throughput rounds; bare and /v1/check runs alternate and the medians are compared.")
 	flags.StringVar(&o.cpuProfile, "cpuprofile", "", "Write a CPU profile of one extra /v1/check throughput run here, then stop.")
 	flags.BoolVar(&o.catalogOnly, "catalog-only", false, "Only compare /v1/check with and without a 1,000-route APICatalog (wrk), then stop.")
+	flags.BoolVar(&o.callLogOnly, "calllog-only", false, "Only compare /v1/check with the call log off and on (wrk), then stop.")
 	_ = flags.Parse(os.Args[1:])
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-tokenservice:", err)
@@ -89,6 +96,14 @@ func run(o options) error {
 			return err
 		}
 		fmt.Printf("no catalog %v\n1,000 routes %v\nmedian of paired ratios: %.1f%%\n", empty, withCatalog, 100*pairedRatio(empty, withCatalog))
+		return nil
+	}
+	if o.callLogOnly {
+		rows, err := callLogRows(o)
+		if err != nil {
+			return err
+		}
+		fmt.Print(rows)
 		return nil
 	}
 	bare, err := serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
@@ -135,6 +150,11 @@ func run(o options) error {
 		return err
 	}
 
+	callLogTable, err := callLogRows(o)
+	if err != nil {
+		return err
+	}
+
 	revocations, err := revocationTrials(o)
 	if err != nil {
 		return err
@@ -155,6 +175,7 @@ func run(o options) error {
 		o.connections, o.rounds, empty[len(empty)/2], empty[0], empty[len(empty)-1])
 	fmt.Printf("| the same with a 1,000-route APICatalog, the request matching a route, in ABBA order | %.0f req/s (runs %.0f to %.0f); median of the rounds' paired ratios %.1f%% of no catalog | at least 95%% |\n",
 		withCatalog[len(withCatalog)/2], withCatalog[0], withCatalog[len(withCatalog)-1], 100*ratio)
+	fmt.Print(callLogTable)
 	fmt.Printf("| revocation: app deleted to first 401, %d trials (real manager, envtest) | p50 %s, p99 %s, max %s | p99 under 1 s |\n",
 		len(revocations), pct(revocations, 50), pct(revocations, 99), revocations[len(revocations)-1])
 	return nil
@@ -215,21 +236,43 @@ func catalogRuns(o options) (empty, withCatalog []float64, err error) {
 	if !results[0].InForce {
 		return nil, nil, fmt.Errorf("the benchmark catalog is not in force: %+v", results[0])
 	}
-	plain, err := serve(server(ix, nil).Handler())
+	return pairedRuns(o, server(ix, nil), server(ix, staticCatalogs{set}), tok)
+}
+
+// callLogRuns measures /v1/check with wrk against two token services with
+// the same 10,000 apps and no catalog, one without a call log and one that
+// hands every decision to a queue whose writer is w.
+func callLogRuns(o options, w calllog.Writer) (off, on []float64, err error) {
+	ix, tok, err := index()
 	if err != nil {
 		return nil, nil, err
 	}
-	routed, err := serve(server(ix, staticCatalogs{set}).Handler())
+	logged := server(ix, nil)
+	q := calllog.NewQueue(w, calllog.QueueOptions{}, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = q.Start(ctx) }()
+	logged.Calls = q
+	return pairedRuns(o, server(ix, nil), logged, tok)
+}
+
+// pairedRuns drives a and b with the same nginx-style request in ABBA
+// order, so that a drift over the run (heap, CPU frequency) weighs on both
+// sides alike.
+func pairedRuns(o options, a, b *tokenservice.Server, tok token.Token) (ra, rb []float64, err error) {
+	first, err := serve(a.Handler())
+	if err != nil {
+		return nil, nil, err
+	}
+	second, err := serve(b.Handler())
 	if err != nil {
 		return nil, nil, err
 	}
 	headers := []string{"Authorization: Bearer " + tok.Reveal(), "X-Original-Method: GET",
-		"X-Original-URL: https://api.example.com/area7/v3/objects/type247/12345"}
-	// ABBA order, so that a drift over the run (heap, CPU frequency)
-	// weighs on both sides alike.
+		"X-Original-URL: https://api.example.com/area7/v3/objects/type247/12345?properties=email"}
 	for i := range o.rounds {
-		order := []*[]float64{&empty, &withCatalog}
-		urls := []string{plain, routed}
+		order := []*[]float64{&ra, &rb}
+		urls := []string{first, second}
 		if i%2 == 1 {
 			order[0], order[1], urls[0], urls[1] = order[1], order[0], urls[1], urls[0]
 		}
@@ -241,7 +284,60 @@ func catalogRuns(o options) (empty, withCatalog []float64, err error) {
 			*order[j] = append(*order[j], r)
 		}
 	}
-	return empty, withCatalog, nil
+	return ra, rb, nil
+}
+
+// countingIngest is an ingest endpoint that only counts what it gets: the
+// token-service side of the chart's shape, where the insights component
+// (which decodes and stores) runs in another pod, on other cores.
+func countingIngest() (*ingest.Client, *atomic.Int64, error) {
+	var n atomic.Int64
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		n.Add(int64(bytes.Count(b, []byte(`{"id":`))))
+		w.WriteHeader(http.StatusOK)
+	}))
+	return &ingest.Client{URL: ts.URL, Client: ts.Client()}, &n, nil
+}
+
+// callLogRows compares /v1/check with the call log off and on, in the
+// chart's shape (entries sent to the insights component's ingest endpoint)
+// and in make dev's (an SQLite store in the same process), as table rows.
+func callLogRows(o options) (string, error) {
+	var b strings.Builder
+	remote, received, err := countingIngest()
+	if err != nil {
+		return "", err
+	}
+	off, on, err := callLogRuns(o, remote)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "| /v1/check with the call log on (entries sent to the insights ingest endpoint, the chart's shape) next to off, wrk -t1 -c%d, ABBA | off %.0f req/s, on %.0f req/s (medians); median of paired ratios %.1f%%; %d entries received | at least 95%% |\n",
+		o.connections, median(off), median(on), 100*pairedRatio(off, on), received.Load())
+	dir, err := os.MkdirTemp("", "bench-calllog-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "calls.db"))
+	if err != nil {
+		return "", err
+	}
+	defer store.Close()
+	off, on, err = callLogRuns(o, store)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "| the same with an SQLite store in the token service's process (make dev's shape) | off %.0f req/s, on %.0f req/s; median of paired ratios %.1f%% | |\n",
+		median(off), median(on), 100*pairedRatio(off, on))
+	return b.String(), nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // pairedRatio is the median over rounds of with/without: each round's two

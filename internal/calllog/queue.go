@@ -14,7 +14,7 @@ import (
 var (
 	queued = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "privateapps_calllog_entries_queued_total",
-		Help: "Call-log entries handed to the queue.",
+		Help: "Call-log entries taken from the queue by its writer.",
 	})
 	written = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "privateapps_calllog_entries_written_total",
@@ -40,7 +40,9 @@ func Collectors() []prometheus.Collector {
 
 // QueueOptions shape a Queue; zero values take the defaults.
 type QueueOptions struct {
-	// Size bounds the entries waiting; more are dropped (default 65536).
+	// Size bounds the entries waiting; more are dropped (default 16384:
+	// half a second of calls at this machine's top rate, while the writer
+	// takes them every 100 ms; a bigger buffer is scanned by every GC).
 	Size int
 	// Batch is the most entries written at once (default 1000).
 	Batch int
@@ -76,7 +78,7 @@ type Queue struct {
 // NewQueue makes a queue in front of w.
 func NewQueue(w Writer, opts QueueOptions, log logr.Logger) *Queue {
 	if opts.Size <= 0 {
-		opts.Size = 1 << 16
+		opts.Size = 1 << 14
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = 1000
@@ -100,7 +102,6 @@ func NewQueue(w Writer, opts QueueOptions, log logr.Logger) *Queue {
 func (q *Queue) Add(e Entry) {
 	select {
 	case q.ch <- e:
-		queued.Inc()
 	default:
 		q.drop("queue_full", 1)
 	}
@@ -128,16 +129,18 @@ func (q *Queue) Len() int { return len(q.ch) }
 func (q *Queue) NeedLeaderElection() bool { return false }
 
 // Start writes batches until ctx ends, then drains the queue.
+//
+// The writer polls rather than waiting on the channel: a receiver parked
+// on the channel would be woken by every Add, and that hand-off, once per
+// call, cost the checks more than everything else the log does. Polling,
+// an Add is a buffered send that wakes nobody.
 func (q *Queue) Start(ctx context.Context) error {
-	tick := time.NewTicker(q.opts.Interval)
-	defer tick.Stop()
+	poll := time.NewTicker(min(q.opts.Interval, pollInterval))
+	defer poll.Stop()
 	batch := make([]Entry, 0, q.opts.Batch)
+	var oldest, retryAt time.Time
 	failures := 0
-	var retryAt time.Time
-	flush := func(ctx context.Context) {
-		if len(batch) == 0 || time.Now().Before(retryAt) {
-			return
-		}
+	flush := func(ctx context.Context) bool {
 		err := q.write(ctx, batch)
 		switch {
 		case err == nil:
@@ -152,33 +155,57 @@ func (q *Queue) Start(ctx context.Context) error {
 				q.log.Info("writing call-log entries failed; they wait in the queue and are tried again", "entries", len(batch),
 					"queued", len(q.ch), "failures", failures, "retryIn", backoff.String(), "error", err.Error())
 			}
-			return
+			return false
 		}
 		failures, retryAt = 0, time.Time{}
 		batch = batch[:0]
+		return true
 	}
 	for {
 		queueLength.Set(float64(len(q.ch)))
-		// A batch waiting for a retry takes nothing more: the queue fills
-		// and Add drops at the edge, where it costs the hot path nothing.
-		in := q.ch
-		if len(batch) >= q.opts.Batch || failures > 0 {
-			in = nil
-		}
 		select {
 		case <-ctx.Done():
 			q.drain(batch)
 			return nil
-		case e := <-in:
-			batch = append(batch, q.clean(e))
-			if len(batch) >= q.opts.Batch {
-				flush(ctx)
+		case <-poll.C:
+		}
+		now := time.Now()
+		if now.Before(retryAt) {
+			// A batch waiting for a retry takes nothing more: the queue
+			// fills and Add drops at the edge, where it costs the hot path
+			// nothing.
+			continue
+		}
+		if failures > 0 && !flush(ctx) {
+			continue
+		}
+		for {
+			for len(batch) < q.opts.Batch {
+				select {
+				case e := <-q.ch:
+					queued.Inc()
+					if len(batch) == 0 {
+						oldest = now
+					}
+					batch = append(batch, q.clean(e))
+					continue
+				default:
+				}
+				break
 			}
-		case <-tick.C:
-			flush(ctx)
+			full := len(batch) >= q.opts.Batch
+			if len(batch) == 0 || (!full && now.Sub(oldest) < q.opts.Interval) {
+				break
+			}
+			if !flush(ctx) || !full {
+				break
+			}
 		}
 	}
 }
+
+// pollInterval is how often the writer takes what was queued.
+const pollInterval = 100 * time.Millisecond
 
 // PermanentError is a write a Writer will never accept (a batch the
 // ingest endpoint refuses as malformed): the queue drops it rather than

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -51,10 +50,7 @@ func NewClient(url, caFile string, token []byte) (*Client, error) {
 
 // Write posts one batch.
 func (c *Client) Write(ctx context.Context, entries []calllog.Entry) error {
-	body, err := json.Marshal(entries)
-	if err != nil {
-		return err
-	}
+	body := calllog.AppendJSON(make([]byte, 0, 320*len(entries)), entries)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+PathCalls, bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -43,7 +43,14 @@ func callID(r *http.Request) string {
 	if v := r.Header[hdrRequestID]; len(v) == 1 && validRequestID(v[0]) {
 		return v[0]
 	}
-	return callIDs.prefix + strconv.FormatUint(callIDs.n.Add(1), 36)
+	return newCallID()
+}
+
+// newCallID is the token service's own id: one allocation.
+func newCallID() string {
+	var buf [32]byte
+	b := append(buf[:0], callIDs.prefix...)
+	return string(strconv.AppendUint(b, callIDs.n.Add(1), 36))
 }
 
 func validRequestID(s string) bool {
@@ -74,6 +81,10 @@ type decision struct {
 func (s *Server) logCheck(r *http.Request, d decision, at time.Time) {
 	if s.Calls == nil || d.app == nil {
 		return
+	}
+	if d.id == "" {
+		// An allowed check: its id is made only when it is logged.
+		d.id = callID(r)
 	}
 	method, host, target := loggedRequest(r)
 	path, query, _ := strings.Cut(target, "?")
@@ -146,7 +157,7 @@ func (s *Server) logTokenReview(v verdict, at time.Time) {
 		return
 	}
 	e := calllog.Entry{
-		ID: callIDs.prefix + strconv.FormatUint(callIDs.n.Add(1), 36), Time: at, Namespace: v.match.App.Namespace, App: v.match.App.Name,
+		ID: newCallID(), Time: at, Namespace: v.match.App.Namespace, App: v.match.App.Name,
 		Method: calllog.MethodTokenReview, Path: PathTokenReview, Code: http.StatusOK, DecidedBy: calllog.DecidedByTokenService,
 		Reason: calllog.ReasonAllowed, Source: calllog.SourceKubernetes, Final: true,
 	}

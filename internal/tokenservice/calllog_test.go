@@ -1,16 +1,20 @@
 package tokenservice
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	authnv1 "k8s.io/api/authentication/v1"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 )
 
 // recordedCalls keeps what the token service hands to the call log.
@@ -121,5 +125,36 @@ func TestTokenReviewsAreLogged(t *testing.T) {
 	}
 	if got[0].ID == got[1].ID {
 		t.Error("two authentications share an id")
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(context.Context, []calllog.Entry) error { return nil }
+
+// BenchmarkCheckWithCallLog is BenchmarkCheck with every decision handed to
+// a call-log queue (whose writer discards): the hot path's share of the
+// log's cost.
+func BenchmarkCheckWithCallLog(b *testing.B) {
+	f := newFixture(b)
+	limits := DefaultLimits()
+	limits.Editions["professional"] = EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
+	q := calllog.NewQueue(discard{}, calllog.QueueOptions{Size: 1 << 20}, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = q.Start(ctx) }()
+	s := &Server{Index: f.ix, Limiter: ratelimit.New(), Limits: limits, Usage: f.usage, Clock: f.clock,
+		Accounts: labels{"team-a": {"professional", ""}}, Calls: q}
+	h := s.Handler()
+	req := httptest.NewRequest(http.MethodGet, PathCheck+"?scope=crm.objects.contacts.read", nil)
+	req.Header.Set("Authorization", "Bearer "+f.current.Reveal())
+	req.Header.Set("X-Original-URL", "https://api.example.com/crm/v3/objects/contacts/1?properties=email")
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d", rec.Code)
+		}
 	}
 }

@@ -189,14 +189,15 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 		}()
 	}
 	now := s.Clock.Now()
-	id := callID(r)
 	text, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
+		id := callID(r)
 		s.unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token>", id)
 		return decision{code: http.StatusUnauthorized, reason: "missing", id: id}
 	}
 	v := s.validate(text, now)
 	if v.status == http.StatusUnauthorized {
+		id := callID(r)
 		s.unauthorized(w, v.reason, v.message, id)
 		return decision{code: http.StatusUnauthorized, app: v.match.App, reason: v.reason, id: id}
 	}
@@ -207,6 +208,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 		// must not spend the account's day. The call counts as refused.
 		s.Usage.Record(app.Key(), now, false)
 		refusals.WithLabelValues(v.reason).Inc()
+		id := callID(r)
 		writeErrorID(w, http.StatusForbidden, categoryDisconnected, v.message, id)
 		return decision{code: http.StatusForbidden, app: app, reason: v.reason, id: id}
 	}
@@ -222,6 +224,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 			which, limit, reason = "the account's limit of %d calls per day (UTC)", dec.DailyLimit, "rate_limit_account"
 		}
 		refusals.WithLabelValues(reason).Inc()
+		id := callID(r)
 		writeErrorID(w, http.StatusTooManyRequests, categoryRateLimits,
 			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry), id)
 		return decision{code: http.StatusTooManyRequests, app: app, reason: reason, id: id}
@@ -233,6 +236,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 		route, refusal, category, msg = decideRoute(cat, r)
 		if refusal != "" {
 			refusals.WithLabelValues(refusal).Inc()
+			id := callID(r)
 			writeErrorID(w, http.StatusForbidden, category, msg, id)
 			return decision{code: http.StatusForbidden, app: app, reason: refusal, id: id}
 		}
@@ -248,6 +252,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 		if route != nil {
 			needs = fmt.Sprintf("route %s (%s) requires", route.ID, route.Template)
 		}
+		id := callID(r)
 		writeErrorID(w, http.StatusForbidden, categoryScopes, fmt.Sprintf(
 			"app %s/%s lacks the scopes %s: %s; add them to the app's spec.scopes",
 			app.Namespace, app.Name, needs, strings.Join(missing, ", ")), id)
@@ -271,7 +276,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 		h[hdrRoute] = noRoute
 	}
 	w.WriteHeader(http.StatusOK)
-	return decision{code: http.StatusOK, app: app, route: route, id: id}
+	return decision{code: http.StatusOK, app: app, route: route}
 }
 
 // decideRoute finds the catalog route of the request a check is about. It
