@@ -58,10 +58,11 @@ vet: ## Run go vet and check formatting.
 	go vet ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the token parser, the route matcher and the token service's answers for a minute each.
+fuzz: ## Fuzz the token parser, the route matcher, the token service's answers and the access-log parser for a minute each.
 	go test ./internal/token -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	go test ./internal/catalog -run '^$$' -fuzz FuzzDecide -fuzztime 60s
 	go test ./internal/tokenservice -run '^$$' -fuzz FuzzRequests -fuzztime 60s
+	go test ./internal/ingest -run '^$$' -fuzz FuzzAccessLine -fuzztime 60s
 
 .PHONY: bench
 bench: envtest build ## Benchmark the token service (throughput, latency, revocation) and write docs/benchmarks.md.
@@ -69,6 +70,11 @@ bench: envtest build ## Benchmark the token service (throughput, latency, revoca
 	go run ./hack/bench-tokenservice --manager bin/manager | tee bin/bench-tokenservice.md
 	{ cat bin/bench-tokenservice.md; echo; echo '```'; grep -E '^(Benchmark|cpu:)' bin/bench-go.txt; echo '```'; } | \
 		hack/update-bench-section.sh token-service "make bench"
+
+.PHONY: bench-calllog
+bench-calllog: test-deps ## Benchmark the call log's stores (ingest, disk, the filtered 30-day query over 10M entries) and write docs/benchmarks.md.
+	go run ./hack/bench-calllog --entries 10000000 | tee bin/bench-calllog.md
+	hack/update-bench-section.sh calllog "make bench-calllog" < bin/bench-calllog.md
 
 .PHONY: bench-reconcile
 bench-reconcile: envtest build ## Benchmark: 1,000 apps in 50 namespaces against envtest, next to a plain-client floor.

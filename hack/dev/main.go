@@ -54,6 +54,8 @@ func main() {
 	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with the etcd and kube-apiserver binaries.")
 	flags.StringVar(&o.tokenService, "token-service-address", "127.0.0.1:18080", "Loopback address of the token service (plain HTTP).")
 	flags.StringVar(&o.insights, "insights-address", "127.0.0.1:18444", "Loopback address of the insights API (kubectl get calls), which the local kube-apiserver reaches through its aggregation layer.")
+	flags.StringVar(&o.nginx, "nginx-address", "127.0.0.1:18081", "Loopback address of the nginx gateway make dev runs in front of a stand-in API, when nginx is installed.")
+	flags.StringVar(&o.syslog, "syslog-address", "127.0.0.1:18514", "Loopback UDP address where the manager takes nginx's access log.")
 	flags.StringVar(&o.callLog, "call-log", "bin/dev/calls.db", "The call log's SQLite file; emptied at start, like the control plane.")
 	flags.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "How long to wait for the sample apps to be Ready.")
 	_ = flags.Parse(os.Args[1:])
@@ -70,6 +72,7 @@ type options struct {
 	kubeconfig, manager, managerLog, crds, samples, assets string
 	tokenService, insights, callLog                        string
 	insightsCert, insightsKey                              string
+	nginx, syslog, ingestToken                             string
 	readyTimeout                                           time.Duration
 	notifications, mailLog, notificationsConfig            string
 }
@@ -98,6 +101,11 @@ func run(ctx context.Context, o options) (err error) {
 		if err := os.Remove(o.callLog + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+	}
+	o.ingestToken = filepath.Join(devDir, "ingest-token")
+	secret := newSecret()
+	if err := os.WriteFile(o.ingestToken, []byte(secret), 0o600); err != nil {
+		return err
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -205,12 +213,27 @@ func run(ctx context.Context, o options) (err error) {
 			}
 		}
 	}
-	say("The calls, as the call log shows them (kubectl get calls -n %s)", first.Namespace)
-	if err := showCalls(ctx, o.kubeconfig, first.Namespace); err != nil {
-		return err
+	gateway, err := startNginx(devDir, o.nginx, o.tokenService, o.syslog, secret)
+	if err != nil {
+		return fmt.Errorf("starting nginx: %w", err)
+	}
+	calls := 2
+	if gateway == nil {
+		say("nginx is not installed (hack/test-deps.sh installs it): no gateway in front of the token service this time")
+	} else {
+		defer func() { _ = gateway.Process.Kill(); _ = gateway.Wait() }()
+		say("Calling the stand-in CRM API through nginx at http://%s (auth_request to the token service, access log to the call log)", o.nginx)
+		if err := callThroughNginx(ctx, c, o.nginx, first); err != nil {
+			return err
+		}
+		calls += 2
 	}
 	say("Waiting for the install notifications")
 	if err := showMails(ctx, mail, o.mailLog, 3*len(apps)); err != nil {
+		return err
+	}
+	say("The calls, as the call log shows them (kubectl get calls -n %s)", first.Namespace)
+	if err := showCalls(ctx, o.kubeconfig, first.Namespace, calls); err != nil {
 		return err
 	}
 	fmt.Printf(`
@@ -224,6 +247,7 @@ The operator is running. In another terminal:
   kubectl get apicatalogs
   curl -si -H "Authorization: Bearer $TOKEN" -H 'X-Original-Method: GET' -H 'X-Original-URL: http://api.example.com%[6]s' http://%[5]s/v1/check
   curl -s -H "Authorization: Bearer $TOKEN" http://%[5]s/v1/check%[8]s    # as Envoy asks: 403, no crm.objects.deals.read
+  curl -s -H "Authorization: Bearer $TOKEN" http://%[9]s/crm/v3/objects/contacts/1   # through nginx (when installed)
   kubectl get calls -n %[3]s --field-selector code=4xx,since=30d       # the call log: refused calls, 30 days
   kubectl get appnotifications -A
   kubectl patch privateapp %[2]s -n %[3]s --type merge -p '{"spec":{"suspend":true}}'   # then see %[7]s
@@ -231,7 +255,7 @@ The operator is running. In another terminal:
 Every sample app's Secret holds a well-formed token whose SHA-256 matches
 status.token.digest, and the token service accepts it. Press Ctrl-C to stop everything.
 dev: ready
-`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, o.tokenService, allowedPath, o.mailLog, refusedPath)
+`, o.kubeconfig, first.Name, first.Namespace, first.Status.SecretName, o.tokenService, allowedPath, o.mailLog, refusedPath, o.nginx)
 
 	select {
 	case <-ctx.Done():
@@ -251,15 +275,15 @@ const devOperatorNamespace = "privateapp-system"
 const insightsService = "privateapp-insights"
 
 // showCalls prints the namespace's call log once the calls made so far
-// (at least two: the allowed and the refused check) are in it.
-func showCalls(ctx context.Context, kubeconfig, namespace string) error {
+// are in it, the gateway's with the upstream's code.
+func showCalls(ctx context.Context, kubeconfig, namespace string, want int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	var out []byte
 	var err error
 	for {
 		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "get", "calls", "-n", namespace)
 		out, err = cmd.CombinedOutput()
-		if err == nil && strings.Count(string(out), "\n") >= 3 {
+		if err == nil && strings.Count(string(out), "\n") >= want+1 && (want < 4 || strings.Contains(string(out), " 404 ")) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -336,7 +360,7 @@ func startManager(o options) (*exec.Cmd, error) {
 		// Calls show up in `kubectl get privateapps` within seconds.
 		"--usage-flush-interval=5s",
 		"--insights-bind-address="+o.insights, "--insights-tls-cert="+o.insightsCert, "--insights-tls-key="+o.insightsKey,
-		"--call-log-sqlite="+o.callLog)
+		"--call-log-sqlite="+o.callLog, "--call-log-syslog-bind-address="+o.syslog, "--call-log-ingest-token-file="+o.ingestToken)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The manager goes down with this process even if it is killed.

@@ -37,7 +37,8 @@ func TestDevEnvironment(t *testing.T) {
 	mailLog := filepath.Join(tmp, "mail.log")
 	cmd := exec.Command(dev, "--manager", manager, "--kubeconfig", kubeconfig, "--manager-log", managerLog,
 		"--assets", assets(root), "--token-service-address", tokenService, "--mail-log", mailLog,
-		"--insights-address", freeAddress(t), "--call-log", filepath.Join(tmp, "calls.db"))
+		"--insights-address", freeAddress(t), "--call-log", filepath.Join(tmp, "calls.db"),
+		"--nginx-address", freeAddress(t), "--syslog-address", freeUDPAddress(t))
 	cmd.Dir = root
 	var output bytes.Buffer
 	stdout, err := cmd.StdoutPipe()
@@ -151,7 +152,9 @@ func TestDevEnvironment(t *testing.T) {
 			rows[strings.Join([]string{f[1], f[2], f[3], f[4]}, " ")] = true
 		}
 	}
-	for _, want := range []string{"billing-sync GET 200 /crm/v3/objects/contacts/1", "warehouse-sync GET 403 /crm/v3/objects/deals/1"} {
+	for _, want := range []string{"billing-sync GET 200 /crm/v3/objects/contacts/1", "warehouse-sync GET 403 /crm/v3/objects/deals/1",
+		// Through nginx, with the stand-in API's answers.
+		"billing-sync GET 200 /crm/v3/objects/contacts/7", "billing-sync GET 404 /crm/v3/objects/contacts/404"} {
 		if !rows[want] {
 			t.Errorf("`kubectl get calls -n default` lacks the row %q:\n%s", want, calls)
 		}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+// devNginxConf is docs/calllog.md's gateway: auth_request to the token
+// service, the request id sent with the check, and the access log in the
+// call log's JSON over syslog. %[1]s is the work directory, %[2]s the
+// listen address, %[3]s the token service, %[4]s the upstream, %[5]s the
+// shared secret, %[6]s the manager's syslog listener.
+const devNginxConf = `daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log;
+events {}
+http {
+  client_body_temp_path %[1]s/nginx-body;
+  proxy_temp_path %[1]s/nginx-proxy;
+  fastcgi_temp_path %[1]s/nginx-fastcgi;
+  uwsgi_temp_path %[1]s/nginx-uwsgi;
+  scgi_temp_path %[1]s/nginx-scgi;
+  log_format privateapps escape=json '{"key":"%[5]s","time":"$msec","id":"$request_id",'
+    '"namespace":"$papp_namespace","app":"$papp_name","method":"$request_method","host":"$host",'
+    '"uri":"$request_uri","status":"$status","duration":"$request_time"}';
+  access_log syslog:server=%[6]s,tag=privateapps privateapps;
+  server {
+    listen %[2]s;
+    location = /_privateapp_check {
+      internal;
+      proxy_pass http://%[3]s/v1/check;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Request-Id $request_id;
+    }
+    location / {
+      auth_request /_privateapp_check;
+      auth_request_set $papp_namespace $upstream_http_x_privateapp_namespace;
+      auth_request_set $papp_name $upstream_http_x_privateapp_name;
+      proxy_set_header X-PrivateApp-Namespace $papp_namespace;
+      proxy_set_header X-PrivateApp-Name $papp_name;
+      proxy_set_header Authorization "";
+      proxy_pass http://%[4]s;
+    }
+  }
+}
+`
+
+// newSecret is the shared secret of the call log's ingest endpoints.
+func newSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// startNginx runs Debian's nginx in front of a small stand-in for the CRM
+// API, if nginx is installed; it returns nil, nil when it is not.
+func startNginx(dir, listen, tokenService, syslog, secret string) (*exec.Cmd, error) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, statErr := os.Stat("/usr/sbin/nginx"); statErr != nil {
+			return nil, nil
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	// The stand-in API: contact 404 does not exist, everything else does.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if strings.HasSuffix(r.URL.Path, "/404") {
+				w.WriteHeader(http.StatusNotFound)
+				fmt.Fprintln(w, `{"status":"error","message":"no such contact"}`)
+				return
+			}
+			fmt.Fprintf(w, "{\"id\":%q,\"app\":%q}\n", r.URL.Path, r.Header.Get("X-PrivateApp-Name"))
+		}))
+	}()
+	conf := filepath.Join(dir, "nginx.conf")
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(devNginxConf, abs, listen, tokenService, ln.Addr().String(), secret, syslog)), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-p", abs, "-c", filepath.Join(abs, "nginx.conf"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// callThroughNginx makes two calls through nginx with the app's token: one
+// the API answers, one it answers 404; the log shows both with the
+// upstream's code.
+func callThroughNginx(ctx context.Context, c client.Client, listen string, app v1alpha1.PrivateApp) error {
+	var s corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.Status.SecretName}, &s); err != nil {
+		return err
+	}
+	tok := string(s.Data[v1alpha1.SecretTokenKey])
+	deadline := time.Now().Add(10 * time.Second)
+	for _, path := range []string{"/crm/v3/objects/contacts/7", "/crm/v3/objects/contacts/404"} {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listen+path, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				fmt.Printf("   GET %s through nginx as %s: %d\n", path, app.Name, resp.StatusCode)
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("nginx did not answer on %s: %w", listen, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
