@@ -315,6 +315,20 @@ func callLogRows(o options) (string, error) {
 	}
 	fmt.Fprintf(&b, "| /v1/check with the call log on (entries sent to the insights ingest endpoint, the chart's shape) next to off, wrk -t1 -c%d, ABBA | off %.0f req/s, on %.0f req/s (medians); median of paired ratios %.1f%%; %d entries received | at least 95%% |\n",
 		o.connections, median(off), median(on), 100*pairedRatio(off, on), received.Load())
+	// The insights component down: every batch fails and waits, the queue
+	// fills, and entries are dropped at the edge.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	downURL := "https://" + ln.Addr().String()
+	ln.Close()
+	off, on, err = callLogRuns(o, &ingest.Client{URL: downURL, Client: &http.Client{Timeout: time.Second}})
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "| the same with the insights component down (every batch fails; the full queue drops at the edge) | off %.0f req/s, on %.0f req/s; median of paired ratios %.1f%% | the checks do not slow down |\n",
+		median(off), median(on), 100*pairedRatio(off, on))
 	dir, err := os.MkdirTemp("", "bench-calllog-")
 	if err != nil {
 		return "", err
