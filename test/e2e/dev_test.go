@@ -159,8 +159,8 @@ func TestDevEnvironment(t *testing.T) {
 			t.Errorf("`kubectl get calls -n default` lacks the row %q:\n%s", want, calls)
 		}
 	}
-	if refused := string(kubectl("get", "calls", "-n", "default", "--field-selector", "code=4xx")); strings.Contains(refused, "billing-sync") ||
-		!strings.Contains(refused, "token-service: missing_scope") {
+	if refused := string(kubectl("get", "calls", "-n", "default", "--field-selector", "code=4xx")); strings.Contains(refused, " 200 ") ||
+		!strings.Contains(refused, "token-service: missing_scope") || !hasLine(refused, "/crm/v3/objects/contacts/404", "upstream") {
 		t.Errorf("`kubectl get calls --field-selector code=4xx` shows:\n%s", refused)
 	}
 	if !strings.Contains(output.String(), "kubectl get calls -n default") {
@@ -294,4 +294,18 @@ func build(t *testing.T, root, pkg, out string) string {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
+}
+
+// hasLine reports whether one line of text holds every part.
+func hasLine(text string, parts ...string) bool {
+	for line := range strings.Lines(text) {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
