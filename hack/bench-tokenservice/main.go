@@ -305,6 +305,18 @@ func countingIngest() (*ingest.Client, *atomic.Int64, error) {
 // and in make dev's (an SQLite store in the same process), as table rows.
 func callLogRows(o options) (string, error) {
 	var b strings.Builder
+	// A/A: two identical services without a call log, the harness's own
+	// noise on this machine, for reading the rows below.
+	ix, tok, err := index()
+	if err != nil {
+		return "", err
+	}
+	a1, a2, err := pairedRuns(o, server(ix, nil), server(ix, nil), tok)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "| A/A: two identical services without a call log, same harness | %.0f and %.0f req/s; median of paired ratios %.1f%% | the harness's noise |\n",
+		median(a1), median(a2), 100*pairedRatio(a1, a2))
 	remote, received, err := countingIngest()
 	if err != nil {
 		return "", err
