@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
@@ -24,9 +23,6 @@ type Client struct {
 	URL    string
 	Token  []byte
 	Client *http.Client
-
-	mu  sync.Mutex
-	buf []byte // the last batch's body, reused: a batch is 300 KB
 }
 
 // NewClient builds a client that verifies the server with caFile (the
@@ -54,10 +50,8 @@ func NewClient(url, caFile string, token []byte) (*Client, error) {
 
 // Write posts one batch.
 func (c *Client) Write(ctx context.Context, entries []calllog.Entry) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf = calllog.AppendJSON(c.buf[:0], entries)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+PathCalls, bytes.NewReader(c.buf))
+	body := calllog.AppendJSON(make([]byte, 0, 320*len(entries)), entries)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+PathCalls, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
