@@ -341,9 +341,8 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	metrics.Registry.MustRegister(calllog.Collectors()...)
-	queue := calllog.NewQueue(store, calllog.QueueOptions{Redactor: calllog.NewRedactor(commaList(f.sensitive)...)}, log.WithName("call-log"))
-	if err := mgr.Add(queue); err != nil {
+	queue, err := addCallLogQueue(mgr, store, f)
+	if err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(&calllog.Retention{Store: store, Keep: f.retention, Clock: clock.RealClock{}, Log: log}); err != nil {
@@ -375,21 +374,36 @@ func setUpRemoteCallLog(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, erro
 	if f.sqlite != "" || f.postgresFile != "" || f.addr != "" || f.ingestAddr != "" || f.syslogAddr != "" {
 		return nil, errors.New("--call-log-url sends calls to another process's call log; it does not go with a store or insights addresses of this process")
 	}
-	var secret []byte
-	if f.remoteTokenFile != "" {
-		b, err := os.ReadFile(f.remoteTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("--call-log-token-file: %w", err)
-		}
-		secret = bytes.TrimSpace(b)
+	secret, err := readSecretFile("--call-log-token-file", f.remoteTokenFile)
+	if err != nil {
+		return nil, err
 	}
 	client, err := ingest.NewClient(f.remoteURL, f.remoteCA, secret)
 	if err != nil {
 		return nil, err
 	}
+	return addCallLogQueue(mgr, client, f)
+}
+
+// addCallLogQueue puts the queue between this process's token service and
+// w (a store, or the insights component).
+func addCallLogQueue(mgr ctrl.Manager, w calllog.Writer, f insightsFlags) (*calllog.Queue, error) {
 	metrics.Registry.MustRegister(calllog.Collectors()...)
-	queue := calllog.NewQueue(client, calllog.QueueOptions{Redactor: calllog.NewRedactor(commaList(f.sensitive)...)}, ctrl.Log.WithName("call-log"))
+	queue := calllog.NewQueue(w, calllog.QueueOptions{Redactor: calllog.NewRedactor(commaList(f.sensitive)...)}, ctrl.Log.WithName("call-log"))
 	return queue, mgr.Add(queue)
+}
+
+// readSecretFile reads a secret a flag names, without surrounding white
+// space; an empty path is no secret.
+func readSecretFile(flagName, path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flagName, err)
+	}
+	return bytes.TrimSpace(b), nil
 }
 
 func openStore(f insightsFlags) (calllog.Store, error) {
@@ -398,25 +412,22 @@ func openStore(f insightsFlags) (calllog.Store, error) {
 	if f.sqlite != "" {
 		return sqlite.Open(ctx, f.sqlite)
 	}
-	b, err := os.ReadFile(f.postgresFile)
+	dsn, err := readSecretFile("--call-log-postgres-dsn-file", f.postgresFile)
 	if err != nil {
-		return nil, fmt.Errorf("--call-log-postgres-dsn-file: %w", err)
+		return nil, err
 	}
-	return postgres.Open(ctx, strings.TrimSpace(string(b)))
+	return postgres.Open(ctx, string(dsn))
 }
 
 // setUpIngest starts the endpoints through which gateways, the
 // kube-apiserver and token-service replicas report calls.
 func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log logr.Logger) error {
-	var secret []byte
-	if f.ingestTokenFile != "" {
-		b, err := os.ReadFile(f.ingestTokenFile)
-		if err != nil {
-			return fmt.Errorf("--call-log-ingest-token-file: %w", err)
-		}
-		if secret = bytes.TrimSpace(b); len(secret) < 16 {
-			return fmt.Errorf("--call-log-ingest-token-file holds %d characters; a shared secret needs at least 16", len(secret))
-		}
+	secret, err := readSecretFile("--call-log-ingest-token-file", f.ingestTokenFile)
+	if err != nil {
+		return err
+	}
+	if f.ingestTokenFile != "" && len(secret) < 16 {
+		return fmt.Errorf("--call-log-ingest-token-file holds %d characters; a shared secret needs at least 16", len(secret))
 	}
 	metrics.Registry.MustRegister(ingest.Collectors()...)
 	apps := ingest.CachedApps{Reader: mgr.GetCache()}
