@@ -1,0 +1,4 @@
+package postgres
+
+// Migrations lets the tests build a database at an older schema version.
+var Migrations = migrations
