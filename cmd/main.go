@@ -85,6 +85,7 @@ func main() {
 	flag.BoolVar(&ts.redisTLS, "rate-limit-redis-tls", false, "Connect to Redis over TLS (system roots).")
 	flag.IntVar(&ts.maxConnections, "token-service-max-connections", 10000, "Connections the token service serves at once; more wait in the listen backlog. 0 is no bound.")
 	flag.BoolVar(&ts.routeHeader, "token-service-route-header", false, "Name the matched APICatalog route in X-PrivateApp-Route on allowed checks, for gateways to log or pass on (costs about 3% of check throughput).")
+	flag.StringVar(&ts.audiences, "token-review-audiences", "", "Comma-separated audiences a TokenReview may authenticate app tokens for. Empty is audience-unaware, as kube-apiserver expects of a token webhook: app tokens are valid for the Kubernetes API's own audiences only, and a TokenReview that asks for another audience is refused.")
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhooks.")
@@ -261,6 +262,7 @@ func main() {
 type tokenServiceFlags struct {
 	addr, cert, key, limitsFile  string
 	insecure, routeHeader        bool
+	audiences                    string
 	maxConnections               int
 	flushInterval                time.Duration
 	redisAddr, redisPasswordFile string
@@ -297,7 +299,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 	}
 	srv := &tokenservice.Server{
 		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage, Catalogs: catalogs, RouteHeader: f.routeHeader,
-		Clock: clock.RealClock{}, Log: log,
+		Audiences: commaList(f.audiences), Clock: clock.RealClock{}, Log: log,
 	}
 	if calls != nil {
 		srv.Calls = calls

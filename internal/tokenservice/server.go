@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,8 +84,14 @@ type Server struct {
 	// exist. Off by default: each answer header costs net/http about 3% of
 	// the check's throughput.
 	RouteHeader bool
-	Clock       clock.PassiveClock
-	Log         logr.Logger
+	// Audiences are the audiences a TokenReview may authenticate app
+	// tokens for. Empty is audience-unaware, as kube-apiserver expects of
+	// a token webhook: the answer names no audience, so kube-apiserver
+	// accepts it for its own audiences only, and a TokenReview that asks
+	// for others is refused.
+	Audiences []string
+	Clock     clock.PassiveClock
+	Log       logr.Logger
 }
 
 func (s *Server) catalogs() *catalog.Set {
@@ -433,6 +440,10 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	now := s.Clock.Now()
 	resp := authnv1.TokenReview{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"}}
 	v := s.validate(review.Spec.Token, now)
+	audiences, ok := s.audiences(review.Spec.Audiences)
+	if v.status == http.StatusOK && !ok {
+		v = verdict{status: http.StatusUnauthorized, reason: "audience", match: v.match, message: s.audienceMessage(review.Spec.Audiences)}
+	}
 	s.logTokenReview(v, now)
 	if v.status != http.StatusOK {
 		refusals.WithLabelValues(v.reason).Inc()
@@ -444,7 +455,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	s.Usage.Record(app.Key(), now, true)
 	resp.Status = authnv1.TokenReviewStatus{
 		Authenticated: true,
-		Audiences:     review.Spec.Audiences,
+		Audiences:     audiences,
 		User: authnv1.UserInfo{
 			Username: "privateapp:" + app.Namespace + ":" + app.Name,
 			UID:      app.UID,
@@ -453,6 +464,40 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// audiences answers which of the audiences a TokenReview asks for app
+// tokens are valid for, and whether the review may succeed: audience-
+// unaware (no Audiences configured), a review that names audiences gets
+// no audience back, which kube-apiserver checks against its own; a
+// direct caller that asked for others is told no. Configured, the answer
+// is the intersection, and an empty one is a refusal.
+func (s *Server) audiences(asked []string) ([]string, bool) {
+	if len(s.Audiences) == 0 {
+		return nil, true
+	}
+	if len(asked) == 0 {
+		return s.Audiences, true
+	}
+	var out []string
+	for _, a := range asked {
+		if slices.Contains(s.Audiences, a) && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, len(out) > 0
+}
+
+func (s *Server) audienceMessage(asked []string) string {
+	q := make([]string, len(asked))
+	for i, a := range asked {
+		q[i] = strconv.Quote(truncate(a, 100))
+	}
+	if len(q) > 10 {
+		q = append(q[:10], "...")
+	}
+	return fmt.Sprintf("app tokens are not valid for the audiences %s; this token service authenticates them for %q (--token-review-audiences)",
+		strings.Join(q, ", "), s.Audiences)
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, reason, message, id string) {

@@ -27,6 +27,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type fixture struct {
 	srv      *httptest.Server
+	server   *Server
 	catalogs swapCatalogs
 	clock    *clocktesting.FakeClock
 	ix       *Index
@@ -54,9 +55,14 @@ func newFixture(t testing.TB) *fixture {
 		Accounts: labels{"team-a": {"professional", ""}, "tiny": {"tiny", ""}}, Catalogs: &f.catalogs, RouteHeader: true,
 		Calls: f.calls,
 	}
-	f.srv = httptest.NewServer(s.Handler())
-	t.Cleanup(f.srv.Close)
+	f.serve(t, s)
 	return f
+}
+
+// serve makes s the server the fixture's requests reach.
+func (f *fixture) serve(t testing.TB, s *Server) {
+	f.server, f.srv = s, httptest.NewServer(s.Handler())
+	t.Cleanup(f.srv.Close)
 }
 
 func mustNew(t testing.TB) token.Token {
@@ -394,6 +400,48 @@ func TestTokenReview(t *testing.T) {
 	}
 	if r := review(mustNew(t).Reveal()); r.Status.Authenticated || !strings.Contains(r.Status.Error, "unknown") {
 		t.Fatalf("unknown token review %+v", r.Status)
+	}
+}
+
+// TestTokenReviewAudiences: audience-unaware by default (the answer names
+// no audience, whatever the review asked for, so kube-apiserver checks its
+// own); with audiences configured, only those, and a review for others is
+// refused.
+func TestTokenReviewAudiences(t *testing.T) {
+	f := newFixture(t)
+	review := func(audiences ...string) authnv1.TokenReviewStatus {
+		b, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: f.current.Reveal(), Audiences: audiences}})
+		a := f.do(t, http.MethodPost, PathTokenReview, "", b)
+		var r authnv1.TokenReview
+		if a.code != 200 || json.Unmarshal(a.body, &r) != nil {
+			t.Fatalf("%d %s", a.code, a.body)
+		}
+		return r.Status
+	}
+	for _, asked := range [][]string{nil, {"https://billing.internal.example"}} {
+		if st := review(asked...); !st.Authenticated || st.Audiences != nil {
+			t.Errorf("unaware, asked %q: authenticated %v for %q, want true for none", asked, st.Authenticated, st.Audiences)
+		}
+	}
+
+	aware := *f.server
+	aware.Audiences = []string{"https://kubernetes.default.svc", "gateway"}
+	f.serve(t, &aware)
+	for _, tc := range []struct {
+		asked, want []string
+	}{
+		{nil, []string{"https://kubernetes.default.svc", "gateway"}},
+		{[]string{"billing", "gateway", "gateway"}, []string{"gateway"}},
+		{[]string{"billing"}, nil},
+	} {
+		st := review(tc.asked...)
+		if st.Authenticated != (tc.want != nil) || !equalStrings(st.Audiences, tc.want) {
+			t.Errorf("asked %q: authenticated %v for %q (%s), want %q", tc.asked, st.Authenticated, st.Audiences, st.Error, tc.want)
+		}
+		if tc.want == nil && (!strings.Contains(st.Error, `"billing"`) || !strings.Contains(st.Error, "--token-review-audiences") ||
+			strings.Contains(st.Error, f.current.Reveal())) {
+			t.Errorf("refusal %q should name the audience asked for and the flag, and not the token", st.Error)
+		}
 	}
 }
 

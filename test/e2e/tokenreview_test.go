@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -117,6 +118,22 @@ current-context: app
 	for _, g := range []string{"privateapps", "privateapps:default"} {
 		if !contains(groups, g) {
 			t.Errorf("groups %v lack %q", groups, g)
+		}
+	}
+
+	// Another service that authenticates its clients with a TokenReview
+	// for its own audience must not accept an app token: the token
+	// service is audience-unaware, so kube-apiserver accepts its answers
+	// for the API server's own audiences only.
+	for _, tc := range []struct {
+		audiences []string
+		want      bool
+	}{{nil, true}, {[]string{"https://billing.internal.example"}, false}} {
+		review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: tokenText, Audiences: tc.audiences}}
+		must(t, c.Create(ctx, review))
+		if review.Status.Authenticated != tc.want {
+			t.Errorf("TokenReview for audiences %q: authenticated %v (status audiences %q, error %q), want %v",
+				tc.audiences, review.Status.Authenticated, review.Status.Audiences, review.Status.Error, tc.want)
 		}
 	}
 
