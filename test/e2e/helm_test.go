@@ -177,6 +177,8 @@ func TestHelmChart(t *testing.T) {
 			"APIService/v1alpha1.insights.privateapps.dev", "PersistentVolumeClaim/pa-privateapp-operator-insights",
 			"ClusterRole/pa-privateapp-operator-insights-reader", "RoleBinding/pa-privateapp-operator-insights-auth-reader",
 			"Secret/pa-privateapp-operator-insights-ingest",
+			"ValidatingAdmissionPolicy/pa-privateapp-operator-token-service-status",
+			"ValidatingAdmissionPolicyBinding/pa-privateapp-operator-token-service-status",
 		} {
 			if objs[want] == nil {
 				t.Errorf("%s not rendered; got %v", want, kinds(objs))

@@ -2,29 +2,40 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit/redistest"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
 
 // TestTokenServiceRunsWithoutSecretAccess runs the layout of the Helm chart:
 // the controllers in one process, and the token service alone
-// (--run-controllers=false) as a user bound only to the generated
-// token-service-role, which grants no access to Secrets. The token service
-// still validates tokens, writes usage, and never hits a permission error.
+// (--run-controllers=false) as the chart's ServiceAccount, bound only to the
+// generated token-service-role, which grants no access to Secrets, and
+// under the chart's ValidatingAdmissionPolicy. The token service still
+// validates tokens, writes usage, and never hits a permission error; but
+// its identity cannot make a token valid by writing status.token.
 func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
@@ -45,17 +56,57 @@ func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 		}
 	}
 	must(t, c.Create(ctx, role))
+	const ns, sa = "privateapp-system", "pa-privateapp-operator-token-service"
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
+	must(t, c.Create(ctx, account))
 	must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "token-service"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "token-service"}},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: sa}},
 	}))
-	user, err := env.AddUser(envtest.User{Name: "token-service"}, nil)
-	must(t, err)
-	kc, err := user.KubeConfig()
-	must(t, err)
+	// The chart's policy, as `helm install pa --namespace privateapp-system` renders it.
+	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
+	policies := objects(t, h.must("template", "pa", h.chart, "--namespace", ns, "--show-only", "templates/policies.yaml"))
+	for _, k := range []string{"ValidatingAdmissionPolicy/" + sa + "-status", "ValidatingAdmissionPolicyBinding/" + sa + "-status"} {
+		if policies[k] == nil {
+			t.Fatalf("the chart renders no %s; got %v", k, kinds(policies))
+		}
+		must(t, c.Create(ctx, policies[k]))
+	}
+	// Every status field but the two the token service writes is guarded,
+	// including fields added after the policy was written.
+	policy := convert[admissionregistrationv1.ValidatingAdmissionPolicy](t, policies["ValidatingAdmissionPolicy/"+sa+"-status"])
+	status := reflect.TypeFor[v1alpha1.PrivateAppStatus]()
+	for i := range status.NumField() {
+		field, _, _ := strings.Cut(status.Field(i).Tag.Get("json"), ",")
+		guarded := slices.ContainsFunc(policy.Spec.Validations, func(v admissionregistrationv1.Validation) bool {
+			return v.Expression == fmt.Sprintf("object.?status.?%s == oldObject.?status.?%s", field, field)
+		})
+		if writable := field == "usage" || field == "lastActivityTime"; guarded == writable {
+			t.Errorf("status.%s: guarded by the token-service policy %v, want %v", field, guarded, !writable)
+		}
+	}
+	review := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
+	must(t, c.SubResource("token").Create(ctx, account, review))
 	tsKubeconfig := filepath.Join(tmp, "token-service.kubeconfig")
-	must(t, os.WriteFile(tsKubeconfig, kc, 0o600))
+	must(t, os.WriteFile(tsKubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: envtest
+  cluster: {server: %s, certificate-authority-data: %s}
+users:
+- name: token-service
+  user: {token: %s}
+contexts:
+- name: token-service
+  context: {cluster: envtest, user: token-service}
+current-context: token-service
+`, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), review.Status.Token)), 0o600))
+	asTokenService := rest.CopyConfig(env.Config)
+	asTokenService.CertData, asTokenService.KeyData, asTokenService.BearerToken = nil, nil, review.Status.Token
+	tsClient, err := client.New(asTokenService, client.Options{Scheme: c.Scheme()})
+	must(t, err)
 
 	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
@@ -75,6 +126,38 @@ func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 	waitUntil(t, ctx, "the token service writes usage into status", func() bool {
 		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && app.Status.Usage != nil && app.Status.Usage.CallsToday > 0
 	})
+	// What a compromised token-service pod would try: make a token of its
+	// own valid for years as the "previous" token of a grace period, or
+	// mark a suspended app connected. RBAC lets it patch the status; the
+	// policy refuses every field but usage and lastActivityTime.
+	forged, err := token.New()
+	must(t, err)
+	for field, change := range map[string]func(*v1alpha1.PrivateApp){
+		"status.token": func(a *v1alpha1.PrivateApp) {
+			a.Status.Token.Previous = &v1alpha1.PreviousTokenStatus{Digest: forged.Digest().String(), ExpiresAt: metav1.NewTime(time.Now().AddDate(5, 0, 0))}
+		},
+		"status.conditions": func(a *v1alpha1.PrivateApp) { a.Status.Conditions = a.Status.Conditions[:0] },
+		"status.connection": func(a *v1alpha1.PrivateApp) { a.Status.Connection = v1alpha1.ConnectionDisconnected },
+	} {
+		must(t, c.Get(ctx, client.ObjectKeyFromObject(app), app))
+		base := app.DeepCopy()
+		change(app)
+		err := tsClient.Status().Patch(ctx, app, client.MergeFrom(base))
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "not "+field) {
+			t.Errorf("the token service's identity patched %s: %v; want it forbidden by the policy", field, err)
+		}
+	}
+	if code := checkStatus(addr, forged.Reveal()); code != http.StatusUnauthorized {
+		t.Errorf("a token the token service's identity tried to plant answers %d, want 401", code)
+	}
+	// The usage it is there to write still goes through.
+	must(t, c.Get(ctx, client.ObjectKeyFromObject(app), app))
+	base := app.DeepCopy()
+	app.Status.Usage.RefusedToday++
+	if err := tsClient.Status().Patch(ctx, app, client.MergeFrom(base)); err != nil {
+		t.Errorf("the token service's identity cannot write usage: %v", err)
+	}
+
 	must(t, c.Delete(ctx, app))
 	waitUntil(t, ctx, "the deleted app's token is refused", func() bool { return check() == http.StatusUnauthorized })
 
