@@ -179,6 +179,7 @@ func TestHelmChart(t *testing.T) {
 			"Secret/pa-privateapp-operator-insights-ingest",
 			"ValidatingAdmissionPolicy/pa-privateapp-operator-token-service-status",
 			"ValidatingAdmissionPolicyBinding/pa-privateapp-operator-token-service-status",
+			"ValidatingAdmissionPolicy/pa-privateapp-operator-directory", "ValidatingAdmissionPolicyBinding/pa-privateapp-operator-directory",
 		} {
 			if objs[want] == nil {
 				t.Errorf("%s not rendered; got %v", want, kinds(objs))

@@ -36,7 +36,8 @@ func TestKustomizeDefault(t *testing.T) {
 		}
 	}
 	for kind, n := range map[string]int{"CustomResourceDefinition": 4, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 7,
-		"ClusterRoleBinding": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "Role": 1, "RoleBinding": 1, "Service": 3, "Deployment": 1} {
+		"ClusterRoleBinding": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "Role": 1, "RoleBinding": 1, "Service": 3, "Deployment": 1,
+		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1} {
 		if kinds[kind] != n {
 			t.Errorf("%d %s, want %d", kinds[kind], kind, n)
 		}
@@ -87,6 +88,11 @@ func TestKustomizeDefault(t *testing.T) {
 	apply.Stdin = bytes.NewReader(out)
 	if b, err := apply.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply --server-side: %v\n%s", err, b)
+	}
+	// The binding names the policy by the name kustomize gave it.
+	if b, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "validatingadmissionpolicy/privateapp-directory",
+		"validatingadmissionpolicybinding/privateapp-directory", "-o", "jsonpath={.items[1].spec.policyName}").CombinedOutput(); err != nil || string(b) != "privateapp-directory" {
+		t.Errorf("the directory policy and its binding: %v %s", err, b)
 	}
 	got, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "deployment,service,serviceaccount", "-n", "privateapp-system", "-o", "name").Output()
 	if err != nil {

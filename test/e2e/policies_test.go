@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// TestOnlyAdminsChangeWhoIsNotified applies the chart's policies and roles
+// to a real kube-apiserver: a namespace editor, who may write ConfigMaps,
+// can neither create, change nor delete the namespace's
+// privateapps-directory, nor touch the cluster-wide directory; a namespace
+// admin can manage the namespace's; other ConfigMaps stay the editor's.
+func TestOnlyAdminsChangeWhoIsNotified(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	env, c, _ := startControlPlane(t, root, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	const ns, tenant = "privateapp-system", "team-a"
+	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
+	objs := objects(t, h.must("template", "pa", h.chart, "--namespace", ns, "--show-only", "templates/policies.yaml", "--show-only", "templates/rbac.yaml"))
+	for _, k := range []string{"ValidatingAdmissionPolicy/pa-privateapp-operator-directory", "ValidatingAdmissionPolicyBinding/pa-privateapp-operator-directory",
+		"ClusterRole/pa-privateapp-operator-admin", "ClusterRole/pa-privateapp-operator-edit"} {
+		if objs[k] == nil {
+			t.Fatalf("the chart renders no %s", k)
+		}
+		must(t, c.Create(ctx, objs[k]))
+	}
+	for _, n := range []string{ns, tenant} {
+		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}))
+	}
+	// Without kube-controller-manager nothing aggregates roles: bind what
+	// admin and edit aggregate (Kubernetes' own rules and the chart's).
+	user := func(name, namespace string, roles ...string) client.Client {
+		for _, role := range roles {
+			must(t, c.Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Namespace: namespace, GenerateName: name + "-"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: name}},
+			}))
+		}
+		u, err := env.AddUser(envtest.User{Name: name}, nil)
+		must(t, err)
+		uc, err := client.New(u.Config(), client.Options{Scheme: c.Scheme()})
+		must(t, err)
+		return uc
+	}
+	editor := user("erin", tenant, "system:aggregate-to-edit", "system:aggregate-to-view", "pa-privateapp-operator-edit")
+	admin := user("adam", tenant, "system:aggregate-to-admin", "system:aggregate-to-edit", "system:aggregate-to-view", "pa-privateapp-operator-admin")
+	opsAdmin := user("oscar", ns, "system:aggregate-to-admin", "system:aggregate-to-edit", "system:aggregate-to-view", "pa-privateapp-operator-admin")
+	opsEditor := user("olga", ns, "system:aggregate-to-edit", "system:aggregate-to-view", "pa-privateapp-operator-edit")
+
+	directory := func(namespace, name, to string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+			Data: map[string]string{"directory.yaml": "superAdmins: [mallory]\nusers: {mallory: " + to + "}\n"}}
+	}
+	forbidden := func(what string, err error, wants ...string) {
+		t.Helper()
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v, want forbidden", what, err)
+			return
+		}
+		for _, want := range wants {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", what, err, want)
+			}
+		}
+	}
+
+	// A new policy takes kube-apiserver a moment to load.
+	waitUntil(t, ctx, "the directory policy is in force", func() bool {
+		return apierrors.IsForbidden(editor.Create(ctx, directory(tenant, "privateapps-directory", "mallory@example.com"), client.DryRunAll))
+	})
+	forbidden("an editor creates the namespace's directory", editor.Create(ctx, directory(tenant, "privateapps-directory", "mallory@example.com")),
+		"who is notified about the apps of namespace team-a", "ask a namespace admin")
+	must(t, editor.Create(ctx, directory(tenant, "settings", "anything@example.com")))
+	must(t, admin.Create(ctx, directory(tenant, "privateapps-directory", "alice@example.com")))
+	cm := &corev1.ConfigMap{}
+	must(t, editor.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "privateapps-directory"}, cm))
+	cm.Data["directory.yaml"] = "{}"
+	forbidden("an editor empties the namespace's directory", editor.Update(ctx, cm), "team-a")
+	forbidden("an editor deletes the namespace's directory", editor.Delete(ctx, cm), "team-a")
+	must(t, admin.Update(ctx, cm))
+
+	must(t, c.Create(ctx, directory(ns, "pa-privateapp-operator-directory", "alice@example.com")))
+	must(t, opsEditor.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pa-privateapp-operator-directory"}, cm))
+	cm.Data["directory.yaml"] = "{}"
+	forbidden("an editor of the operator's namespace changes the cluster directory", opsEditor.Update(ctx, cm), "notifications.directory")
+	forbidden("an admin of the operator's namespace only changes the cluster directory", opsAdmin.Update(ctx, cm), "all namespaces")
+	must(t, c.Update(ctx, cm))
+}
