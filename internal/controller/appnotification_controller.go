@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -23,8 +24,13 @@ import (
 
 const (
 	// maxFinishedDeliveries is how many sent or failed deliveries status
-	// keeps; pending ones are never dropped.
+	// keeps.
 	maxFinishedDeliveries = 50
+	// maxPendingDeliveries is how many deliveries may wait at once; past
+	// it the oldest are given up, so that status stays far below the
+	// CRD's 200 and the newest notices still go out. Together with
+	// maxFinishedDeliveries it bounds status.deliveries at 150.
+	maxPendingDeliveries = 100
 	// maxDeliveryAttempts is when a delivery is given up as Failed.
 	maxDeliveryAttempts = 12
 	// firstRetryDelay doubles on every failed attempt, up to maxRetryDelay:
@@ -128,6 +134,16 @@ func (r *AppNotificationReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	defer cancel()
 	n, err = r.updateStatus(wctx, n, func(n *v1alpha1.AppNotification) {
 		applyOutcomes(n, outcomes, now)
+		if !r.configured() {
+			// Nothing can send them: keeping them would only grow status
+			// and flood people with stale notices once a channel appears.
+			for i := range n.Status.Deliveries {
+				if d := &n.Status.Deliveries[i]; d.State == v1alpha1.DeliveryPending {
+					giveUp(d, "Not sent: the operator has no SMTP server or webhook configured (--notifications-config)")
+				}
+			}
+			trimDeliveries(n)
+		}
 		setNotificationReady(n, now, r.configured(), dirErr, res)
 	})
 	if err != nil {
@@ -285,7 +301,8 @@ func reminderStart(n *v1alpha1.AppNotification, w *v1alpha1.NotifiedApp) time.Ti
 	return w.DisconnectedAt.Time
 }
 
-// addDelivery appends a pending delivery under its stable id, once.
+// addDelivery appends a pending delivery under its stable id, once, and
+// keeps status.deliveries bounded (see boundDeliveries).
 func addDelivery(n *v1alpha1.AppNotification, d v1alpha1.Delivery) bool {
 	d.ID = notify.NotificationID(string(n.UID), d.AppUID, string(d.Event), d.Time.Time, int(d.Reminder))
 	if slices.ContainsFunc(n.Status.Deliveries, func(x v1alpha1.Delivery) bool { return x.ID == d.ID }) {
@@ -293,7 +310,33 @@ func addDelivery(n *v1alpha1.AppNotification, d v1alpha1.Delivery) bool {
 	}
 	d.State = v1alpha1.DeliveryPending
 	n.Status.Deliveries = append(n.Status.Deliveries, d)
+	boundDeliveries(n)
 	return true
+}
+
+// giveUp ends a pending delivery as Failed.
+func giveUp(d *v1alpha1.Delivery, message string) {
+	d.State, d.NextAttemptAt, d.Message = v1alpha1.DeliveryFailed, nil, message
+}
+
+// boundDeliveries gives up the oldest pending deliveries past
+// maxPendingDeliveries and trims the finished ones, so that no number of
+// apps, uninstalls or reminders can push status past what the CRD allows
+// (a write that failed validation would stop the PrivateApp finalizer).
+func boundDeliveries(n *v1alpha1.AppNotification) {
+	pending := 0
+	for _, d := range n.Status.Deliveries {
+		if d.State == v1alpha1.DeliveryPending {
+			pending++
+		}
+	}
+	for i := 0; pending > maxPendingDeliveries && i < len(n.Status.Deliveries); i++ {
+		if d := &n.Status.Deliveries[i]; d.State == v1alpha1.DeliveryPending {
+			giveUp(d, fmt.Sprintf("Not sent: more than %d notifications were waiting, and the oldest are given up so the newest go out", maxPendingDeliveries))
+			pending--
+		}
+	}
+	trimDeliveries(n)
 }
 
 // trimDeliveries drops the oldest finished deliveries past the limit.

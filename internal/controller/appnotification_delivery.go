@@ -273,7 +273,7 @@ func setNotificationReady(n *v1alpha1.AppNotification, now time.Time, configured
 	case !configured:
 		status, reason = metav1.ConditionFalse, v1alpha1.ReasonNotConfigured
 		msg = "The operator has no SMTP server or webhook configured (--notifications-config); " +
-			"notifications are recorded in status.deliveries and sent once one is"
+			"notifications are recorded in status.deliveries as Failed, not sent; those after one is configured are sent"
 	case dirErr != nil:
 		status, reason = metav1.ConditionFalse, v1alpha1.ReasonDirectoryInvalid
 		msg = truncate(dirErr.Error()+"; fix the directory and deliveries resume within a minute", 1024)

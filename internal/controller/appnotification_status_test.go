@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,40 @@ func TestTrimDeliveriesKeepsPending(t *testing.T) {
 	}
 	if last := n.Status.Deliveries[len(n.Status.Deliveries)-1].ID; last != string(rune('A'+69)) {
 		t.Fatalf("the newest delivery was dropped; last is %q", last)
+	}
+}
+
+// TestDeliveriesStayBounded: however many notices are recorded while
+// nothing can send them, status stays within the CRD's limit, the newest
+// wait, and the oldest are given up with a reason.
+func TestDeliveriesStayBounded(t *testing.T) {
+	n := &v1alpha1.AppNotification{ObjectMeta: metav1.ObjectMeta{UID: "n1"}}
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for i := range 500 {
+		if !addDelivery(n, v1alpha1.Delivery{App: fmt.Sprintf("app-%d", i), AppUID: fmt.Sprintf("uid-%d", i),
+			Event: v1alpha1.EventAppUninstalled, Time: metav1.NewTime(t0.Add(time.Duration(i) * time.Minute))}) {
+			t.Fatalf("delivery %d not added", i)
+		}
+		if len(n.Status.Deliveries) > maxPendingDeliveries+maxFinishedDeliveries {
+			t.Fatalf("after %d deliveries status holds %d", i+1, len(n.Status.Deliveries))
+		}
+	}
+	pending := 0
+	for _, d := range n.Status.Deliveries {
+		switch d.State {
+		case v1alpha1.DeliveryPending:
+			pending++
+		case v1alpha1.DeliveryFailed:
+			if !strings.Contains(d.Message, "oldest are given up") {
+				t.Errorf("%s given up with %q", d.App, d.Message)
+			}
+		}
+	}
+	first, last := n.Status.Deliveries[0], n.Status.Deliveries[len(n.Status.Deliveries)-1]
+	if pending != maxPendingDeliveries || last.App != "app-499" || last.State != v1alpha1.DeliveryPending ||
+		first.App != "app-350" || first.State != v1alpha1.DeliveryFailed {
+		t.Fatalf("%d pending, first %s %s, last %s %s; want %d pending, app-350 failed first, app-499 pending last",
+			pending, first.App, first.State, last.App, last.State, maxPendingDeliveries)
 	}
 }
 

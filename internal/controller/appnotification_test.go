@@ -71,7 +71,11 @@ func notifierChannels() *notify.Channels {
 	}
 }
 
-func startNotifier() func() {
+func startNotifier() func() { return startNotifierWith(notifierChannels()) }
+
+// startNotifierWith runs the AppNotification controller with channels
+// (nil: nothing configured).
+func startNotifierWith(channels *notify.Channels) func() {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},
@@ -84,7 +88,7 @@ func startNotifier() func() {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("privateapp-operator"),
 		Clock:     fakeClock,
-		Channels:  notifierChannels(),
+		Channels:  channels,
 		NewQueue:  newFakeClockQueue,
 	}).SetupWithManager(mgr)).To(Succeed())
 	mctx, mcancel := context.WithCancel(ctx)
@@ -250,6 +254,65 @@ var _ = Describe("AppNotification", func() {
 		Eventually(func() int { return len(payloads(ns)) }).Should(Equal(1))
 		Expect(payloads(ns)[0].Event).To(Equal(notify.AppUninstalled))
 		waitDelivered(ns, "removals", 1)
+	})
+
+	It("never holds an app's deletion, however many notices wait", func() {
+		createNotification(ns, "removals", v1alpha1.AppNotificationSpec{
+			Event: v1alpha1.EventAppUninstalled, Recipients: v1alpha1.Recipients{Kind: v1alpha1.RecipientsSuperAdmins},
+		})
+		waitActive(ns, "removals")
+		stopNotifier()
+		DeferCleanup(func() { stopNotifier = startNotifier() })
+		// As full as the CRD allows: 200 uninstalls waiting for a dead
+		// mail server.
+		n := getNotification(ns, "removals")
+		for i := range 200 {
+			n.Status.Deliveries = append(n.Status.Deliveries, v1alpha1.Delivery{ID: fmt.Sprintf("backlog-%03d", i), App: fmt.Sprintf("old-%d", i),
+				Event: v1alpha1.EventAppUninstalled, Time: metav1.NewTime(fakeClock.Now()), State: v1alpha1.DeliveryPending, Attempts: 3})
+		}
+		Expect(k8s.Status().Update(ctx, n)).To(Succeed())
+
+		Expect(k8s.Create(ctx, newApp(ns, "last"))).To(Succeed())
+		waitReady(ns, "last")
+		Expect(k8s.Delete(ctx, getApp(ns, "last"))).To(Succeed())
+		// Well within the two minutes after which a deletion goes without
+		// its notice: the notice is recorded, and the oldest given up.
+		Eventually(func() int { return len(listApps(ns)) }, 20*time.Second).Should(BeZero())
+		n = getNotification(ns, "removals")
+		Expect(len(n.Status.Deliveries)).To(BeNumerically("<=", maxPendingDeliveries+maxFinishedDeliveries))
+		pending := 0
+		for _, d := range n.Status.Deliveries {
+			if d.State == v1alpha1.DeliveryPending {
+				pending++
+			}
+		}
+		Expect(pending).To(Equal(maxPendingDeliveries))
+		last := n.Status.Deliveries[len(n.Status.Deliveries)-1]
+		Expect(last.App).To(Equal("last"))
+		Expect(last.State).To(Equal(v1alpha1.DeliveryPending))
+		Expect(n.Status.Deliveries[0].State).To(Equal(v1alpha1.DeliveryFailed))
+		Expect(n.Status.Deliveries[0].Message).To(ContainSubstring("more than 100 notifications were waiting"))
+	})
+
+	It("keeps nothing waiting when no channel is configured", func() {
+		stopNotifier()
+		stopNotifier = startNotifierWith(nil)
+		DeferCleanup(func() {
+			stopNotifier()
+			stopNotifier = startNotifier()
+		})
+		createNotification(ns, "installs", v1alpha1.AppNotificationSpec{
+			Event: v1alpha1.EventAppInstalled, Recipients: v1alpha1.Recipients{Kind: v1alpha1.RecipientsSuperAdmins},
+		})
+		waitActive(ns, "installs")
+		Expect(k8s.Create(ctx, newApp(ns, "crm"))).To(Succeed())
+		waitReady(ns, "crm")
+		Eventually(func() []v1alpha1.Delivery { return getNotification(ns, "installs").Status.Deliveries }).Should(ConsistOf(
+			And(HaveField("App", "crm"), HaveField("State", v1alpha1.DeliveryFailed),
+				HaveField("Message", ContainSubstring("no SMTP server or webhook configured")))))
+		Expect(meta.FindStatusCondition(getNotification(ns, "installs").Status.Conditions, v1alpha1.ConditionReady)).To(
+			HaveField("Reason", v1alpha1.ReasonNotConfigured))
+		Expect(mails(ns)).To(BeEmpty())
 	})
 
 	It("retries only the recipients that failed, with backoff, and says so", func() {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -37,6 +39,12 @@ const (
 	DefaultGracePeriod = 168 * time.Hour
 	// DefaultMaxAppsPerNamespace is the app cap of PRODUCT.md.
 	DefaultMaxAppsPerNamespace = 20
+	// uninstallRecordingBound is how long a deleted app waits for its
+	// AppUninstalled notification to be recorded before it goes anyway.
+	uninstallRecordingBound = 2 * time.Minute
+	// EventUninstallNotRecorded says an app went without its uninstall
+	// notification.
+	EventUninstallNotRecorded = "UninstallNotRecorded"
 )
 
 // PrivateAppReconciler issues each PrivateApp's token into its Secret and
@@ -237,7 +245,16 @@ func (r *PrivateAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha
 		s.emitEvents(r.Recorder)
 	}
 	if err := RecordUninstall(ctx, r.Client, r.APIReader, app); err != nil {
-		return err
+		// Notifications never hold an app (and its namespace) in
+		// Terminating: the uninstall is retried for a while, then the app
+		// goes without it, and the Event says which notice was missed.
+		if since := r.WallClock.Since(app.DeletionTimestamp.Time); since < uninstallRecordingBound {
+			return err
+		}
+		r.Recorder.Eventf(app, nil, corev1.EventTypeWarning, EventUninstallNotRecorded, "Delete", "%s", truncate(fmt.Sprintf(
+			"The app is removed without its AppUninstalled notification, which could not be recorded for %s: %v",
+			uninstallRecordingBound, err), maxEventNote))
+		log.FromContext(ctx).Error(err, "removing the app without recording its uninstall notification")
 	}
 	if err := r.deleteTokenSecret(ctx, app); err != nil {
 		return err
