@@ -86,6 +86,8 @@ func main() {
 	flag.IntVar(&ts.maxConnections, "token-service-max-connections", 10000, "Connections the token service serves at once; more wait in the listen backlog. 0 is no bound.")
 	flag.BoolVar(&ts.routeHeader, "token-service-route-header", false, "Name the matched APICatalog route in X-PrivateApp-Route on allowed checks, for gateways to log or pass on (costs about 3% of check throughput).")
 	flag.StringVar(&ts.audiences, "token-review-audiences", "", "Comma-separated audiences a TokenReview may authenticate app tokens for. Empty is audience-unaware, as kube-apiserver expects of a token webhook: app tokens are valid for the Kubernetes API's own audiences only, and a TokenReview that asks for another audience is refused.")
+	flag.StringVar(&ts.clientCA, "token-review-client-ca", "", "PEM file of the CA whose client certificates the token service verifies; with it, TokenReview answers only callers that present one (kube-apiserver, configured with client-certificate and client-key in its webhook kubeconfig). The other endpoints need none.")
+	flag.IntVar(&ts.introspectionLimit, "introspection-rate-limit", 50, "access-token-info calls and TokenReviews one source address may make per second (TokenReviews authenticated by client certificate are not counted); 0 is no limit.")
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhooks.")
@@ -262,7 +264,8 @@ func main() {
 type tokenServiceFlags struct {
 	addr, cert, key, limitsFile  string
 	insecure, routeHeader        bool
-	audiences                    string
+	audiences, clientCA          string
+	introspectionLimit           int
 	maxConnections               int
 	flushInterval                time.Duration
 	redisAddr, redisPasswordFile string
@@ -299,13 +302,14 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 	}
 	srv := &tokenservice.Server{
 		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage, Catalogs: catalogs, RouteHeader: f.routeHeader,
-		Audiences: commaList(f.audiences), Clock: clock.RealClock{}, Log: log,
+		Audiences: commaList(f.audiences), TokenReviewNeedsClientCert: f.clientCA != "",
+		Introspection: &tokenservice.IntrospectionLimit{PerSecond: f.introspectionLimit}, Clock: clock.RealClock{}, Log: log,
 	}
 	if calls != nil {
 		srv.Calls = calls
 	}
 	if err := mgr.Add(&tokenservice.Serving{
-		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, MaxConnections: f.maxConnections,
+		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, ClientCAFile: f.clientCA, MaxConnections: f.maxConnections,
 		Handler: srv.Handler(), Cache: mgr.GetCache(), Ready: catalogs.Wait, Log: log,
 	}); err != nil {
 		return err

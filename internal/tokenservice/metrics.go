@@ -18,7 +18,7 @@ var (
 	}, []string{"path", "code"})
 	refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "privateapps_token_refusals_total",
-		Help: "Calls refused, by reason: missing, malformed, unknown, expired, suspended, missing_scope, no_route, bad_path, bad_request, rate_limit_app, rate_limit_account, audience (a TokenReview for an audience app tokens are not valid for).",
+		Help: "Calls refused, by reason: missing, malformed, unknown, expired, suspended, missing_scope, no_route, bad_path, bad_request, rate_limit_app, rate_limit_account, audience (a TokenReview for an audience app tokens are not valid for), rate_limit_introspection, no_client_certificate.",
 	}, []string{"reason"})
 	sharedLimiterErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "privateapps_ratelimit_shared_errors_total",

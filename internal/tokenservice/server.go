@@ -90,8 +90,15 @@ type Server struct {
 	// accepts it for its own audiences only, and a TokenReview that asks
 	// for others is refused.
 	Audiences []string
-	Clock     clock.PassiveClock
-	Log       logr.Logger
+	// TokenReviewNeedsClientCert refuses TokenReviews from callers that
+	// did not present a client certificate the listener verified
+	// (--token-review-client-ca).
+	TokenReviewNeedsClientCert bool
+	// Introspection limits access-token-info calls and TokenReviews per
+	// source; nil is no limit.
+	Introspection *IntrospectionLimit
+	Clock         clock.PassiveClock
+	Log           logr.Logger
 }
 
 func (s *Server) catalogs() *catalog.Set {
@@ -391,6 +398,9 @@ type TokenInfo struct {
 }
 
 func (s *Server) accessTokenInfo(w http.ResponseWriter, r *http.Request) {
+	if !s.introspectionAllowed(w, r) {
+		return
+	}
 	var req tokenInfoRequest
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -432,6 +442,17 @@ func (s *Server) accessTokenInfo(w http.ResponseWriter, r *http.Request) {
 // usage but are not refused by rate limits: the API server has its own
 // fairness and caches answers.
 func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
+	if !clientAuthenticated(r) {
+		if s.TokenReviewNeedsClientCert {
+			refusals.WithLabelValues("no_client_certificate").Inc()
+			writeError(w, http.StatusUnauthorized, categoryAuthentication, "TokenReview needs a client certificate signed by "+
+				"the CA in --token-review-client-ca: give kube-apiserver's webhook kubeconfig a client-certificate and client-key")
+			return
+		}
+		if !s.introspectionAllowed(w, r) {
+			return
+		}
+	}
 	var review authnv1.TokenReview
 	if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
 		writeError(w, http.StatusBadRequest, categoryValidation, "the body must be an authentication.k8s.io/v1 TokenReview")

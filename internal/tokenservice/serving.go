@@ -3,6 +3,7 @@ package tokenservice
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,10 @@ type Serving struct {
 	CertFile, KeyFile string
 	// Insecure serves plain HTTP; for local use only.
 	Insecure bool
+	// ClientCAFile, when set, is a PEM bundle whose client certificates
+	// the listener verifies when a client presents one (kube-apiserver
+	// calling TokenReview); clients without one are still served.
+	ClientCAFile string
 	// MaxConnections bounds the connections served at once; further ones
 	// wait in the listen backlog. Zero is no bound.
 	MaxConnections int
@@ -46,6 +51,9 @@ func (s *Serving) Start(ctx context.Context) error {
 	if !s.Insecure && (s.CertFile == "" || s.KeyFile == "") {
 		return errors.New("the token service needs --token-service-tls-cert and --token-service-tls-key, " +
 			"or --token-service-insecure to serve plain HTTP for local use")
+	}
+	if s.Insecure && s.ClientCAFile != "" {
+		return errors.New("--token-review-client-ca needs TLS: client certificates cannot be verified with --token-service-insecure")
 	}
 	if !s.Cache.WaitForCacheSync(ctx) {
 		return errors.New("the token service's caches did not sync")
@@ -71,7 +79,11 @@ func (s *Serving) Start(ctx context.Context) error {
 			return fmt.Errorf("token service certificate: %w", err)
 		}
 		go func() { _ = cw.Start(ctx) }()
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cw.GetCertificate}
+		srv.TLSConfig, err = ServingTLS(cw.GetCertificate, s.ClientCAFile)
+		if err != nil {
+			ln.Close()
+			return err
+		}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	s.Log.Info("token service listening", "address", ln.Addr().String(), "tls", !s.Insecure)
@@ -85,6 +97,27 @@ func (s *Serving) Start(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// ServingTLS is the token service's TLS configuration: TLS 1.2 or newer,
+// and, with clientCAFile, client certificates of that CA verified when a
+// client presents one. A certificate that does not verify fails the
+// handshake; no certificate is fine (gateways present none).
+func ServingTLS(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), clientCAFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}
+	if clientCAFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(clientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("--token-review-client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--token-review-client-ca %s holds no PEM certificate", clientCAFile)
+	}
+	cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, pool
+	return cfg, nil
 }
 
 // NewHTTPServer bounds what one client can hold: 5 s to send the headers,

@@ -20,8 +20,11 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 )
 
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update
-// +kubebuilder:rbac:groups=apiregistration.k8s.io,resources=apiservices,verbs=get;update
+// The CertRotator updates only the webhook configurations and APIService it
+// is told about, and its RBAC says so by name: the rules are not generated
+// from markers (controller-gen cannot name objects whose names depend on
+// the install) but written in config/rbac/certificates_role.yaml and the
+// chart's rbac.yaml, each with its own names.
 
 // CertRotator is the operator's own certificate authority for clusters
 // without cert-manager. Every controller replica runs it: it keeps a CA in

@@ -245,6 +245,10 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("insights on SQLite: %d replicas, strategy %s; want 1, Recreate", *ins.Spec.Replicas, ins.Spec.Strategy.Type)
 		}
 		tsArgs := strings.Join(ts.Spec.Template.Spec.Containers[0].Args, " ")
+		if !strings.Contains(tsArgs, "--introspection-rate-limit=50") || strings.Contains(tsArgs, "--token-review-client-ca") ||
+			strings.Contains(tsArgs, "--token-review-audiences") {
+			t.Errorf("token service defaults: %s; want the introspection limit, no client CA, no audiences", tsArgs)
+		}
 		if !strings.Contains(tsArgs, "--call-log-url=https://pa-privateapp-operator-insights.privateapp-system.svc:8445") ||
 			!strings.Contains(tsArgs, "--call-log-token-file=") {
 			t.Errorf("the token service does not send its decisions to the call log: %s", tsArgs)

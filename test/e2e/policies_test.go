@@ -7,12 +7,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/certs"
+	appwebhook "github.com/privateapps-dev/privateapp-operator/internal/webhook"
 )
 
 // TestOnlyAdminsChangeWhoIsNotified applies the chart's policies and roles
@@ -99,4 +109,68 @@ func TestOnlyAdminsChangeWhoIsNotified(t *testing.T) {
 	forbidden("an editor of the operator's namespace changes the cluster directory", opsEditor.Update(ctx, cm), "notifications.directory")
 	forbidden("an admin of the operator's namespace only changes the cluster directory", opsAdmin.Update(ctx, cm), "all namespaces")
 	must(t, c.Update(ctx, cm))
+}
+
+// TestOperatorCAUpdatesOnlyItsOwnObjects runs the operator's CA
+// (CertRotator) as the chart's controller ServiceAccount, bound to the
+// chart's controller ClusterRole: it injects its bundle into the chart's
+// webhook configurations and APIService, and that identity cannot change
+// anyone else's webhook configuration.
+func TestOperatorCAUpdatesOnlyItsOwnObjects(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	env, c, _ := startControlPlane(t, root, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	const ns, name = "privateapp-system", "pa-privateapp-operator"
+	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
+	objs := objects(t, h.template())
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	for _, k := range []string{"ClusterRole/" + name + "-controller", "ServiceAccount/" + name + "-controller",
+		"MutatingWebhookConfiguration/" + name, "ValidatingWebhookConfiguration/" + name, "APIService/v1alpha1.insights.privateapps.dev"} {
+		if objs[k] == nil {
+			t.Fatalf("the chart renders no %s", k)
+		}
+		if objs[k].GetKind() == "ServiceAccount" {
+			objs[k].SetNamespace(ns)
+		}
+		must(t, c.Create(ctx, objs[k]))
+	}
+	must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-controller"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name + "-controller"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: name + "-controller"}},
+	}))
+	others := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "someone-elses"}}
+	must(t, c.Create(ctx, others))
+
+	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
+	must(t, c.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-controller"}}, tr))
+	asController := rest.CopyConfig(env.Config)
+	asController.CertData, asController.KeyData, asController.BearerToken = nil, nil, tr.Status.Token
+	cc, err := client.New(asController, client.Options{Scheme: c.Scheme()})
+	must(t, err)
+
+	rotator := &appwebhook.CertRotator{Client: cc, Reader: cc, Namespace: ns, Prefix: name, WebhookConfigurations: []string{name},
+		APIServices: []string{"v1alpha1.insights.privateapps.dev"}, CertDir: filepath.Join(tmp, "webhook-tls"),
+		Policy: certs.DefaultPolicy, Clock: clock.RealClock{}, Log: logr.Discard()}
+	must(t, rotator.Sync(ctx))
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	must(t, c.Get(ctx, client.ObjectKey{Name: name}, mutating))
+	api := &apiregistrationv1.APIService{}
+	must(t, c.Get(ctx, client.ObjectKey{Name: "v1alpha1.insights.privateapps.dev"}, api))
+	if len(mutating.Webhooks) == 0 || len(mutating.Webhooks[0].ClientConfig.CABundle) == 0 || len(api.Spec.CABundle) == 0 {
+		t.Fatal("the operator's CA did not inject its bundle as the controller's identity")
+	}
+
+	err = cc.Get(ctx, client.ObjectKeyFromObject(others), others)
+	if err == nil {
+		others.Webhooks = []admissionregistrationv1.ValidatingWebhook{}
+		others.Annotations = map[string]string{"hijacked": "true"}
+		err = cc.Update(ctx, others)
+	}
+	if !apierrors.IsForbidden(err) {
+		t.Errorf("the controller's identity changed another webhook configuration: %v; want forbidden", err)
+	}
 }

@@ -5,17 +5,10 @@ package insightstest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +16,8 @@ import (
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
 )
 
 // ProxyClientName is the common name of the aggregator's client
@@ -33,17 +28,17 @@ const ProxyClientName = "front-proxy-client"
 // certificate into dir and gives env's kube-apiserver the flags that let it
 // proxy to aggregated API servers. Call it before env.Start.
 func EnableAggregation(env *envtest.Environment, dir string) error {
-	ca, caKey, err := newCA("front-proxy-ca")
+	ca, err := certstest.NewCA("front-proxy-ca")
 	if err != nil {
 		return err
 	}
-	client, clientKey, err := issue(ca, caKey, ProxyClientName, nil, x509.ExtKeyUsageClientAuth)
+	client, clientKey, err := ca.Issue(ProxyClientName, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return err
 	}
 	files := map[string][]byte{
-		"front-proxy-ca.crt":     pemCert(ca),
-		"front-proxy-client.crt": pemCert(client),
+		"front-proxy-ca.crt":     certstest.PEM(ca.Cert),
+		"front-proxy-client.crt": certstest.PEM(client),
 		"front-proxy-client.key": clientKey,
 	}
 	for name, data := range files {
@@ -67,69 +62,12 @@ func EnableAggregation(env *envtest.Environment, dir string) error {
 // and returns the paths of the certificate and key and the CA in PEM, for
 // an APIService's caBundle.
 func ServingCert(dir, dnsName string) (certFile, keyFile string, caPEM []byte, err error) {
-	ca, caKey, err := newCA("insights-ca")
+	ca, err := certstest.NewCA("insights-ca")
 	if err != nil {
 		return "", "", nil, err
 	}
-	leaf, key, err := issue(ca, caKey, dnsName, []string{dnsName, "localhost"}, x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return "", "", nil, err
-	}
-	certFile, keyFile = filepath.Join(dir, "insights.crt"), filepath.Join(dir, "insights.key")
-	if err := os.WriteFile(certFile, pemCert(leaf), 0o600); err != nil {
-		return "", "", nil, err
-	}
-	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
-		return "", "", nil, err
-	}
-	return certFile, keyFile, pemCert(ca), nil
-}
-
-func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := x509.ParseCertificate(der)
-	return c, key, err
-}
-
-func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, dns []string, usage x509.ExtKeyUsage) (*x509.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
-}
-
-func pemCert(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	certFile, keyFile, err = ca.WriteCert(dir, "insights", dnsName, []string{dnsName, "localhost"}, x509.ExtKeyUsageServerAuth)
+	return certFile, keyFile, certstest.PEM(ca.Cert), err
 }
 
 // Register points the kube-apiserver at an insights server listening on

@@ -1,0 +1,150 @@
+package tokenservice
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
+)
+
+// TestIntrospectionLimitPerSource: access-token-info and TokenReview share
+// one budget per source address per second; another source has its own;
+// the next second starts afresh; and the 429 says what to do.
+func TestIntrospectionLimitPerSource(t *testing.T) {
+	f := newFixture(t)
+	limited := *f.server
+	limited.Introspection = &IntrospectionLimit{PerSecond: 3}
+	h := limited.Handler()
+	call := func(path, source string) *httptest.ResponseRecorder {
+		body := `{"tokenKey":"` + f.current.Reveal() + `"}`
+		if path == PathTokenReview {
+			b, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: f.current.Reveal()}})
+			body = string(b)
+		}
+		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		r.RemoteAddr = source + ":40000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for i, path := range []string{PathAccessTokenInfo, PathTokenReview, PathAccessTokenInfo} {
+		if w := call(path, "10.0.0.1"); w.Code != http.StatusOK {
+			t.Fatalf("call %d (%s): %d %s", i+1, path, w.Code, w.Body)
+		}
+	}
+	for _, path := range []string{PathAccessTokenInfo, PathTokenReview} {
+		w := call(path, "10.0.0.1")
+		var e struct{ Category, Message string }
+		_ = json.Unmarshal(w.Body.Bytes(), &e)
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" || e.Category != categoryRateLimits ||
+			!strings.Contains(e.Message, "--introspection-rate-limit") || strings.Contains(w.Body.String(), f.current.Reveal()) {
+			t.Errorf("%s past the limit: %d %q %s", path, w.Code, w.Header().Get("Retry-After"), w.Body)
+		}
+	}
+	if w := call(PathAccessTokenInfo, "10.0.0.2"); w.Code != http.StatusOK {
+		t.Errorf("another source: %d", w.Code)
+	}
+	f.clock.Step(time.Second)
+	if w := call(PathAccessTokenInfo, "10.0.0.1"); w.Code != http.StatusOK {
+		t.Errorf("the next second: %d", w.Code)
+	}
+}
+
+// TestTokenReviewClientCertificate serves over real TLS with
+// --token-review-client-ca: a TokenReview with a certificate of that CA is
+// answered (and not counted against the introspection limit), one without
+// is refused with what to configure, one from another CA fails the
+// handshake, and gateways still check without certificates.
+func TestTokenReviewClientCertificate(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	serverCA, err := certstest.NewCA("token-service-ca")
+	must(t, err)
+	certFile, keyFile, err := serverCA.WriteCert(dir, "serving", "localhost", []string{"localhost"}, x509.ExtKeyUsageServerAuth)
+	must(t, err)
+	apiserverCA, err := certstest.NewCA("kube-apiserver-client-ca")
+	must(t, err)
+	caFile, err := apiserverCA.WriteCA(dir, "client-ca")
+	must(t, err)
+
+	s := *f.server
+	s.TokenReviewNeedsClientCert = true
+	s.Introspection = &IntrospectionLimit{PerSecond: 1}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	serving, err := tls.LoadX509KeyPair(certFile, keyFile)
+	must(t, err)
+	srv.TLS, err = ServingTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &serving, nil }, caFile)
+	must(t, err)
+	srv.StartTLS()
+	defer srv.Close()
+	url := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(serverCA.Cert)
+	clientWith := func(ca *certstest.CA) *http.Client {
+		cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		if ca != nil {
+			c, k, err := ca.WriteCert(t.TempDir(), "client", "kube-apiserver", nil, x509.ExtKeyUsageClientAuth)
+			must(t, err)
+			pair, err := tls.LoadX509KeyPair(c, k)
+			must(t, err)
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	review, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: f.current.Reveal()}})
+	post := func(c *http.Client) (int, string, error) {
+		resp, err := c.Post(url+PathTokenReview, "application/json", bytes.NewReader(review))
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String(), nil
+	}
+
+	apiserver := clientWith(apiserverCA)
+	for i := range 3 { // past the introspection limit of 1: not counted
+		if code, body, err := post(apiserver); err != nil || code != http.StatusOK || !strings.Contains(body, `"authenticated":true`) {
+			t.Fatalf("review %d with kube-apiserver's certificate: %d %s %v", i+1, code, body, err)
+		}
+	}
+	code, body, err := post(clientWith(nil))
+	if err != nil || code != http.StatusUnauthorized || !strings.Contains(body, "client-certificate and client-key") {
+		t.Errorf("review without a certificate: %d %s %v", code, body, err)
+	}
+	stranger, err := certstest.NewCA("someone-else")
+	must(t, err)
+	// Go's client offers no certificate the server's CA list does not
+	// name; a client that did would fail the handshake. Either way: no.
+	if code, body, err := post(clientWith(stranger)); err == nil && code != http.StatusUnauthorized {
+		t.Errorf("review with a certificate of another CA: %d %s", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url+PathCheck, nil)
+	req.Header.Set("Authorization", "Bearer "+f.current.Reveal())
+	req.Header.Set("X-Original-URL", "https://api.example.com/crm/v3/objects/contacts/1")
+	req.Header.Set("X-Original-Method", "GET")
+	resp, err := clientWith(nil).Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a gateway's check without a certificate: %d", resp.StatusCode)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
