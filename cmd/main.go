@@ -279,7 +279,8 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 	}
 	ix, accounts, usage := tokenservice.NewIndex(), tokenservice.NewNamespaceLabels(), tokenservice.NewUsage()
 	log := ctrl.Log.WithName("token-service")
-	var limiter ratelimit.Taker = ratelimit.New()
+	local := ratelimit.New()
+	var limiter ratelimit.Taker = local
 	if f.redisAddr != "" {
 		opts := &redis.Options{Addr: f.redisAddr, DialTimeout: time.Second, ReadTimeout: 100 * time.Millisecond,
 			WriteTimeout: 100 * time.Millisecond, PoolSize: 64}
@@ -294,7 +295,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 		limiter = &ratelimit.Shared{Client: redis.NewClient(opts), Prefix: "privateapps:ratelimit", Timeout: 100 * time.Millisecond,
-			Local: ratelimit.New(), OnError: tokenservice.SharedLimiterErrors(log, 10*time.Second)}
+			Local: local, OnError: tokenservice.SharedLimiterErrors(log, 10*time.Second), OnSuccess: tokenservice.SharedLimiterAnswered}
 		log.Info("rate-limit counters are shared in Redis", "address", f.redisAddr)
 	}
 	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts, limiter); err != nil {
@@ -310,7 +311,18 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 	}
 	if err := mgr.Add(&tokenservice.Serving{
 		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, ClientCAFile: f.clientCA, MaxConnections: f.maxConnections,
-		Handler: srv.Handler(), Cache: mgr.GetCache(), Ready: catalogs.Wait, Log: log,
+		Handler: srv.Handler(), Cache: mgr.GetCache(), Log: log,
+		Ready: func(ctx context.Context) bool {
+			if !catalogs.Wait(ctx) {
+				return false
+			}
+			// A restarted replica starts each account's day where status
+			// says it is, not at zero.
+			if err := tokenservice.SeedAccountDays(ctx, mgr.GetCache(), local, time.Now()); err != nil {
+				log.Error(err, "starting today's account counters at zero")
+			}
+			return true
+		},
 	}); err != nil {
 		return err
 	}

@@ -106,6 +106,18 @@ func decision(refused Refusal, appCalls, accountCalls int64, lim Limits, window,
 	return dec
 }
 
+// Seed raises the account's count for the UTC day of now to calls, when it
+// is lower: what a restarted replica learns from status, or a shared
+// counter's last answer, so that the day does not start again from zero.
+func (l *Limiter) Seed(account string, calls int64, now time.Time) {
+	_, dayStart := periods(now)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d := current(l.accounts, account, dayStart); d.n < calls {
+		d.n = calls
+	}
+}
+
 // Forget drops an app's window counter, e.g. when the app is deleted.
 func (l *Limiter) Forget(app string) {
 	l.mu.Lock()

@@ -37,13 +37,18 @@ return {0, a, d}
 //
 // When Redis does not answer within Timeout, the call is decided by Local,
 // this replica's own counters, and OnError is told: the token service keeps
-// answering, and the limits hold per replica until Redis is back.
+// answering, and the limits hold per replica until Redis is back. Local
+// keeps each account's day at the count Redis last answered, so a replica
+// that falls back allows what was left of the day then (each replica: N
+// replicas together allow up to N times that), not a fresh day.
 type Shared struct {
 	Client  redis.UniversalClient
 	Prefix  string
 	Timeout time.Duration
 	Local   *Limiter
 	OnError func(error)
+	// OnSuccess, when set, is told each time Redis answered.
+	OnSuccess func()
 }
 
 // Take counts one call by app in account at now, if the limits allow it.
@@ -66,6 +71,10 @@ func (s *Shared) Take(app, account string, lim Limits, now time.Time) Decision {
 			s.OnError(err)
 		}
 		return s.Local.Take(app, account, lim, now)
+	}
+	s.Local.Seed(account, res[2], now)
+	if s.OnSuccess != nil {
+		s.OnSuccess()
 	}
 	return decision(Refusal(res[0]), res[1], res[2], lim, winStart, dayStart, now)
 }

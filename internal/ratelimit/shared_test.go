@@ -147,3 +147,43 @@ func TestSharedWithPassword(t *testing.T) {
 		t.Fatalf("a wrong password: error %v, want Redis's WRONGPASS", gotErr)
 	}
 }
+
+// TestSharedFallbackKeepsTheDay: a replica that falls back to its own
+// counters continues the account's day from Redis's last answer instead of
+// starting it again; windows start over (they last seconds).
+func TestSharedFallbackKeepsTheDay(t *testing.T) {
+	srv := redistest.Start(t, "")
+	var errs atomic.Int64
+	r := replica(srv.Addr(), "", &errs)
+	lim := Limits{PerWindow: 100, PerDay: 10}
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for i := range 7 {
+		if !r.Take(fmt.Sprintf("ns/app-%d", i), "ns", lim, now).Allowed() {
+			t.Fatal("refused under the limit")
+		}
+	}
+	srv.Stop()
+	allowed := 0
+	for i := range 6 {
+		if r.Take(fmt.Sprintf("ns/app-%d", i), "ns", lim, now).Allowed() {
+			allowed++
+		}
+	}
+	if allowed != 3 || errs.Load() != 6 {
+		t.Fatalf("with Redis down: %d allowed, want the 3 left of the day; %d errors", allowed, errs.Load())
+	}
+}
+
+func TestSeed(t *testing.T) {
+	l := New()
+	lim := Limits{PerWindow: 100, PerDay: 10}
+	now := time.Date(2026, 3, 1, 23, 59, 0, 0, time.UTC)
+	l.Seed("ns", 8, now)
+	l.Seed("ns", 2, now) // lower: no change
+	if d := l.Take("ns/a", "ns", lim, now); !d.Allowed() || d.DailyRemaining != 1 {
+		t.Fatalf("after seeding 8 of 10: %+v", d)
+	}
+	if d := l.Take("ns/a", "ns", lim, now.Add(2*time.Minute)); !d.Allowed() || d.DailyRemaining != 9 {
+		t.Fatalf("the next UTC day starts over: %+v", d)
+	}
+}

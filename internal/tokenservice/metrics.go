@@ -20,6 +20,10 @@ var (
 		Name: "privateapps_token_refusals_total",
 		Help: "Calls refused, by reason: missing, malformed, unknown, expired, suspended, missing_scope, no_route, bad_path, bad_request, rate_limit_app, rate_limit_account, audience (a TokenReview for an audience app tokens are not valid for), rate_limit_introspection, no_client_certificate.",
 	}, []string{"reason"})
+	sharedLimiterUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "privateapps_ratelimit_shared_up",
+		Help: "1 while the shared (Redis) rate-limit counters answer, 0 while this replica decides on its own counters (each replica then allows what was left of each account's day at the last answer, and its own 10-second windows).",
+	})
 	sharedLimiterErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "privateapps_ratelimit_shared_errors_total",
 		Help: "Calls decided by the replica's own counters because the shared (Redis) counters did not answer.",
@@ -44,7 +48,7 @@ var known = map[metricKey]struct {
 }{}
 
 func init() {
-	metrics.Registry.MustRegister(requests, refusals, latency, sharedLimiterErrors)
+	metrics.Registry.MustRegister(requests, refusals, latency, sharedLimiterErrors, sharedLimiterUp)
 	for _, path := range []string{PathCheck, PathAccessTokenInfo, PathTokenReview} {
 		for _, code := range []int{200, 401, 403, 429} {
 			known[metricKey{path, code}] = struct {
@@ -94,6 +98,9 @@ func observe(path string, code int, start time.Time) {
 	latency.WithLabelValues(path).Observe(time.Since(start).Seconds())
 }
 
+// SharedLimiterAnswered is the OnSuccess hook of a shared limiter.
+func SharedLimiterAnswered() { sharedLimiterUp.Set(1) }
+
 // SharedLimiterErrors returns the OnError hook of a shared limiter: it
 // counts each fallback to the replica's own counters and logs at most one
 // line per interval, so a Redis outage does not flood the log.
@@ -103,6 +110,7 @@ func SharedLimiterErrors(log logr.Logger, interval time.Duration) func(error) {
 	var missed int
 	return func(err error) {
 		sharedLimiterErrors.Inc()
+		sharedLimiterUp.Set(0)
 		mu.Lock()
 		defer mu.Unlock()
 		if now := time.Now(); now.Sub(last) >= interval {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
@@ -113,4 +115,37 @@ func (n *NamespaceLabels) remove(name string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.m, name)
+}
+
+// SeedAccountDays raises each account's count for today to the calls its
+// apps' status records for today (the sum of every replica's flushes), so
+// that a replica that restarts, with counters of its own, does not give the
+// account a fresh day. At most one flush interval of calls is missing from
+// status; the replica counts on from there.
+func SeedAccountDays(ctx context.Context, r client.Reader, l *ratelimit.Limiter, now time.Time) error {
+	var apps v1alpha1.PrivateAppList
+	if err := r.List(ctx, &apps); err != nil {
+		return fmt.Errorf("reading today's calls from PrivateApp status: %w", err)
+	}
+	for account, calls := range callsToday(apps.Items, now) {
+		l.Seed(account, calls, now)
+	}
+	return nil
+}
+
+// callsToday sums, per namespace, the calls the apps' status records for
+// the UTC day of now.
+func callsToday(apps []v1alpha1.PrivateApp, now time.Time) map[string]int64 {
+	today := now.UTC().Format(time.DateOnly)
+	out := map[string]int64{}
+	for i := range apps {
+		if u := apps[i].Status.Usage; u != nil {
+			for _, d := range u.Daily {
+				if d.Date == today {
+					out[apps[i].Namespace] += d.Calls
+				}
+			}
+		}
+	}
+	return out
 }

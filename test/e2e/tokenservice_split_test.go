@@ -231,3 +231,51 @@ func TestTokenServiceReplicasShareRateLimits(t *testing.T) {
 		t.Fatalf("160 calls over two replicas with a limit of 100 per 10 s: %v, want 100 allowed and 60 refused", codes)
 	}
 }
+
+// TestRestartedTokenServiceKeepsTheDay: a token service without Redis that
+// restarts continues each account's day from what PrivateApp status
+// records, instead of granting a fresh day's calls.
+func TestRestartedTokenServiceKeepsTheDay(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	_, c, kubeconfig := startControlPlane(t, root, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	limits := filepath.Join(tmp, "limits.yaml")
+	must(t, os.WriteFile(limits, []byte("editions:\n  tiny: {perTenSeconds: 100, perDay: 6}\n"), 0o600))
+
+	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers.start()
+	defer controllers.kill()
+	addr := freeAddress(t)
+	tokenService := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+		args: []string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + addr,
+			"--usage-flush-interval=200ms", "--limits-file=" + limits}}
+	tokenService.start()
+	defer tokenService.kill()
+
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "small", Labels: map[string]string{"privateapps.dev/edition": "tiny"}}}))
+	app, tok := createReadyApp(t, ctx, c, "small", "crm", "crm.objects.contacts.read")
+	waitUntil(t, ctx, "the token service accepts the token", func() bool { return checkStatus(addr, tok) == http.StatusOK })
+	for range 3 {
+		if code := checkStatus(addr, tok); code != http.StatusOK {
+			t.Fatalf("call under the day's limit: %d", code)
+		}
+	}
+	waitUntil(t, ctx, "status records the day's 4 calls", func() bool {
+		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && app.Status.Usage != nil && app.Status.Usage.CallsToday == 4
+	})
+
+	tokenService.kill()
+	tokenService.start()
+	waitUntil(t, ctx, "the restarted token service answers", func() bool { return checkStatus(addr, tok) != 0 })
+	// The first answer above took the 5th call; one more is left of 6.
+	codes := []int{}
+	for range 3 {
+		codes = append(codes, checkStatus(addr, tok))
+	}
+	if !slices.Equal(codes, []int{http.StatusOK, http.StatusTooManyRequests, http.StatusTooManyRequests}) {
+		t.Errorf("after the restart, calls 6 to 8 of a day of 6 answered %v; want 200 then 429s", codes)
+	}
+}
