@@ -19,7 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"k8s.io/utils/clock"
@@ -88,6 +90,7 @@ func main() {
 	flag.StringVar(&ts.audiences, "token-review-audiences", "", "Comma-separated audiences a TokenReview may authenticate app tokens for. Empty is audience-unaware, as kube-apiserver expects of a token webhook: app tokens are valid for the Kubernetes API's own audiences only, and a TokenReview that asks for another audience is refused.")
 	flag.StringVar(&ts.clientCA, "token-review-client-ca", "", "PEM file of the CA whose client certificates the token service verifies; with it, TokenReview answers only callers that present one (kube-apiserver, configured with client-certificate and client-key in its webhook kubeconfig). The other endpoints need none.")
 	flag.IntVar(&ts.introspectionLimit, "introspection-rate-limit", 50, "access-token-info calls and TokenReviews one source address may make per second (TokenReviews authenticated by client certificate are not counted); 0 is no limit.")
+	flag.DurationVar(&ts.staleBound, "token-index-stale-bound", 15*time.Second, "How long the token index's watch of PrivateApps may fail, while the API server answers, before this replica reports not ready (so traffic moves to replicas that are current); 0 never.")
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhooks.")
@@ -143,13 +146,17 @@ func main() {
 
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(kubeQPS), kubeBurst
+	// The token index's health follows its informer's list and watch calls.
+	ts.health = &tokenservice.IndexHealth{Clock: clock.RealClock{}, Bound: ts.staleBound, APIServerAnswers: apiServerAnswers(cfg)}
+	cacheOptions := controller.CacheOptions()
+	cacheOptions.NewInformer = ts.health.NewInformer
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "privateapp-operator.privateapps.dev",
-		Cache:                  controller.CacheOptions(),
+		Cache:                  cacheOptions,
 		WebhookServer:          webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir}),
 	})
 	if err != nil {
@@ -252,7 +259,14 @@ func main() {
 	}
 	metrics.Registry.MustRegister(controller.AppsByConnection{Reader: mgr.GetCache()})
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
-	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
+	if ts.addr != "" {
+		// Ready once the token service listens (its index synced), and
+		// not while its index is stale past the bound (docs/token-service.md).
+		ts.health.Export()
+		utilruntime.Must(mgr.AddReadyzCheck("token-index", ts.health.Check))
+	} else {
+		utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
+	}
 
 	log.Info("starting the manager", "maxAppsPerNamespace", maxApps)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
@@ -270,6 +284,20 @@ type tokenServiceFlags struct {
 	flushInterval                time.Duration
 	redisAddr, redisPasswordFile string
 	redisTLS                     bool
+	staleBound                   time.Duration
+	health                       *tokenservice.IndexHealth
+}
+
+// apiServerAnswers asks the API server for its version: whether it answers
+// this process at all.
+func apiServerAnswers(cfg *rest.Config) func(context.Context) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return func(context.Context) error { return err }
+	}
+	return func(ctx context.Context) error {
+		return cs.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Error()
+	}
 }
 
 func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogfeed.Feed, calls tokenservice.CallLog) error {
@@ -298,7 +326,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 			Local: local, OnError: tokenservice.SharedLimiterErrors(log, 10*time.Second), OnSuccess: tokenservice.SharedLimiterAnswered}
 		log.Info("rate-limit counters are shared in Redis", "address", f.redisAddr)
 	}
-	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts, limiter); err != nil {
+	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts, limiter, f.health); err != nil {
 		return err
 	}
 	srv := &tokenservice.Server{
@@ -311,7 +339,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 	}
 	if err := mgr.Add(&tokenservice.Serving{
 		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, ClientCAFile: f.clientCA, MaxConnections: f.maxConnections,
-		Handler: srv.Handler(), Cache: mgr.GetCache(), Log: log,
+		Handler: srv.Handler(), Cache: mgr.GetCache(), Log: log, Listening: f.health.Listening,
 		Ready: func(ctx context.Context) bool {
 			if !catalogs.Wait(ctx) {
 				return false

@@ -40,7 +40,9 @@ type Serving struct {
 	// API catalogs must be compiled, or a request no route matches would
 	// pass.
 	Ready func(context.Context) bool
-	Log   logr.Logger
+	// Listening, when set, is called once the listener is up.
+	Listening func()
+	Log       logr.Logger
 }
 
 // NeedLeaderElection is false: every replica serves.
@@ -87,6 +89,9 @@ func (s *Serving) Start(ctx context.Context) error {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	s.Log.Info("token service listening", "address", ln.Addr().String(), "tls", !s.Insecure)
+	if s.Listening != nil {
+		s.Listening()
+	}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -29,15 +29,15 @@ import (
 // manager's informers: the PrivateApp informer (status digests, no Secrets)
 // and a metadata-only Namespace informer. A deleted app's rate-limit window
 // is dropped from lim, so counters do not pile up as apps come and go.
-func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels, lim ratelimit.Taker) error {
+func Feed(ctx context.Context, c cache.Cache, ix *Index, ns *NamespaceLabels, lim ratelimit.Taker, h *IndexHealth) error {
 	apps, err := c.GetInformer(ctx, &v1alpha1.PrivateApp{})
 	if err != nil {
 		return fmt.Errorf("watching PrivateApps: %w", err)
 	}
 	if _, err := apps.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { setApp(ix, obj) },
-		UpdateFunc: func(_, obj any) { setApp(ix, obj) },
-		DeleteFunc: func(obj any) { removeApp(ix, lim, obj) },
+		AddFunc:    func(obj any) { h.Observed(); setApp(ix, obj) },
+		UpdateFunc: func(_, obj any) { h.Observed(); setApp(ix, obj) },
+		DeleteFunc: func(obj any) { h.Observed(); removeApp(ix, lim, obj) },
 	}); err != nil {
 		return err
 	}
