@@ -27,7 +27,7 @@ var (
 		Help: "Failed list and watch calls of the token index's PrivateApp informer (it retries each with backoff).",
 	})
 	// health is the process's IndexHealth, which the stale gauge reads.
-	health atomic.Pointer[IndexHealth]
+	health     atomic.Pointer[IndexHealth]
 	indexStale = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "privateapps_token_index_stale_seconds",
 		Help: "How long the token index's watch of PrivateApps has been failing (0 while it is current): revocations made since may not be known to this replica.",
