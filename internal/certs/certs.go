@@ -21,24 +21,36 @@ import (
 	"time"
 )
 
-// Keys of the data maps, as in a kubernetes.io/tls Secret.
+// Keys of the data maps, as in a kubernetes.io/tls Secret, and of the CA's
+// successor while it is published but does not sign yet.
 const (
-	CACertKey = "ca.crt"
-	CAKeyKey  = "ca.key"
-	CertKey   = "tls.crt"
-	KeyKey    = "tls.key"
+	CACertKey     = "ca.crt"
+	CAKeyKey      = "ca.key"
+	CertKey       = "tls.crt"
+	KeyKey        = "tls.key"
+	NextCACertKey = "next-ca.crt"
+	NextCAKeyKey  = "next-ca.key"
 )
 
 // Policy says how long certificates live. Each is renewed once less than a
-// third of its life is left.
+// third of its life is left. A CA is renewed in two phases: its successor
+// is first published in the bundle beside it, and signs serving
+// certificates only Propagation later, so that whoever copied the bundle
+// has that long to pick up the new one before a certificate it cannot
+// verify is served.
 type Policy struct {
 	CAValidity   time.Duration
 	LeafValidity time.Duration
+	// Propagation is how long a new CA is published before it signs;
+	// zero switches at once.
+	Propagation time.Duration
 }
 
-// DefaultPolicy: a CA for a year (renewed after eight months), serving
-// certificates for 90 days (renewed after 60).
-var DefaultPolicy = Policy{CAValidity: 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour}
+// DefaultPolicy: a CA for a year, its successor published after eight
+// months and signing 30 days later (the old CA then has three months left,
+// more than a serving certificate's life); serving certificates for 90
+// days (renewed after 60).
+var DefaultPolicy = Policy{CAValidity: 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour, Propagation: 30 * 24 * time.Hour}
 
 func dueForRenewal(c *x509.Certificate, now time.Time) bool {
 	life := c.NotAfter.Sub(c.NotBefore)
@@ -53,42 +65,55 @@ type CA struct {
 	Bundle []*x509.Certificate
 }
 
-// EnsureCA returns the CA data with a CA that is valid now and not due for
-// renewal, and why it changed ("" when it did not).
+// EnsureCA returns the CA data with a signing CA that is valid now, and
+// why it changed ("" when it did not). When the signer enters the last
+// third of its life, a successor is made and published in the bundle; it
+// becomes the signer once Policy.Propagation has passed (or at once when
+// the signer would otherwise expire before a serving certificate it
+// signs). The previous signer stays in the bundle until it expires.
 func EnsureCA(data map[string][]byte, name string, now time.Time, p Policy) (map[string][]byte, *CA, string, error) {
 	ca, err := parseCA(data)
-	switch {
-	case err != nil && len(data) > 0:
-		// Unreadable data is replaced, not trusted.
-	case err != nil:
-	case !dueForRenewal(ca.Cert, now):
-		live := slices.DeleteFunc(slices.Clone(ca.Bundle), func(c *x509.Certificate) bool { return !now.Before(c.NotAfter) })
-		if len(live) == len(ca.Bundle) {
-			return data, ca, "", nil
-		}
-		ca.Bundle = live
-		out, err := encodeCA(ca)
-		return out, ca, "dropped an expired CA from the bundle", err
-	}
-	reason := "created"
-	var keep []*x509.Certificate
-	if ca != nil {
-		reason = "renewed: less than a third of its validity was left"
-		for _, c := range ca.Bundle {
-			if now.Before(c.NotAfter) {
-				keep = append(keep, c)
-			}
-		}
-	} else if len(data) > 0 {
-		reason = fmt.Sprintf("replaced: the stored CA is unusable (%v)", err)
-	}
-	fresh, err := newCA(name, now, p.CAValidity)
 	if err != nil {
-		return nil, nil, "", err
+		reason := "created"
+		if len(data) > 0 {
+			// Unreadable data is replaced, not trusted.
+			reason = fmt.Sprintf("replaced: the stored CA is unusable (%v)", err)
+		}
+		fresh, err := newCA(name, now, p.CAValidity)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		fresh.Bundle = []*x509.Certificate{fresh.Cert}
+		out, err := encodeCA(fresh, nil)
+		return out, fresh, reason, err
 	}
-	fresh.Bundle = append([]*x509.Certificate{fresh.Cert}, keep...)
-	out, err := encodeCA(fresh)
-	return out, fresh, reason, err
+	next, _ := parseNext(data) // an unusable successor is made again
+	live := slices.DeleteFunc(slices.Clone(ca.Bundle), func(c *x509.Certificate) bool { return !now.Before(c.NotAfter) })
+	var reason string
+	if len(live) != len(ca.Bundle) {
+		ca.Bundle, reason = live, "dropped an expired CA from the bundle"
+	}
+	if next == nil && dueForRenewal(ca.Cert, now) {
+		if next, err = newCA(name, now, p.CAValidity); err != nil {
+			return nil, nil, "", err
+		}
+		ca.Bundle = append([]*x509.Certificate{ca.Cert, next.Cert}, ca.Bundle[1:]...)
+		reason = fmt.Sprintf("renewal started: the next CA is published in the bundle and signs from %s",
+			next.Cert.NotBefore.Add(p.Propagation).UTC().Format(time.RFC3339))
+	}
+	if next != nil && (!now.Before(next.Cert.NotBefore.Add(p.Propagation)) || now.Add(p.LeafValidity).After(ca.Cert.NotAfter)) {
+		old := ca.Cert
+		rest := slices.DeleteFunc(slices.Clone(ca.Bundle), func(c *x509.Certificate) bool { return c.Equal(old) || c.Equal(next.Cert) })
+		ca = &CA{Cert: next.Cert, Key: next.Key, Bundle: append([]*x509.Certificate{next.Cert, old}, rest...)}
+		next = nil
+		reason = "renewed: the CA published in the bundle since " + ca.Cert.NotBefore.UTC().Format(time.RFC3339) +
+			" signs from now on; the previous one stays trusted until it expires"
+	}
+	if reason == "" {
+		return data, ca, "", nil
+	}
+	out, err := encodeCA(ca, next)
+	return out, ca, reason, err
 }
 
 // EnsureLeaf returns serving certificate data for names (DNS names, or IP
@@ -227,15 +252,32 @@ func parseCA(data map[string][]byte) (*CA, error) {
 	return &CA{Cert: bundle[0], Key: key, Bundle: bundle}, nil
 }
 
-func encodeCA(ca *CA) (map[string][]byte, error) {
+func encodeCA(ca, next *CA) (map[string][]byte, error) {
 	keyDER, err := x509.MarshalECPrivateKey(ca.Key)
 	if err != nil {
 		return nil, err
 	}
-	return map[string][]byte{
+	out := map[string][]byte{
 		CACertKey: encodeCerts(ca.Bundle),
 		CAKeyKey:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}, nil
+	}
+	if next != nil {
+		nextDER, err := x509.MarshalECPrivateKey(next.Key)
+		if err != nil {
+			return nil, err
+		}
+		out[NextCACertKey] = encodeCerts([]*x509.Certificate{next.Cert})
+		out[NextCAKeyKey] = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: nextDER})
+	}
+	return out, nil
+}
+
+// parseNext reads the published successor, if any.
+func parseNext(data map[string][]byte) (*CA, error) {
+	if len(data[NextCACertKey]) == 0 {
+		return nil, nil
+	}
+	return parseCA(map[string][]byte{CACertKey: data[NextCACertKey], CAKeyKey: data[NextCAKeyKey]})
 }
 
 func encodeCerts(certs []*x509.Certificate) []byte {

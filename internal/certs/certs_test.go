@@ -116,3 +116,65 @@ func TestUnusableDataIsReplaced(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoPhaseCARenewal: the next CA is published in the bundle a
+// propagation period before it signs, so a holder that copied the bundle
+// then verifies every serving certificate issued until the next renewal,
+// and the webhook configurations get the bundle before any certificate of
+// the new CA is served.
+func TestTwoPhaseCARenewal(t *testing.T) {
+	p := Policy{CAValidity: 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour, Propagation: 30 * 24 * time.Hour}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	names := []string{"svc.ns.svc"}
+	var caData, leafData map[string][]byte
+	var holder []byte // a gateway's copy of ca.crt
+	step := func(at time.Duration) (*CA, string, string) {
+		t.Helper()
+		ca, caReason, err := ensureCA(&caData, start.Add(at), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var leafReason string
+		leafData, leafReason, err = EnsureLeaf(leafData, ca, names, start.Add(at), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ca, caReason, leafReason
+	}
+	first, _, _ := step(0)
+	step(200 * day) // the serving certificate's scheduled renewal
+	published, caReason, leafReason := step(250 * day)
+	if !strings.Contains(caReason, "renewal started") || !published.Cert.Equal(first.Cert) || len(published.Bundle) != 2 ||
+		leafReason != "the CA bundle changed" {
+		t.Fatalf("at the last third: CA %q (same signer %v, bundle %d), leaf %q; want the next CA published beside the signer, the leaf kept",
+			caReason, published.Cert.Equal(first.Cert), len(published.Bundle), leafReason)
+	}
+	holder = caData[CACertKey]
+	if ca, caReason, _ := step(265 * day); caReason != "" || !ca.Cert.Equal(first.Cert) {
+		t.Fatalf("during propagation: %q, signer changed %v", caReason, !ca.Cert.Equal(first.Cert))
+	}
+	switched, caReason, leafReason := step(281 * day)
+	if !strings.Contains(caReason, "renewed") || switched.Cert.Equal(first.Cert) || !strings.Contains(leafReason, "not signed by the current CA") {
+		t.Fatalf("after propagation: CA %q, leaf %q; want the published CA signing and the leaf reissued", caReason, leafReason)
+	}
+	if _, ok := caData[NextCACertKey]; ok {
+		t.Error("the successor is still stored after it became the signer")
+	}
+	verifyWith(t, holder, leafData, names[0], start.Add(281*day))
+	// The previous CA stays trusted until it expires, then leaves the bundle.
+	if ca, caReason, _ := step(366 * day); !strings.Contains(caReason, "dropped an expired CA") || len(ca.Bundle) != 1 {
+		t.Fatalf("after the old CA expired: %q, bundle %d", caReason, len(ca.Bundle))
+	}
+}
+
+func ensureCA(data *map[string][]byte, now time.Time, p Policy) (*CA, string, error) {
+	out, ca, reason, err := EnsureCA(*data, "test", now, p)
+	*data = out
+	return ca, reason, err
+}
+
+func verifyWith(t *testing.T, bundle []byte, leafData map[string][]byte, name string, now time.Time) {
+	t.Helper()
+	verify(t, map[string][]byte{CACertKey: bundle, CertKey: leafData[CertKey]}, name, now)
+}

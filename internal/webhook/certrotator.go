@@ -110,6 +110,14 @@ func (r *CertRotator) sync(ctx context.Context) error {
 		}
 		r.Log.Info("webhook CA "+reason, "secret", caSecret.Name, "notAfter", ca.Cert.NotAfter)
 	}
+	// The bundle reaches the API server before any serving certificate
+	// it must verify is written.
+	if err := r.inject(ctx, caData[certs.CACertKey]); err != nil {
+		return err
+	}
+	if err := r.injectAPIServices(ctx, caData[certs.CACertKey]); err != nil {
+		return err
+	}
 	svc := func(name string) []string {
 		return []string{fmt.Sprintf("%s.%s.svc", name, r.Namespace), fmt.Sprintf("%s.%s.svc.cluster.local", name, r.Namespace), name}
 	}
@@ -153,10 +161,7 @@ func (r *CertRotator) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := r.inject(ctx, caData[certs.CACertKey]); err != nil {
-		return err
-	}
-	return r.injectAPIServices(ctx, caData[certs.CACertKey])
+	return nil
 }
 
 // injectAPIServices puts the CA bundle into the insights APIServices, so
