@@ -120,16 +120,34 @@ func (l *reportingListWatch) WatchWithContext(ctx context.Context, o metav1.List
 // answers a dropped connection with an empty watch, not an error.
 var errDroppedWatch = errors.New("the watch ended at once, with no event: the connection to the API server was dropped")
 
-// watched reports a watch call: an error at once; otherwise the watch
-// works once it delivers an event or stays open for a second, and failed
-// if it ends before either.
+// errWatchEnded marks the time between a watch's end and the informer's
+// next call.
+var errWatchEnded = errors.New("the watch ended")
+
+// watched reports a watch call: an error, or a watch that is already
+// closed (client-go's answer to a dropped connection), is a failure; an
+// open watch works. When a watch that worked ends, the index is stale
+// until the informer's next call works, which is at once after a normal
+// end.
 func (h *IndexHealth) watched(w watch.Interface, err error) (watch.Interface, error) {
 	if err != nil || w == nil {
 		h.called(err)
 		return w, err
 	}
+	in := w.ResultChan()
+	var first *watch.Event
+	select {
+	case ev, ok := <-in:
+		if !ok {
+			h.called(errDroppedWatch)
+			return w, nil
+		}
+		first = &ev
+	default:
+	}
+	h.called(nil)
 	rw := &reportingWatch{inner: w, ch: make(chan watch.Event), done: make(chan struct{})}
-	go rw.run(h)
+	go rw.run(h, first)
 	return rw, nil
 }
 
@@ -147,33 +165,27 @@ func (w *reportingWatch) Stop() {
 	w.inner.Stop()
 }
 
-func (w *reportingWatch) run(h *IndexHealth) {
+func (w *reportingWatch) run(h *IndexHealth, first *watch.Event) {
 	defer close(w.ch)
-	open := time.NewTimer(time.Second)
-	defer open.Stop()
-	reported := false
-	report := func(err error) {
-		if !reported {
-			reported = true
-			h.called(err)
-		}
-	}
 	in := w.inner.ResultChan()
 	for {
-		select {
-		case <-open.C:
-			report(nil)
-		case ev, ok := <-in:
-			if !ok {
-				report(errDroppedWatch)
-				return
-			}
-			report(nil)
+		var ev watch.Event
+		if first != nil {
+			ev, first = *first, nil
+		} else {
 			select {
-			case w.ch <- ev:
+			case e, ok := <-in:
+				if !ok {
+					h.called(errWatchEnded)
+					return
+				}
+				ev = e
 			case <-w.done:
 				return
 			}
+		}
+		select {
+		case w.ch <- ev:
 		case <-w.done:
 			return
 		}
@@ -194,7 +206,9 @@ func (h *IndexHealth) called(err error) {
 		h.failingSince = time.Time{}
 		return
 	}
-	indexWatchErrors.Inc()
+	if !errors.Is(err, errWatchEnded) {
+		indexWatchErrors.Inc()
+	}
 	if h.failingSince.IsZero() {
 		h.failingSince = h.Clock.Now()
 	}

@@ -72,10 +72,7 @@ func TestIndexHealth(t *testing.T) {
 		t.Fatalf("past the bound with the API server answering nobody: %v", err)
 	}
 	apiDown = nil
-	call(nil) // a watch that stays open: current after a second
-	for deadline := time.Now().Add(5 * time.Second); h.Stale() != 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
+	call(nil) // a watch that opens
 	if d, err := h.Stale(), h.Check(req); d != 0 || err != nil {
 		t.Fatalf("after a watch that works: stale %s, ready %v", d, err)
 	}
@@ -88,38 +85,38 @@ func TestIndexHealth(t *testing.T) {
 }
 
 // TestDroppedWatchIsAFailure: client-go answers a dropped connection with
-// an empty watch and no error; a watch that ends at once with nothing is a
-// failure, one that stays open or delivers an event is current.
+// an empty watch and no error, which is a failure; an open watch is
+// current at once; when it ends, the index is stale until the next call
+// works.
 func TestDroppedWatchIsAFailure(t *testing.T) {
 	clock := clocktesting.NewFakeClock(t0)
 	h := &IndexHealth{Clock: clock}
-	w, err := h.watched(watch.NewEmptyWatch(), nil)
-	if err != nil {
+	if _, err := h.watched(watch.NewEmptyWatch(), nil); err != nil {
 		t.Fatal(err)
-	}
-	for range w.ResultChan() {
 	}
 	clock.Step(time.Second)
 	if d := h.Stale(); d != time.Second {
 		t.Fatalf("after a dropped watch: stale %s, want 1s", d)
 	}
 	fake := watch.NewFake()
-	w, _ = h.watched(fake, nil)
+	w, _ := h.watched(fake, nil)
+	if d := h.Stale(); d != 0 {
+		t.Fatalf("with a watch open: stale %s", d)
+	}
 	go fake.Add(&metav1.PartialObjectMetadata{})
-	<-w.ResultChan()
-	if d := h.Stale(); d != 0 {
-		t.Fatalf("after a watch delivered an event: stale %s", d)
+	if ev := <-w.ResultChan(); ev.Type != watch.Added {
+		t.Fatalf("the event passed on as %v", ev.Type)
 	}
-	w.Stop()
-	h.called(errors.New("refused"))
-	quiet := watch.NewFake()
-	w, _ = h.watched(quiet, nil)
-	defer w.Stop()
-	deadline := time.Now().Add(5 * time.Second)
-	for h.Stale() != 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	fake.Stop() // the server ends the watch
+	for range w.ResultChan() {
 	}
+	clock.Step(time.Second)
+	if d := h.Stale(); d != time.Second {
+		t.Fatalf("after the watch ended: stale %s, want 1s until the next call", d)
+	}
+	next, _ := h.watched(watch.NewFake(), nil)
+	defer next.Stop()
 	if d := h.Stale(); d != 0 {
-		t.Fatalf("a watch open for a second without events: stale %s", d)
+		t.Fatalf("after the next watch opened: stale %s", d)
 	}
 }

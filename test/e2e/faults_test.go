@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
 )
 
@@ -111,20 +113,20 @@ func httpGet(u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestStaleIndexStopsReadiness runs a token service whose API server
-// connection passes through a proxy. When its PrivateApp watch fails while
-// the API server answers, the index goes stale: the metric says so and,
-// past --token-index-stale-bound, readiness fails, so a Service sends
-// traffic to replicas that are current. When the API server answers nobody
-// (an outage), the replica stays ready: nothing is revoked anywhere then.
-// Once the watch is back, it is current and ready again.
-func TestStaleIndexStopsReadiness(t *testing.T) {
+// proxiedTokenService is a control plane, the controllers, and a token
+// service whose API server connection passes through an apiProxy.
+type proxiedTokenService struct {
+	proxy                 *apiProxy
+	c                     client.Client
+	addr, probes, metrics string
+}
+
+func startProxiedTokenService(t *testing.T, ctx context.Context, extraArgs ...string) *proxiedTokenService {
+	t.Helper()
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
 	env, c, adminKubeconfig := startControlPlane(t, root, tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 
 	// The proxy presents the admin's client certificate upstream.
 	clientCert, err := tls.X509KeyPair(env.Config.CertData, env.Config.KeyData)
@@ -149,51 +151,162 @@ current-context: proxy
 
 	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
-	defer controllers.kill()
-	addr, probes, metricsAddr := freeAddress(t), freeAddress(t), freeAddress(t)
+	t.Cleanup(controllers.kill)
+	p := &proxiedTokenService{proxy: proxy, c: c, addr: freeAddress(t), probes: freeAddress(t), metrics: freeAddress(t)}
 	tokenService := &managerProcess{t: t, bin: managerBin, kubeconfig: viaProxy, log: filepath.Join(tmp, "token-service.log"),
-		args: []string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + addr,
-			"--health-probe-bind-address=" + probes, "--metrics-bind-address=" + metricsAddr, "--token-index-stale-bound=3s"}}
+		args: append([]string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + p.addr,
+			"--health-probe-bind-address=" + p.probes, "--metrics-bind-address=" + p.metrics}, extraArgs...)}
 	tokenService.start()
-	defer tokenService.kill()
+	t.Cleanup(tokenService.kill)
+	return p
+}
 
-	_, tok := createReadyApp(t, ctx, c, "default", "crm", "crm.objects.contacts.read")
-	ready := func() bool { code, _ := httpGet("http://" + probes + "/readyz"); return code == http.StatusOK }
-	stale := func() float64 {
-		_, body := httpGet("http://" + metricsAddr + "/metrics")
-		for line := range strings.Lines(body) {
-			var v float64
-			if _, err := fmt.Sscanf(line, "privateapps_token_index_stale_seconds %g", &v); err == nil {
-				return v
-			}
+func (p *proxiedTokenService) ready() bool {
+	code, _ := httpGet("http://" + p.probes + "/readyz")
+	return code == http.StatusOK
+}
+
+// stale reads privateapps_token_index_stale_seconds (-1 when absent).
+func (p *proxiedTokenService) stale() float64 {
+	_, body := httpGet("http://" + p.metrics + "/metrics")
+	for line := range strings.Lines(body) {
+		var v float64
+		if _, err := fmt.Sscanf(line, "privateapps_token_index_stale_seconds %g", &v); err == nil {
+			return v
 		}
-		return -1
 	}
-	waitUntil(t, ctx, "the token service is ready", ready)
-	if code := checkStatus(addr, tok); code != http.StatusOK {
+	return -1
+}
+
+// TestStaleIndexStopsReadiness runs a token service whose API server
+// connection passes through a proxy. When its PrivateApp watch fails while
+// the API server answers, the index goes stale: the metric says so and,
+// past --token-index-stale-bound, readiness fails, so a Service sends
+// traffic to replicas that are current. When the API server answers nobody
+// (an outage), the replica stays ready: nothing is revoked anywhere then.
+// Once the watch is back, it is current and ready again.
+func TestStaleIndexStopsReadiness(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := startProxiedTokenService(t, ctx, "--token-index-stale-bound=3s")
+	_, tok := createReadyApp(t, ctx, p.c, "default", "crm", "crm.objects.contacts.read")
+	waitUntil(t, ctx, "the token service is ready", p.ready)
+	if code := checkStatus(p.addr, tok); code != http.StatusOK {
 		t.Fatalf("check: %d", code)
 	}
-	if s := stale(); s != 0 {
+	if s := p.stale(); s != 0 {
 		t.Fatalf("a current index reports stale %g", s)
 	}
 
-	proxy.set(proxyDropPrivateApps)
+	p.proxy.set(proxyDropPrivateApps)
 	broken := time.Now()
-	waitUntil(t, ctx, "readiness fails while the PrivateApp watch is broken and the API server answers", func() bool { return !ready() })
+	waitUntil(t, ctx, "readiness fails while the PrivateApp watch is broken and the API server answers", func() bool { return !p.ready() })
 	t.Logf("not ready %s after the watch broke (bound 3s)", time.Since(broken).Round(100*time.Millisecond))
-	if s := stale(); s < 3 {
+	if s := p.stale(); s < 3 {
 		t.Errorf("privateapps_token_index_stale_seconds %g while stale past the bound", s)
 	}
-	if code := checkStatus(addr, tok); code != http.StatusOK {
+	if code := checkStatus(p.addr, tok); code != http.StatusOK {
 		t.Errorf("a replica that is not ready still answers what it knows: %d", code)
 	}
 
-	proxy.set(proxyDropAll)
-	waitUntil(t, ctx, "readiness holds while the API server answers nobody", ready)
+	p.proxy.set(proxyDropAll)
+	waitUntil(t, ctx, "readiness holds while the API server answers nobody", p.ready)
 
-	proxy.set(proxyPass)
-	waitUntil(t, ctx, "the index is current again", func() bool { return stale() == 0 })
-	if !ready() {
+	p.proxy.set(proxyPass)
+	waitUntil(t, ctx, "the index is current again", func() bool { return p.stale() == 0 })
+	if !p.ready() {
 		t.Error("not ready once the watch is back")
+	}
+}
+
+// TestAPIServerOutage: calls flow through an outage of the API server (as
+// the token service sees it) and back. A revocation made just before the
+// outage holds through it; valid tokens keep working; and once the API
+// server is back, a revocation takes effect at once, with no accept after
+// the first refusal.
+func TestAPIServerOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := startProxiedTokenService(t, ctx)
+	app, tok := createReadyApp(t, ctx, p.c, "default", "crm", "crm.objects.contacts.read")
+	revoked, revokedTok := createReadyApp(t, ctx, p.c, "default", "legacy", "crm.objects.contacts.read")
+	waitUntil(t, ctx, "the token service accepts both tokens", func() bool {
+		return checkStatus(p.addr, tok) == http.StatusOK && checkStatus(p.addr, revokedTok) == http.StatusOK
+	})
+
+	// Calls flow the whole time, within the app's rate limit.
+	type answer struct {
+		at   time.Time
+		code int
+	}
+	var mu sync.Mutex
+	var answers []answer
+	stop := make(chan struct{})
+	flowing := make(chan struct{})
+	go func() {
+		defer close(flowing)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			code := checkStatus(p.addr, tok)
+			mu.Lock()
+			answers = append(answers, answer{time.Now(), code})
+			mu.Unlock()
+			// About 65 calls in 10 s: under the free edition's 100.
+			time.Sleep(150 * time.Millisecond)
+		}
+	}()
+
+	must(t, p.c.Delete(ctx, revoked))
+	before := time.Now()
+	waitUntil(t, ctx, "the revocation reaches the token service", func() bool { return checkStatus(p.addr, revokedTok) == http.StatusUnauthorized })
+	t.Logf("the revocation before the outage took %s", time.Since(before).Round(time.Millisecond))
+
+	p.proxy.set(proxyDropAll)
+	outage := time.Now()
+	for time.Since(outage) < 5*time.Second {
+		if code := checkStatus(p.addr, revokedTok); code != http.StatusUnauthorized {
+			t.Fatalf("during the outage the token revoked before it answers %d", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := p.stale(); s <= 0 {
+		t.Errorf("during the outage privateapps_token_index_stale_seconds is %g", s)
+	}
+	p.proxy.set(proxyPass)
+	waitUntil(t, ctx, "the index is current after the outage", func() bool { return p.stale() == 0 })
+	back := time.Now()
+
+	must(t, p.c.Delete(ctx, app))
+	deleted := time.Now()
+	waitUntil(t, ctx, "the revocation after the outage reaches the token service", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(answers) > 0 && answers[len(answers)-1].code == http.StatusUnauthorized
+	})
+	time.Sleep(time.Second)
+	close(stop)
+	<-flowing
+	if code := checkStatus(p.addr, revokedTok); code != http.StatusUnauthorized {
+		t.Errorf("after the outage the token revoked before it answers %d", code)
+	}
+
+	var refusedAt time.Time
+	for _, a := range answers {
+		switch {
+		case a.at.Before(deleted) && a.at.After(outage) && a.code != http.StatusOK:
+			t.Errorf("a valid token answered %d at %s, during or after the outage (back at %s)", a.code, a.at.Format(time.StampMilli), back.Format(time.StampMilli))
+		case !a.at.Before(deleted) && a.code == http.StatusUnauthorized && refusedAt.IsZero():
+			refusedAt = a.at
+		case !refusedAt.IsZero() && a.code != http.StatusUnauthorized:
+			t.Errorf("an accept (%d) at %s after the first refusal at %s", a.code, a.at.Format(time.StampMilli), refusedAt.Format(time.StampMilli))
+		}
+	}
+	t.Logf("%d calls; the revocation after the outage took %s", len(answers), refusedAt.Sub(deleted).Round(time.Millisecond))
+	if refusedAt.Sub(deleted) > time.Second {
+		t.Errorf("the revocation after the outage took %s, over a second", refusedAt.Sub(deleted))
 	}
 }
