@@ -22,6 +22,10 @@ dev: build envtest ## Run the operator on a local control plane with the samples
 test: envtest tools test-deps verify-generated vet ## Run the whole test suite: unit, envtest and end-to-end.
 	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
 
+.PHONY: test-chaos
+test-chaos: envtest ## Kill the leading manager replica 200 times while apps are created and rotated (about 20 minutes; E2E_SEED replays a run).
+	PRIVATEAPPS_CHAOS_KILLS=$${PRIVATEAPPS_CHAOS_KILLS:-200} go test -count=1 -timeout=60m -run 'TestLeaderFailover' -v ./test/e2e
+
 .PHONY: test-deps
 test-deps: ## Install the real servers the tests run that Go modules do not provide (nginx, Caddy, Redis).
 	hack/test-deps.sh

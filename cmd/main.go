@@ -51,6 +51,9 @@ func main() {
 	var (
 		metricsAddr, probeAddr string
 		leaderElect            bool
+		leaseDuration          time.Duration
+		renewDeadline          time.Duration
+		retryPeriod            time.Duration
 		maxApps, concurrency   int
 		gracePeriod            time.Duration
 		kubeQPS                float64
@@ -72,6 +75,9 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader among replicas; needed when running more than one.")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 12*time.Second, "How long standby replicas wait after the leader's last renewal before taking over (a killed leader is replaced within about this long).")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 8*time.Second, "How long the leader keeps trying to renew before it gives up leading; less than --leader-elect-lease-duration.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew the lease.")
 	flag.IntVar(&maxApps, "max-apps-per-namespace", controller.DefaultMaxAppsPerNamespace, "How many PrivateApps in one namespace may hold tokens; the rest wait for a slot.")
 	flag.DurationVar(&gracePeriod, "secret-repair-grace-period", controller.DefaultGracePeriod, "How long the previous token stays valid after a token Secret is deleted or edited out of band.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "How many PrivateApps are reconciled in parallel.")
@@ -151,13 +157,17 @@ func main() {
 	cacheOptions := controller.CacheOptions()
 	cacheOptions.NewInformer = ts.health.NewInformer
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "privateapp-operator.privateapps.dev",
-		Cache:                  cacheOptions,
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir}),
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "privateapp-operator.privateapps.dev",
+		LeaderElectionNamespace: operatorNamespace, // empty: the pod's own namespace
+		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           &renewDeadline,
+		RetryPeriod:             &retryPeriod,
+		Cache:                   cacheOptions,
+		WebhookServer:           webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir}),
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
