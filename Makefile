@@ -19,8 +19,12 @@ dev: build envtest ## Run the operator on a local control plane with the samples
 	./bin/dev-env --manager bin/manager --kubeconfig bin/dev/kubeconfig
 
 .PHONY: test
-test: envtest tools test-deps verify-generated vet ## Run the whole test suite: unit, envtest and end-to-end.
+test: envtest tools test-deps verify-generated vet lint ## Run the whole test suite: unit, envtest and end-to-end.
 	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
+
+.PHONY: lint
+lint: ## Lint with golangci-lint's standard linters and gosec (.golangci.yml says what is excepted and why).
+	go tool -modfile=go.tool.mod golangci-lint run ./...
 
 .PHONY: test-chaos
 test-chaos: envtest ## Kill the leading manager replica 200 times while apps are created and rotated (about 20 minutes; E2E_SEED replays a run).

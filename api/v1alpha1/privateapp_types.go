@@ -6,7 +6,7 @@ import (
 )
 
 // SecretType is the type of every Secret that holds a PrivateApp token.
-const SecretType corev1.SecretType = "privateapps.dev/access-token"
+const SecretType corev1.SecretType = "privateapps.dev/access-token" //nolint:gosec // G101: a Secret type, not a credential
 
 // Keys of the token Secret.
 const (

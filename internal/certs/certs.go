@@ -46,7 +46,7 @@ type Policy struct {
 	Propagation time.Duration
 }
 
-// DefaultPolicy: a CA for a year, its successor published after eight
+// DefaultPolicy is a CA for a year, its successor published after eight
 // months and signing 30 days later (the old CA then has three months left,
 // more than a serving certificate's life); serving certificates for 90
 // days (renewed after 60).

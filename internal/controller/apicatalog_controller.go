@@ -66,7 +66,7 @@ func (r *APICatalogReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	status, reason, msg := catalogReady(res)
 	st := &cat.Status
 	st.ObservedGeneration = cat.Generation
-	st.ScopesInForce, st.RoutesInForce = int32(res.Scopes), int32(res.Routes)
+	st.ScopesInForce, st.RoutesInForce = clampInt32(res.Scopes), clampInt32(res.Routes)
 	st.Conflicts = nil
 	for _, c := range res.Conflicts[:min(len(res.Conflicts), maxConflicts)] {
 		st.Conflicts = append(st.Conflicts, v1alpha1.RouteConflict{Route: c.Route, OtherCatalog: c.OtherCatalog, OtherRoute: c.OtherRoute, Example: truncate(c.Example, 2048)})

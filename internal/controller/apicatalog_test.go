@@ -92,7 +92,7 @@ var _ = Describe("APICatalog", func() {
 		app := newApp(ns, "sync")
 		app.Spec.Scopes = []string{"crm.objects.contacts.read", "crm.objects.deals.read"}
 		Expect(k8s.Create(ctx, app)).To(Succeed())
-		app = waitFor(ns, "sync", func(a *v1alpha1.PrivateApp) bool {
+		waitFor(ns, "sync", func(a *v1alpha1.PrivateApp) bool {
 			return isReady(a) && meta.IsStatusConditionTrue(a.Status.Conditions, v1alpha1.ConditionScopesOffered)
 		})
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -276,7 +277,7 @@ func observeDisconnect(n *v1alpha1.AppNotification, a *v1alpha1.PrivateApp, now 
 		if n.Spec.Reminder != "" {
 			// Reminders count from the first notice; any that would have
 			// fallen due before this notification watched are not owed.
-			w.Reminders = int32(notify.RemindersDue(reminderStart(n, w), notify.Frequency(n.Spec.Reminder), now))
+			w.Reminders = clampInt32(notify.RemindersDue(reminderStart(n, w), notify.Frequency(n.Spec.Reminder), now))
 		}
 	}
 	if n.Spec.Reminder == "" {
@@ -286,9 +287,9 @@ func observeDisconnect(n *v1alpha1.AppNotification, a *v1alpha1.PrivateApp, now 
 	// Every reminder that fell due is sent, even several after downtime:
 	// each has its own number and id, so there are no gaps and no repeats.
 	for k := int(w.Reminders) + 1; !notify.ReminderDue(start, freq, k).After(now); k++ {
-		w.Reminders = int32(k)
+		w.Reminders = clampInt32(k)
 		addDelivery(n, v1alpha1.Delivery{App: a.Name, AppUID: string(a.UID), Event: v1alpha1.EventAppDisconnected,
-			Reminder: int32(k), Time: metav1.NewTime(notify.ReminderDue(start, freq, k))})
+			Reminder: clampInt32(k), Time: metav1.NewTime(notify.ReminderDue(start, freq, k))})
 	}
 }
 
@@ -437,3 +438,7 @@ func (r *AppNotificationReconciler) notificationsOfApp(ctx context.Context, obj 
 	}
 	return reqs
 }
+
+// clampInt32 converts a count for an int32 status field, saturating
+// instead of wrapping.
+func clampInt32(n int) int32 { return int32(min(max(n, math.MinInt32), math.MaxInt32)) } //nolint:gosec // G115: clamped

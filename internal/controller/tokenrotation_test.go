@@ -69,7 +69,7 @@ var _ = Describe("TokenRotation", func() {
 
 		By("at the end, it is gone from status and the Secret")
 		fakeClock.SetTime(expiry)
-		rot = waitPhase(ns, "six-monthly", v1alpha1.RotationCompleted)
+		waitPhase(ns, "six-monthly", v1alpha1.RotationCompleted)
 		app = getApp(ns, "crm")
 		Expect(validDigests(app)).To(Equal([]string{app.Status.Token.Digest}))
 		Expect(lastActivity(app)).To(Equal(v1alpha1.ActivityOldTokenExpired))

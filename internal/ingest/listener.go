@@ -55,7 +55,7 @@ func (s *HTTPS) Start(ctx context.Context) error {
 	}
 	cw, err := certwatcher.New(s.CertFile, s.KeyFile)
 	if err != nil {
-		s.ln.Close()
+		_ = s.ln.Close()
 		return fmt.Errorf("ingest certificate: %w", err)
 	}
 	go func() { _ = cw.Start(ctx) }()
@@ -73,7 +73,7 @@ func (s *HTTPS) Start(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: s.Handler, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 32 << 10}
-	go func() {
+	go func() { //nolint:gosec // G118: the shutdown outlives ctx, which has ended
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

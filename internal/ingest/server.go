@@ -270,7 +270,7 @@ func (s *Syslog) Start(ctx context.Context) error {
 	}
 	go func() {
 		<-ctx.Done()
-		s.conn.Close()
+		_ = s.conn.Close()
 	}()
 	s.Logger.Info("listening for gateway access logs over syslog", "address", s.conn.LocalAddr().String())
 	buf := make([]byte, 64<<10)

@@ -198,7 +198,8 @@ func toCall(e *calllog.Entry) insightsv1alpha1.Call {
 		ObjectMeta: metav1.ObjectMeta{Name: e.ID, Namespace: e.Namespace,
 			CreationTimestamp: metav1.NewTime(e.Time.Truncate(time.Second))},
 		Time: metav1.NewMicroTime(e.Time), App: e.App, Method: e.Method, Host: e.Host, Path: e.Path, Query: e.Query,
-		Route: e.Route, Code: int32(e.Code), DecidedBy: e.DecidedBy, Reason: e.Reason, Source: e.Source,
+		Route: e.Route, Code: int32(e.Code), //nolint:gosec // G115: an HTTP status code
+		DecidedBy: e.DecidedBy, Reason: e.Reason, Source: e.Source,
 	}
 	if e.Latency > 0 {
 		c.Latency = &metav1.Duration{Duration: e.Latency}

@@ -121,7 +121,7 @@ func (m *Mailer) dial(ctx context.Context) (*smtp.Client, error) {
 	_ = conn.SetDeadline(time.Now().Add(timeout))
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, fmt.Errorf("smtp: %s: %w", m.Address, err)
 	}
 	hello := m.HelloName
@@ -129,22 +129,22 @@ func (m *Mailer) dial(ctx context.Context) (*smtp.Client, error) {
 		hello = "localhost"
 	}
 	if err := c.Hello(hello); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("smtp: EHLO to %s: %w", m.Address, err)
 	}
 	if m.TLS == StartTLS || m.TLS == "" {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			c.Close()
+			_ = c.Close()
 			return nil, fmt.Errorf("smtp: %s does not offer STARTTLS; set smtp.tls to TLS for port 465, or None for a trusted relay", m.Address)
 		}
 		if err := c.StartTLS(tlsConfig); err != nil {
-			c.Close()
+			_ = c.Close()
 			return nil, fmt.Errorf("smtp: STARTTLS with %s: %w", m.Address, err)
 		}
 	}
 	if m.Username != "" {
 		if err := c.Auth(smtp.PlainAuth("", m.Username, m.Password, host)); err != nil {
-			c.Close()
+			_ = c.Close()
 			return nil, fmt.Errorf("smtp: authentication as %q at %s failed: %w", m.Username, m.Address, err)
 		}
 	}

@@ -163,7 +163,7 @@ func base62Char(b byte) (byte, bool) {
 func crcIEEE(s string) uint32 {
 	crc := ^uint32(0)
 	for i := 0; i < len(s); i++ {
-		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8) //nolint:gosec // G115: the low byte is meant
 	}
 	return ^crc
 }

@@ -95,7 +95,7 @@ type reportingListWatch struct {
 }
 
 func (l *reportingListWatch) List(o metav1.ListOptions) (runtime.Object, error) {
-	obj, err := l.ListWatch.List(o)
+	obj, err := l.ListWatch.List(o) //nolint:staticcheck // SA1019: the ListerWatcher interface still has it
 	l.h.called(err)
 	return obj, err
 }
@@ -107,7 +107,7 @@ func (l *reportingListWatch) ListWithContext(ctx context.Context, o metav1.ListO
 }
 
 func (l *reportingListWatch) Watch(o metav1.ListOptions) (watch.Interface, error) {
-	w, err := l.ListWatch.Watch(o)
+	w, err := l.ListWatch.Watch(o) //nolint:staticcheck // SA1019: as List
 	return l.h.watched(w, err)
 }
 

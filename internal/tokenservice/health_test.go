@@ -48,7 +48,7 @@ func TestIndexHealth(t *testing.T) {
 		_, _ = lw.WatchWithContext(ctx, metav1.ListOptions{})
 	}
 	call(apierrors.NewResourceExpired("too old resource version"))
-	call(apierrors.NewGone("gone"))
+	call(apierrors.NewGone("gone")) //nolint:staticcheck // SA1019: old servers still answer 410 Gone
 	clock.Step(time.Minute)
 	if d := h.Stale(); d != 0 {
 		t.Fatalf("'too old' answers made the index stale: %s", d)

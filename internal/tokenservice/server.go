@@ -26,7 +26,7 @@ import (
 
 // Paths the token service answers.
 const (
-	PathAccessTokenInfo = "/oauth/v2/private-apps/get/access-token-info"
+	PathAccessTokenInfo = "/oauth/v2/private-apps/get/access-token-info" //nolint:gosec // G101: a path, not a credential
 	PathCheck           = "/v1/check"
 	PathTokenReview     = "/apis/authentication.k8s.io/v1/tokenreviews"
 )

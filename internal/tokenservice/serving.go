@@ -73,7 +73,7 @@ func (s *Serving) Start(ctx context.Context) error {
 	}
 	if !s.Insecure {
 		if !s.waitForCertificate(ctx) {
-			ln.Close()
+			_ = ln.Close()
 			return nil
 		}
 		cw, err := certwatcher.New(s.CertFile, s.KeyFile)
@@ -83,7 +83,7 @@ func (s *Serving) Start(ctx context.Context) error {
 		go func() { _ = cw.Start(ctx) }()
 		srv.TLSConfig, err = ServingTLS(cw.GetCertificate, s.ClientCAFile)
 		if err != nil {
-			ln.Close()
+			_ = ln.Close()
 			return err
 		}
 		ln = tls.NewListener(ln, srv.TLSConfig)
@@ -92,7 +92,7 @@ func (s *Serving) Start(ctx context.Context) error {
 	if s.Listening != nil {
 		s.Listening()
 	}
-	go func() {
+	go func() { //nolint:gosec // G118: the shutdown outlives ctx, which has ended
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -98,7 +98,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	s := &Store{db: db}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("call log: %s: %w", path, err)
 	}
 	return s, nil
@@ -118,11 +118,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			tx.Rollback()
+			_ = tx.Rollback()
 			return fmt.Errorf("migrating to schema version %d: %w", v+1, err)
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-			tx.Rollback()
+			_ = tx.Rollback()
 			return err
 		}
 		if err := tx.Commit(); err != nil {
@@ -141,7 +141,7 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 	if err != nil {
 		return fmt.Errorf("call log: %w", err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
 	st, err := tx.PrepareContext(ctx, upsert)
 	if err != nil {
 		return fmt.Errorf("call log: %w", err)
@@ -199,9 +199,11 @@ func (s *Store) List(ctx context.Context, q calllog.Query) (calllog.Page, error)
 		c, _ := calllog.DecodeCursor(q.Continue)
 		add("(time_ms, id, namespace, app) < (?, ?, ?, ?)", c.TimeMillis, c.ID, c.Namespace, c.App)
 	}
+	// Only fixed fragments with ? placeholders are joined; values are
+	// arguments.
 	stmt := "SELECT " + columns + " FROM calls"
 	if len(where) > 0 {
-		stmt += " WHERE " + strings.Join(where, " AND ")
+		stmt += " WHERE " + strings.Join(where, " AND ") //nolint:gosec // G202: see above
 	}
 	stmt += " ORDER BY time_ms DESC, id DESC, namespace DESC, app DESC LIMIT ?"
 	args = append(args, q.Limit+1)
