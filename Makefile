@@ -23,8 +23,9 @@ test: envtest tools test-deps verify-generated vet lint ## Run the whole test su
 	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
 
 .PHONY: lint
-lint: ## Lint with golangci-lint's standard linters and gosec (.golangci.yml says what is excepted and why).
+lint: ## Lint: golangci-lint's standard linters and gosec, and kube-api-linter on api/ (.golangci*.yml say what is excepted and why).
 	go tool -modfile=go.tool.mod golangci-lint run ./...
+	go tool -modfile=go.tool.mod golangci-lint-kube-api-linter run --config .golangci-kal.yml ./api/...
 
 .PHONY: test-chaos
 test-chaos: envtest ## Kill the leading manager replica 200 times while apps are created and rotated (about 20 minutes; E2E_SEED replays a run).

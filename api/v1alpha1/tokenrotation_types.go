@@ -127,7 +127,9 @@ type TokenRotationStatus struct {
 // +kubebuilder:printcolumn:name="Old Token Expires",type=date,JSONPath=`.status.oldTokenExpiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TokenRotation struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec says which app and how.
