@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 )
 
 // Client sends a token-service replica's entries to the insights
@@ -33,14 +32,11 @@ func NewClient(url, caFile string, token []byte) (*Client, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := certs.LoadPool(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("--call-log-ca-file: %w", err)
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--call-log-ca-file %s holds no PEM certificate", caFile)
-		}
+		cfg.RootCAs = pool
 	}
 	return &Client{URL: strings.TrimRight(url, "/"), Token: token, Client: &http.Client{
 		Timeout:   10 * time.Second,

@@ -3,16 +3,16 @@ package ingest
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 )
 
 // HTTPS serves the ingest endpoints over TLS. With a client CA, a client
@@ -61,13 +61,9 @@ func (s *HTTPS) Start(ctx context.Context) error {
 	go func() { _ = cw.Start(ctx) }()
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cw.GetCertificate}
 	if s.ClientCAFile != "" {
-		pem, err := os.ReadFile(s.ClientCAFile)
+		pool, err := certs.LoadPool(s.ClientCAFile)
 		if err != nil {
 			return fmt.Errorf("ingest client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("ingest client CA %s holds no PEM certificate", s.ClientCAFile)
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}

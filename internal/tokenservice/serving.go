@@ -3,7 +3,6 @@ package tokenservice
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"golang.org/x/net/netutil"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 )
 
 // Serving runs the token service's HTTP server as a manager runnable on
@@ -113,13 +114,9 @@ func ServingTLS(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), cl
 	if clientCAFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(clientCAFile)
+	pool, err := certs.LoadPool(clientCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("--token-review-client-ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--token-review-client-ca %s holds no PEM certificate", clientCAFile)
 	}
 	cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, pool
 	return cfg, nil
