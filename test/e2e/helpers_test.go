@@ -10,14 +10,18 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -140,4 +144,33 @@ func checkStatus(addr, tok string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// createRendered creates the named objects (Kind/name) of a chart
+// rendering, failing when the chart does not render one; namespaced kinds
+// the rendering leaves without a namespace go into ns.
+func createRendered(t *testing.T, ctx context.Context, c client.Client, objs map[string]*unstructured.Unstructured, ns string, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		if objs[k] == nil {
+			t.Fatalf("the chart renders no %s; got %v", k, kinds(objs))
+		}
+		if objs[k].GetKind() == "ServiceAccount" && objs[k].GetNamespace() == "" {
+			objs[k].SetNamespace(ns)
+		}
+		must(t, c.Create(ctx, objs[k]))
+	}
+}
+
+// asServiceAccount returns a token of the ServiceAccount ns/name (an hour
+// long) and a client that presents only it to env's API server.
+func asServiceAccount(t *testing.T, ctx context.Context, env *envtest.Environment, c client.Client, ns, name string) (string, client.Client) {
+	t.Helper()
+	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
+	must(t, c.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, tr))
+	cfg := rest.CopyConfig(env.Config)
+	cfg.CertData, cfg.KeyData, cfg.BearerToken = nil, nil, tr.Status.Token
+	sc, err := client.New(cfg, client.Options{Scheme: c.Scheme()})
+	must(t, err)
+	return tr.Status.Token, sc
 }

@@ -9,15 +9,12 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -40,13 +37,8 @@ func TestOnlyAdminsChangeWhoIsNotified(t *testing.T) {
 	const ns, tenant = "privateapp-system", "team-a"
 	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
 	objs := objects(t, h.must("template", "pa", h.chart, "--namespace", ns, "--show-only", "templates/policies.yaml", "--show-only", "templates/rbac.yaml"))
-	for _, k := range []string{"ValidatingAdmissionPolicy/pa-privateapp-operator-directory", "ValidatingAdmissionPolicyBinding/pa-privateapp-operator-directory",
-		"ClusterRole/pa-privateapp-operator-admin", "ClusterRole/pa-privateapp-operator-edit"} {
-		if objs[k] == nil {
-			t.Fatalf("the chart renders no %s", k)
-		}
-		must(t, c.Create(ctx, objs[k]))
-	}
+	createRendered(t, ctx, c, objs, ns, "ValidatingAdmissionPolicy/pa-privateapp-operator-directory",
+		"ValidatingAdmissionPolicyBinding/pa-privateapp-operator-directory", "ClusterRole/pa-privateapp-operator-admin", "ClusterRole/pa-privateapp-operator-edit")
 	for _, n := range []string{ns, tenant} {
 		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}))
 	}
@@ -127,16 +119,8 @@ func TestOperatorCAUpdatesOnlyItsOwnObjects(t *testing.T) {
 	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
 	objs := objects(t, h.template())
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	for _, k := range []string{"ClusterRole/" + name + "-controller", "ServiceAccount/" + name + "-controller",
-		"MutatingWebhookConfiguration/" + name, "ValidatingWebhookConfiguration/" + name, "APIService/v1alpha1.insights.privateapps.dev"} {
-		if objs[k] == nil {
-			t.Fatalf("the chart renders no %s", k)
-		}
-		if objs[k].GetKind() == "ServiceAccount" {
-			objs[k].SetNamespace(ns)
-		}
-		must(t, c.Create(ctx, objs[k]))
-	}
+	createRendered(t, ctx, c, objs, ns, "ClusterRole/"+name+"-controller", "ServiceAccount/"+name+"-controller",
+		"MutatingWebhookConfiguration/"+name, "ValidatingWebhookConfiguration/"+name, "APIService/v1alpha1.insights.privateapps.dev")
 	must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: name + "-controller"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name + "-controller"},
@@ -145,12 +129,7 @@ func TestOperatorCAUpdatesOnlyItsOwnObjects(t *testing.T) {
 	others := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "someone-elses"}}
 	must(t, c.Create(ctx, others))
 
-	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
-	must(t, c.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-controller"}}, tr))
-	asController := rest.CopyConfig(env.Config)
-	asController.CertData, asController.KeyData, asController.BearerToken = nil, nil, tr.Status.Token
-	cc, err := client.New(asController, client.Options{Scheme: c.Scheme()})
-	must(t, err)
+	_, cc := asServiceAccount(t, ctx, env, c, ns, name+"-controller")
 
 	rotator := &appwebhook.CertRotator{Client: cc, Reader: cc, Namespace: ns, Prefix: name, WebhookConfigurations: []string{name},
 		APIServices: []string{"v1alpha1.insights.privateapps.dev"}, CertDir: filepath.Join(tmp, "webhook-tls"),
@@ -164,7 +143,7 @@ func TestOperatorCAUpdatesOnlyItsOwnObjects(t *testing.T) {
 		t.Fatal("the operator's CA did not inject its bundle as the controller's identity")
 	}
 
-	err = cc.Get(ctx, client.ObjectKeyFromObject(others), others)
+	err := cc.Get(ctx, client.ObjectKeyFromObject(others), others)
 	if err == nil {
 		others.Webhooks = []admissionregistrationv1.ValidatingWebhook{}
 		others.Annotations = map[string]string{"hijacked": "true"}

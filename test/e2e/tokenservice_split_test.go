@@ -14,13 +14,10 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -68,12 +65,7 @@ func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 	// The chart's policy, as `helm install pa --namespace privateapp-system` renders it.
 	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
 	policies := objects(t, h.must("template", "pa", h.chart, "--namespace", ns, "--show-only", "templates/policies.yaml"))
-	for _, k := range []string{"ValidatingAdmissionPolicy/" + sa + "-status", "ValidatingAdmissionPolicyBinding/" + sa + "-status"} {
-		if policies[k] == nil {
-			t.Fatalf("the chart renders no %s; got %v", k, kinds(policies))
-		}
-		must(t, c.Create(ctx, policies[k]))
-	}
+	createRendered(t, ctx, c, policies, ns, "ValidatingAdmissionPolicy/"+sa+"-status", "ValidatingAdmissionPolicyBinding/"+sa+"-status")
 	// Every status field but the two the token service writes is guarded,
 	// including fields added after the policy was written.
 	policy := convert[admissionregistrationv1.ValidatingAdmissionPolicy](t, policies["ValidatingAdmissionPolicy/"+sa+"-status"])
@@ -87,8 +79,7 @@ func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 			t.Errorf("status.%s: guarded by the token-service policy %v, want %v", field, guarded, !writable)
 		}
 	}
-	review := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
-	must(t, c.SubResource("token").Create(ctx, account, review))
+	saToken, tsClient := asServiceAccount(t, ctx, env, c, ns, sa)
 	tsKubeconfig := filepath.Join(tmp, "token-service.kubeconfig")
 	must(t, os.WriteFile(tsKubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -102,11 +93,7 @@ contexts:
 - name: token-service
   context: {cluster: envtest, user: token-service}
 current-context: token-service
-`, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), review.Status.Token)), 0o600))
-	asTokenService := rest.CopyConfig(env.Config)
-	asTokenService.CertData, asTokenService.KeyData, asTokenService.BearerToken = nil, nil, review.Status.Token
-	tsClient, err := client.New(asTokenService, client.Options{Scheme: c.Scheme()})
-	must(t, err)
+`, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), saToken)), 0o600))
 
 	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
