@@ -22,17 +22,7 @@ var _ = Describe("The operator's CA and the insights APIService", func() {
 	It("issues the insights serving certificate and puts the CA into the APIService", func() {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "certs-"}}
 		Expect(admin.Create(ctx, ns)).To(Succeed())
-		port := int32(443)
-		// A group of the test's own, removed at the end, so no other spec
-		// meets an aggregated API that nothing serves.
-		apiService := &apiregistrationv1.APIService{
-			ObjectMeta: metav1.ObjectMeta{Name: "v1alpha1.insights-test.privateapps.dev"},
-			Spec: apiregistrationv1.APIServiceSpec{Group: "insights-test.privateapps.dev", Version: "v1alpha1",
-				Service:              &apiregistrationv1.ServiceReference{Namespace: ns.Name, Name: "privateapp-insights", Port: &port},
-				GroupPriorityMinimum: 1000, VersionPriority: 15},
-		}
-		Expect(admin.Create(ctx, apiService)).To(Succeed())
-		DeferCleanup(func() { Expect(admin.Delete(ctx, apiService)).To(Succeed()) })
+		apiService := testAPIService(ns.Name, "insights-test.privateapps.dev")
 
 		r := &CertRotator{Client: admin, Reader: admin, Namespace: ns.Name, Prefix: "privateapp", APIServices: []string{apiService.Name},
 			Policy: certs.DefaultPolicy, Clock: clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates")}
@@ -62,15 +52,7 @@ var _ = Describe("The operator's CA renewal", func() {
 	It("puts the next CA into the APIService's bundle before any serving certificate it signs", func() {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "certs-"}}
 		Expect(admin.Create(ctx, ns)).To(Succeed())
-		port := int32(443)
-		apiService := &apiregistrationv1.APIService{
-			ObjectMeta: metav1.ObjectMeta{Name: "v1alpha1.insights-renewal.privateapps.dev"},
-			Spec: apiregistrationv1.APIServiceSpec{Group: "insights-renewal.privateapps.dev", Version: "v1alpha1",
-				Service:              &apiregistrationv1.ServiceReference{Namespace: ns.Name, Name: "privateapp-insights", Port: &port},
-				GroupPriorityMinimum: 1000, VersionPriority: 15},
-		}
-		Expect(admin.Create(ctx, apiService)).To(Succeed())
-		DeferCleanup(func() { Expect(admin.Delete(ctx, apiService)).To(Succeed()) })
+		apiService := testAPIService(ns.Name, "insights-renewal.privateapps.dev")
 
 		day := 24 * time.Hour
 		fake := clocktesting.NewFakeClock(time.Now())
@@ -113,3 +95,19 @@ var _ = Describe("The operator's CA renewal", func() {
 		Expect(verifies(first)).To(BeFalse(), "the signer did not change")
 	})
 })
+
+// testAPIService registers an APIService for a group of the spec's own,
+// served by privateapp-insights in ns, and removes it at the end, so no
+// other spec meets an aggregated API that nothing serves.
+func testAPIService(ns, group string) *apiregistrationv1.APIService {
+	port := int32(443)
+	a := &apiregistrationv1.APIService{
+		ObjectMeta: metav1.ObjectMeta{Name: "v1alpha1." + group},
+		Spec: apiregistrationv1.APIServiceSpec{Group: group, Version: "v1alpha1",
+			Service:              &apiregistrationv1.ServiceReference{Namespace: ns, Name: "privateapp-insights", Port: &port},
+			GroupPriorityMinimum: 1000, VersionPriority: 15},
+	}
+	Expect(admin.Create(ctx, a)).To(Succeed())
+	DeferCleanup(func() { Expect(admin.Delete(ctx, a)).To(Succeed()) })
+	return a
+}
