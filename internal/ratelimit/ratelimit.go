@@ -118,6 +118,18 @@ func (l *Limiter) Seed(account string, calls int64, now time.Time) {
 	}
 }
 
+// Used is the account's count for the UTC day of now. Limiter is always
+// its own truth, so cached is false.
+func (l *Limiter) Used(account string, now time.Time) (calls int64, cached bool) {
+	_, dayStart := periods(now)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d, ok := l.accounts[account]; ok && d.start.Equal(dayStart) {
+		return d.n, false
+	}
+	return 0, false
+}
+
 // Forget drops an app's window counter, e.g. when the app is deleted.
 func (l *Limiter) Forget(app string) {
 	l.mu.Lock()

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,10 @@ import (
 type Taker interface {
 	Take(app, account string, lim Limits, now time.Time) Decision
 	Forget(app string)
+	// Used is how many calls the account made on the UTC day of now, as
+	// the limits count them; cached is true when the shared count did not
+	// answer and the number is this replica's last knowledge of it.
+	Used(account string, now time.Time) (calls int64, cached bool)
 }
 
 // takeScript checks both limits and counts the call in one atomic step, so
@@ -56,7 +61,7 @@ func (s *Shared) Take(app, account string, lim Limits, now time.Time) Decision {
 	winStart, dayStart := periods(now)
 	keys := []string{
 		fmt.Sprintf("%s:app:%s:%d", s.Prefix, app, winStart.Unix()),
-		fmt.Sprintf("%s:account:%s:%s", s.Prefix, account, dayStart.Format("20060102")),
+		s.accountKey(account, now),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 	defer cancel()
@@ -77,6 +82,31 @@ func (s *Shared) Take(app, account string, lim Limits, now time.Time) Decision {
 		s.OnSuccess()
 	}
 	return decision(Refusal(res[0]), res[1], res[2], lim, winStart, dayStart, now)
+}
+
+// Used reads the account's count for the day from Redis; when Redis does
+// not answer, this replica's count, which holds Redis's last answer.
+func (s *Shared) Used(account string, now time.Time) (int64, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	n, err := s.Client.Get(ctx, s.accountKey(account, now)).Int64()
+	switch {
+	case errors.Is(err, redis.Nil):
+		n = 0
+	case err != nil:
+		if s.OnError != nil {
+			s.OnError(err)
+		}
+		calls, _ := s.Local.Used(account, now)
+		return calls, true
+	}
+	s.Local.Seed(account, n, now)
+	return n, false
+}
+
+func (s *Shared) accountKey(account string, now time.Time) string {
+	_, dayStart := periods(now)
+	return fmt.Sprintf("%s:account:%s:%s", s.Prefix, account, dayStart.Format("20060102"))
 }
 
 // Forget drops the app's local window; its Redis keys expire by themselves.

@@ -187,3 +187,37 @@ func TestSeed(t *testing.T) {
 		t.Fatalf("the next UTC day starts over: %+v", d)
 	}
 }
+
+// The daily-usage endpoint reads the account's day from Redis, the count
+// every replica shares; while Redis is down, the replica's last knowledge
+// of it, marked cached.
+func TestSharedUsed(t *testing.T) {
+	srv := redistest.Start(t, "")
+	var errs atomic.Int64
+	a, b := replica(srv.Addr(), "", &errs), replica(srv.Addr(), "", &errs)
+	b.Prefix = a.Prefix
+	lim := Limits{PerWindow: 100, PerDay: 1000}
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		r := a
+		if i%2 == 1 {
+			r = b
+		}
+		r.Take("ns/crm", "ns", lim, now)
+	}
+	for name, r := range map[string]*Shared{"a": a, "b": b} {
+		if n, cached := r.Used("ns", now); n != 5 || cached {
+			t.Fatalf("replica %s: %d calls (cached %v), want the shared 5", name, n, cached)
+		}
+	}
+	if n, cached := a.Used("other", now); n != 0 || cached {
+		t.Fatalf("an account without calls: %d (cached %v), want 0", n, cached)
+	}
+	srv.Stop()
+	if n, cached := b.Used("ns", now); n != 5 || !cached {
+		t.Fatalf("with Redis down: %d calls (cached %v), want the last known 5, cached", n, cached)
+	}
+	if n, _ := b.Used("ns", now.Add(24*time.Hour)); n != 0 {
+		t.Fatalf("the next day with Redis down: %d, want 0", n)
+	}
+}

@@ -119,9 +119,11 @@ func (s *Server) Handler() http.Handler {
 			tokenInfo(w, r)
 		case PathTokenReview:
 			tokenReview(w, r)
+		case PathDailyUsage:
+			s.dailyUsage(w, r)
 		default:
 			writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
-				"no such endpoint %q; the token service answers POST %s, %s and POST %s", token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview))
+				"no such endpoint %q; the token service answers POST %s, %s, POST %s and GET %s", token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview, PathDailyUsage))
 		}
 	}))
 	// /v1/check is on every request's path through a gateway: it skips the
