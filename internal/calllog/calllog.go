@@ -74,6 +74,12 @@ type Entry struct {
 	Query string `json:"query,omitempty"`
 	// Route is the APICatalog route, "catalog/route", when one matched.
 	Route string `json:"route,omitempty"`
+	// RecordType and RecordAction are what the call does to a record when
+	// it succeeds (2xx), for record insights: from the catalog route, or
+	// the resource and verb of a Kubernetes API call. Empty for calls that
+	// count as nothing.
+	RecordType   string `json:"recordType,omitempty"`
+	RecordAction string `json:"recordAction,omitempty"`
 	// Code is the HTTP status the client got.
 	Code      int    `json:"code"`
 	DecidedBy string `json:"decidedBy"`
@@ -109,6 +115,7 @@ func (e *Entry) Normalize() {
 	e.ID = cut(e.ID, MaxIDLength)
 	e.Namespace, e.App, e.Host = cut(e.Namespace, maxShort), cut(e.App, maxShort), cut(e.Host, maxShort)
 	e.Method, e.Route, e.Reason = cut(e.Method, 32), cut(e.Route, 2*maxShort+1), cut(e.Reason, 64)
+	e.RecordType, e.RecordAction = cut(e.RecordType, maxShort), cut(e.RecordAction, 16)
 	e.Path, e.Query = cut(e.Path, MaxPathLength), cut(e.Query, MaxQueryLength)
 	if e.Latency < 0 {
 		e.Latency = 0
@@ -153,6 +160,9 @@ func Merge(old, new Entry) Entry {
 	fill(&out.Path, new.Path)
 	fill(&out.Query, new.Query)
 	fill(&out.Route, new.Route)
+	if out.RecordType == "" {
+		out.RecordType, out.RecordAction = new.RecordType, new.RecordAction
+	}
 	return out
 }
 
@@ -295,6 +305,10 @@ type Store interface {
 	Writer
 	// List answers a query, newest first (by time, then id).
 	List(ctx context.Context, q Query) (Page, error)
+	// CountRecords counts the calls of q's days that succeeded and name a
+	// record type and action, per namespace, app, day, record type and
+	// action, in CompareRecordCounts order.
+	CountRecords(ctx context.Context, q RecordQuery) ([]RecordCount, error)
 	// DropBefore removes every entry of the UTC days before day.
 	DropBefore(ctx context.Context, day int64) error
 	Close() error

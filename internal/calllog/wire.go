@@ -41,6 +41,14 @@ func AppendJSON(b []byte, entries []Entry) []byte {
 			b = append(b, `,"route":`...)
 			b = appendString(b, e.Route)
 		}
+		if e.RecordType != "" {
+			b = append(b, `,"recordType":`...)
+			b = appendString(b, e.RecordType)
+		}
+		if e.RecordAction != "" {
+			b = append(b, `,"recordAction":`...)
+			b = appendString(b, e.RecordAction)
+		}
 		b = append(b, `,"code":`...)
 		b = strconv.AppendInt(b, int64(e.Code), 10)
 		b = append(b, `,"decidedBy":`...)

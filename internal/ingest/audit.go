@@ -49,10 +49,41 @@ func AuditEntry(ev *auditv1.Event) (e calllog.Entry, ok bool) {
 		Path: path, Query: query, Route: kubernetesRoute(ev), Code: code, DecidedBy: calllog.DecidedByAPIServer,
 		Source: calllog.SourceKubernetes, Final: true,
 	}
+	e.RecordType, e.RecordAction = kubernetesRecord(ev)
 	if !ev.StageTimestamp.IsZero() && !ev.RequestReceivedTimestamp.IsZero() {
 		e.Latency = ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp.Time)
 	}
 	return e, true
+}
+
+// kubernetesRecord is what a Kubernetes API call does to a record, for
+// record insights: the resource (with its group, as kubectl names it) is
+// the record type; create is Created, update and patch Updated (also of a
+// subresource such as status or scale: the object changes), delete and
+// deletecollection Deleted. Creating a subresource (an eviction, a token)
+// creates no record of the resource, and a dry run changes nothing.
+func kubernetesRecord(ev *auditv1.Event) (recordType, action string) {
+	if ev.ObjectRef == nil || ev.ObjectRef.Resource == "" || strings.Contains(ev.RequestURI, "dryRun=") {
+		return "", ""
+	}
+	switch ev.Verb {
+	case "create":
+		if ev.ObjectRef.Subresource != "" {
+			return "", ""
+		}
+		action = calllog.RecordCreated
+	case "update", "patch":
+		action = calllog.RecordUpdated
+	case "delete", "deletecollection":
+		action = calllog.RecordDeleted
+	default:
+		return "", ""
+	}
+	recordType = ev.ObjectRef.Resource
+	if ev.ObjectRef.APIGroup != "" {
+		recordType += "." + ev.ObjectRef.APIGroup
+	}
+	return recordType, action
 }
 
 // kubernetesRoute names what a Kubernetes API call did, the way a catalog

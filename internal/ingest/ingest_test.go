@@ -81,6 +81,28 @@ func TestAuditEntry(t *testing.T) {
 	if _, ok := AuditEntry(&started); ok {
 		t.Error("a RequestReceived event was taken: the call would be logged before its code is known")
 	}
+	for _, tt := range []struct {
+		verb, resource, group, sub, uri string
+		wantType, wantAction            string
+	}{
+		{"create", "configmaps", "", "", "/api/v1/namespaces/default/configmaps", "configmaps", "Created"},
+		{"patch", "deployments", "apps", "", "/apis/apps/v1/namespaces/default/deployments/web", "deployments.apps", "Updated"},
+		{"update", "deployments", "apps", "scale", "/apis/apps/v1/namespaces/default/deployments/web/scale", "deployments.apps", "Updated"},
+		{"delete", "secrets", "", "", "/api/v1/namespaces/default/secrets/x", "secrets", "Deleted"},
+		{"deletecollection", "pods", "", "", "/api/v1/namespaces/default/pods", "pods", "Deleted"},
+		{"create", "pods", "", "eviction", "/api/v1/namespaces/default/pods/p/eviction", "", ""},
+		{"create", "configmaps", "", "", "/api/v1/namespaces/default/configmaps?dryRun=All", "", ""},
+		{"get", "configmaps", "", "", "/api/v1/namespaces/default/configmaps/x", "", ""},
+		{"list", "configmaps", "", "", "/api/v1/namespaces/default/configmaps", "", ""},
+	} {
+		ev := ev
+		ev.Verb, ev.RequestURI = tt.verb, tt.uri
+		ev.ObjectRef = &auditv1.ObjectReference{Resource: tt.resource, APIGroup: tt.group, Subresource: tt.sub}
+		e, _ := AuditEntry(&ev)
+		if e.RecordType != tt.wantType || e.RecordAction != tt.wantAction {
+			t.Errorf("%s %s: record %q %q, want %q %q", tt.verb, tt.uri, e.RecordType, e.RecordAction, tt.wantType, tt.wantAction)
+		}
+	}
 }
 
 type collected struct {

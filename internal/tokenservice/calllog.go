@@ -94,7 +94,7 @@ func (s *Server) logCheck(r *http.Request, d decision, at time.Time) {
 		Final: d.code != http.StatusOK,
 	}
 	if d.route != nil {
-		e.Route = d.route.ID
+		e.Route, e.RecordType, e.RecordAction = d.route.ID, d.route.RecordType, d.route.RecordAction
 	}
 	if d.code == http.StatusOK {
 		e.Reason = calllog.ReasonAllowed

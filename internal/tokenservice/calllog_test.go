@@ -67,6 +67,14 @@ func TestChecksAreLogged(t *testing.T) {
 		t.Errorf("logged\n%+v\nwant\n%+v", got[0], want)
 	}
 
+	// A route that changes a record says so, for record insights.
+	if a := f.checkAs(t, "PATCH", PathCheck, tok, nginx("PATCH", "https://api.example.com/crm/v3/objects/deals/9", "")); a.code != 200 {
+		t.Fatalf("check: %d %s", a.code, a.body)
+	}
+	if got := f.calls.take(); len(got) != 1 || got[0].RecordType != "deals" || got[0].RecordAction != "Updated" || !got[0].CountsAsRecord() {
+		t.Fatalf("an allowed deals update logged as %+v, want record deals Updated", got)
+	}
+
 	// Refused for a scope: final, and the error's correlationId finds it.
 	a = f.checkAs(t, "GET", PathCheck+"/crm/v3/objects/deals/9", tok, nil)
 	got = f.calls.take()

@@ -42,7 +42,8 @@ var crmCatalog = catalog.Catalog{
 	Routes: []catalog.Route{
 		{Name: "contacts-get", Methods: []string{"GET"}, Path: "/crm/v3/objects/contacts/{id}", Scopes: []string{"crm.objects.contacts.read"}},
 		{Name: "deals-get", Methods: []string{"GET"}, Path: "/crm/v3/objects/deals/{id}", Scopes: []string{"crm.objects.deals.read"}},
-		{Name: "deals-update", Methods: []string{"PATCH"}, Path: "/crm/v3/objects/deals/{id}", Scopes: []string{"crm.objects.deals.write"}},
+		{Name: "deals-update", Methods: []string{"PATCH"}, Path: "/crm/v3/objects/deals/{id}", Scopes: []string{"crm.objects.deals.write"},
+			RecordType: "deals", RecordAction: "Updated"},
 		{Name: "products-write", Methods: []string{"POST", "PATCH"}, Path: "/crm/v3/objects/products/{rest...}", Scopes: []string{"crm.objects.products.write"}},
 	},
 }

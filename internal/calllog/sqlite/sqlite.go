@@ -22,7 +22,7 @@ import (
 
 // schemaVersion is kept in PRAGMA user_version; a file written by a newer
 // version is refused rather than misread.
-const schemaVersion = 1
+const schemaVersion = 2
 
 var migrations = []string{
 	`CREATE TABLE calls (
@@ -48,12 +48,17 @@ var migrations = []string{
 	CREATE INDEX calls_by_namespace ON calls (namespace, time_ms DESC, id DESC);
 	CREATE INDEX calls_by_time ON calls (time_ms DESC, id DESC);
 	CREATE INDEX calls_by_day  ON calls (day);`,
+	// Record insights: what a successful call does to a record. Only such
+	// calls are in the index, so counting a month reads no other row.
+	`ALTER TABLE calls ADD COLUMN record_type TEXT NOT NULL DEFAULT '';
+	ALTER TABLE calls ADD COLUMN record_action TEXT NOT NULL DEFAULT '';
+	CREATE INDEX calls_records ON calls (namespace, app, day, record_type, record_action, code) WHERE record_type <> '';`,
 }
 
 // upsert merges a report into the entry of the same call by the rules of
 // calllog.Merge.
-const upsert = `INSERT INTO calls (namespace, app, day, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+const upsert = `INSERT INTO calls (namespace, app, day, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (namespace, app, day, id) DO UPDATE SET
 	code       = CASE WHEN NOT calls.final AND excluded.final THEN excluded.code ELSE calls.code END,
 	decided_by = CASE WHEN NOT calls.final AND excluded.final THEN excluded.decided_by ELSE calls.decided_by END,
@@ -67,9 +72,11 @@ ON CONFLICT (namespace, app, day, id) DO UPDATE SET
 	host       = CASE WHEN calls.host = '' THEN excluded.host ELSE calls.host END,
 	path       = CASE WHEN calls.path = '' THEN excluded.path ELSE calls.path END,
 	query      = CASE WHEN calls.query = '' THEN excluded.query ELSE calls.query END,
-	route      = CASE WHEN calls.route = '' THEN excluded.route ELSE calls.route END`
+	route      = CASE WHEN calls.route = '' THEN excluded.route ELSE calls.route END,
+	record_action = CASE WHEN calls.record_type = '' THEN excluded.record_action ELSE calls.record_action END,
+	record_type   = CASE WHEN calls.record_type = '' THEN excluded.record_type ELSE calls.record_type END`
 
-const columns = `namespace, app, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final`
+const columns = `namespace, app, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action`
 
 // Store is a call log in one SQLite file.
 type Store struct {
@@ -150,7 +157,7 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 	for i := range entries {
 		e := &entries[i]
 		if _, err := st.ExecContext(ctx, e.Namespace, e.App, e.Day(), e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
-			e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final); err != nil {
+			e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction); err != nil {
 			return fmt.Errorf("call log: writing an entry: %w", err)
 		}
 	}
@@ -217,7 +224,7 @@ func (s *Store) List(ctx context.Context, q calllog.Query) (calllog.Page, error)
 		var e calllog.Entry
 		var ms, latency int64
 		if err := rows.Scan(&e.Namespace, &e.App, &e.ID, &ms, &e.Method, &e.Host, &e.Path, &e.Query, &e.Route, &e.Code,
-			&e.DecidedBy, &e.Reason, &latency, &e.Source, &e.Final); err != nil {
+			&e.DecidedBy, &e.Reason, &latency, &e.Source, &e.Final, &e.RecordType, &e.RecordAction); err != nil {
 			return calllog.Page{}, fmt.Errorf("call log: %w", err)
 		}
 		e.Time, e.Latency = time.UnixMilli(ms).UTC(), time.Duration(latency)*time.Microsecond
@@ -231,6 +238,42 @@ func (s *Store) List(ctx context.Context, q calllog.Query) (calllog.Page, error)
 		page.Continue = calllog.EncodeCursor(page.Entries[q.Limit-1])
 	}
 	return page, nil
+}
+
+// CountRecords counts successful record calls by app, day, type and action.
+func (s *Store) CountRecords(ctx context.Context, q calllog.RecordQuery) ([]calllog.RecordCount, error) {
+	if err := q.Check(); err != nil {
+		return nil, err
+	}
+	where := []string{"record_type <> ''", "record_action <> ''", "code BETWEEN 200 AND 299", "day BETWEEN ? AND ?"}
+	args := []any{q.FromDay, q.ToDay}
+	for _, f := range []struct{ col, v string }{{"namespace", q.Namespace}, {"app", q.App}, {"record_type", q.RecordType}, {"record_action", q.Action}} {
+		if f.v != "" {
+			where = append(where, f.col+" = ?")
+			args = append(args, f.v)
+		}
+	}
+	// Only fixed fragments with ? placeholders are joined; values are
+	// arguments.
+	stmt := "SELECT namespace, app, day, record_type, record_action, count(*) FROM calls WHERE " + strings.Join(where, " AND ") + //nolint:gosec // G202: see above
+		" GROUP BY namespace, app, day, record_type, record_action ORDER BY namespace, app, day, record_type, record_action"
+	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("call log: counting records: %w", err)
+	}
+	defer rows.Close()
+	var out []calllog.RecordCount
+	for rows.Next() {
+		var c calllog.RecordCount
+		if err := rows.Scan(&c.Namespace, &c.App, &c.Day, &c.RecordType, &c.Action, &c.Count); err != nil {
+			return nil, fmt.Errorf("call log: counting records: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("call log: counting records: %w", err)
+	}
+	return out, nil
 }
 
 // DropBefore deletes the entries of the days before day.

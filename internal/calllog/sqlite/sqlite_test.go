@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -99,4 +101,44 @@ func TestRetentionAtMidnight(t *testing.T) {
 	}
 	clk.Step(2 * time.Minute) // past midnight: day 29 is now the 31st
 	waitFor(29)
+}
+
+// TestUpgradeKeepsEntries: a file written at schema version 1 (before
+// record insights) is brought up to date on Open, its entries kept, and a
+// later report of the same call adds what the call did to a record.
+func TestUpgradeKeepsEntries(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "calls.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := calllog.Entry{ID: "x", Namespace: "ns", App: "app", Method: "POST", Code: 201, Final: true, Time: time.Now()}
+	e.Normalize()
+	for _, stmt := range []string{sqlite.Migrations[0], "PRAGMA user_version = 1",
+		fmt.Sprintf(`INSERT INTO calls VALUES ('ns', 'app', %d, 'x', %d, 'POST', '', '/c', '', '', 201, 'upstream', '', 0, 'gateway', 1)`, e.Day(), e.Time.UnixMilli()),
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	db.Close()
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := s.List(ctx, calllog.Query{})
+	if err != nil || len(p.Entries) != 1 || p.Entries[0].Code != 201 || p.Entries[0].RecordType != "" {
+		t.Fatalf("after the upgrade: %+v, %v", p.Entries, err)
+	}
+	check := e
+	check.Code, check.Final, check.RecordType, check.RecordAction = 200, false, "contacts", calllog.RecordCreated
+	if err := s.Write(ctx, []calllog.Entry{check}); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := s.CountRecords(ctx, calllog.RecordQuery{FromDay: e.Day(), ToDay: e.Day()})
+	if err != nil || len(counts) != 1 || counts[0] != (calllog.RecordCount{Namespace: "ns", App: "app", Day: e.Day(), RecordType: "contacts", Action: "Created", Count: 1}) {
+		t.Fatalf("record counts after the upgrade: %+v, %v", counts, err)
+	}
 }

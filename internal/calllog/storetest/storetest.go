@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -23,6 +24,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("RoundTrip", func(t *testing.T) { roundTrip(t, open(t)) })
 	t.Run("Merge", func(t *testing.T) { merge(t, open) })
 	t.Run("Filters", func(t *testing.T) { filters(t, open(t)) })
+	t.Run("Records", func(t *testing.T) { records(t, open(t)) })
 	t.Run("Retention", func(t *testing.T) { retention(t, open(t)) })
 	t.Run("BadQueries", func(t *testing.T) { badQueries(t, open(t)) })
 }
@@ -65,7 +67,8 @@ func closeAtEnd(t *testing.T, s calllog.Store) {
 func same(a, b calllog.Entry) bool {
 	return a.ID == b.ID && a.Time.Equal(b.Time) && a.Namespace == b.Namespace && a.App == b.App && a.Method == b.Method &&
 		a.Host == b.Host && a.Path == b.Path && a.Query == b.Query && a.Route == b.Route && a.Code == b.Code &&
-		a.DecidedBy == b.DecidedBy && a.Reason == b.Reason && a.Latency == b.Latency && a.Source == b.Source && a.Final == b.Final
+		a.DecidedBy == b.DecidedBy && a.Reason == b.Reason && a.Latency == b.Latency && a.Source == b.Source && a.Final == b.Final &&
+		a.RecordType == b.RecordType && a.RecordAction == b.RecordAction
 }
 
 func roundTrip(t *testing.T, s calllog.Store) {
@@ -90,6 +93,7 @@ func roundTrip(t *testing.T, s calllog.Store) {
 func merge(t *testing.T, open Open) {
 	check := entry("m", base)
 	check.Time = base.Add(2 * time.Millisecond)
+	check.RecordType, check.RecordAction = "contacts", calllog.RecordUpdated
 	gateway := calllog.Entry{ID: "m", Time: base, Namespace: "team-a", App: "billing-sync", Method: "GET", Host: "api.example.com",
 		Path: "/crm/v3/objects/contacts/1", Code: 502, DecidedBy: calllog.DecidedByUpstream, Latency: 40 * time.Millisecond,
 		Source: calllog.SourceGateway, Final: true}
@@ -151,14 +155,19 @@ func corpus(n int) []calllog.Entry {
 	namespaces := []string{"team-a", "team-b", "team-c"}
 	apps := []string{"billing-sync", "crm-reporting", "warehouse-sync"}
 	methods := []string{"GET", "POST", "PATCH", "DELETE"}
-	codes := []int{200, 201, 204, 401, 403, 404, 429, 500, 502, 503}
+	codes := []int{200, 201, 204, 302, 401, 403, 404, 429, 500, 502, 503}
+	types := []string{"contacts", "deals", "companies"}
 	paths := []string{"/crm/v3/objects/contacts/1", "/crm/v3/objects/deals", "/crm/v3/objects/contacts/batch/read", "/files/v3/files/9"}
 	out := make([]calllog.Entry, n)
 	for i := range out {
 		e := entry(fmt.Sprintf("id-%05d", r.IntN(n*2)), base.Add(-time.Duration(r.Int64N(int64(5*24*time.Hour)))))
 		e.Namespace, e.App = namespaces[r.IntN(len(namespaces))], apps[r.IntN(len(apps))]
 		e.Method, e.Code, e.Path = methods[r.IntN(len(methods))], codes[r.IntN(len(codes))], paths[r.IntN(len(paths))]
-		e.Final = true
+		e.Final = i%5 != 0
+		// A gateway's report names no record; the token service's does.
+		if i%3 != 0 {
+			e.RecordType, e.RecordAction = types[r.IntN(len(types))], calllog.RecordActions[r.IntN(len(calllog.RecordActions))]
+		}
 		if i%7 == 0 {
 			// Same millisecond as another entry: the order falls to the id.
 			e.Time = out[i/2].Time
@@ -244,6 +253,48 @@ func filters(t *testing.T, s calllog.Store) {
 	}
 }
 
+// records counts the corpus's successful record calls, each call once as
+// merged, against calllog.CountRecords.
+func records(t *testing.T, s calllog.Store) {
+	closeAtEnd(t, s)
+	all := corpus(3000)
+	for i := 0; i < len(all); i += 500 {
+		write(t, s, all[i:min(i+500, len(all))]...)
+	}
+	byKey := map[key]calllog.Entry{}
+	for _, e := range all {
+		k := key{e.Namespace, e.App, e.ID, e.Day()}
+		if old, ok := byKey[k]; ok {
+			e = calllog.Merge(old, e)
+		}
+		byKey[k] = e
+	}
+	merged := slices.Collect(maps.Values(byKey))
+	today := calllog.DayOf(base)
+	for _, q := range []calllog.RecordQuery{
+		{FromDay: today - 29, ToDay: today},
+		{Namespace: "team-b", FromDay: today - 29, ToDay: today},
+		{Namespace: "team-a", App: "crm-reporting", FromDay: today - 2, ToDay: today - 1},
+		{Namespace: "team-c", RecordType: "deals", Action: calllog.RecordMerged, FromDay: today - 29, ToDay: today},
+		{Action: calllog.RecordDeleted, FromDay: today, ToDay: today},
+		{Namespace: "team-a", RecordType: "tickets", FromDay: today - 29, ToDay: today},
+	} {
+		t.Run(fmt.Sprintf("%+v", q), func(t *testing.T) {
+			got, err := s.CountRecords(context.Background(), q)
+			if err != nil {
+				t.Fatalf("CountRecords: %v", err)
+			}
+			want := calllog.CountRecords(merged, q)
+			if !slices.Equal(got, want) {
+				t.Fatalf("counts\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+	if got := calllog.CountRecords(merged, calllog.RecordQuery{FromDay: today - 29, ToDay: today}); len(got) < 100 {
+		t.Fatalf("the corpus has only %d record counts; the suite would prove little", len(got))
+	}
+}
+
 func retention(t *testing.T, s calllog.Store) {
 	closeAtEnd(t, s)
 	today := calllog.DayOf(base)
@@ -279,6 +330,11 @@ func badQueries(t *testing.T, s calllog.Store) {
 	} {
 		if _, err := s.List(context.Background(), q); err == nil {
 			t.Errorf("List(%+v) succeeded; want an error", q)
+		}
+	}
+	for _, q := range []calllog.RecordQuery{{FromDay: 10, ToDay: 9}, {Action: "Exploded"}} {
+		if _, err := s.CountRecords(context.Background(), q); err == nil {
+			t.Errorf("CountRecords(%+v) succeeded; want an error", q)
 		}
 	}
 	if _, err := s.List(context.Background(), calllog.Query{Continue: "x"}); !errors.Is(err, calllog.ErrInvalidContinue) {
