@@ -413,7 +413,8 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 		// The generic API server logs through klog.
 		klog.SetLogger(log)
 		srv, err := insights.New(insights.Options{Address: f.addr, CertFile: f.cert, KeyFile: f.key,
-			CertDir: filepath.Join(os.TempDir(), "privateapp-insights"), Kubeconfig: f.kubeconfig, Store: store, Log: log})
+			CertDir: filepath.Join(os.TempDir(), "privateapp-insights"), Kubeconfig: f.kubeconfig, Store: store,
+			Apps: mgr.GetCache(), Retention: f.retention, Log: log})
 		if err != nil {
 			return nil, err
 		}

@@ -3,8 +3,6 @@ package insights
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,9 +11,6 @@ import (
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
-	"k8s.io/apimachinery/pkg/util/validation"
-	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/utils/clock"
 
@@ -32,12 +27,9 @@ const DefaultWindow = 24 * time.Hour
 // callFields are the field selectors of calls, each with what it does to
 // the query.
 var callFields = map[string]func(q *calllog.Query, value string, now time.Time) error{
-	"app": func(q *calllog.Query, v string, _ time.Time) error {
-		if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
-			return fmt.Errorf("app=%q is not an app name: %s", v, strings.Join(errs, "; "))
-		}
-		q.App = v
-		return nil
+	"app": func(q *calllog.Query, v string, _ time.Time) (err error) {
+		q.App, err = appName(v)
+		return err
 	},
 	"method": func(q *calllog.Query, v string, _ time.Time) error {
 		m := strings.ToUpper(v)
@@ -74,10 +66,6 @@ var callFields = map[string]func(q *calllog.Query, value string, now time.Time) 
 		q.URLContains = v
 		return nil
 	},
-}
-
-func fieldNames() string {
-	return strings.Join(slices.Sorted(maps.Keys(callFields)), ", ")
 }
 
 // parseTime reads a point in time: RFC 3339, or a duration before now
@@ -141,40 +129,20 @@ func (c *calls) List(ctx context.Context, options *metainternalversion.ListOptio
 }
 
 func (c *calls) query(ctx context.Context, options *metainternalversion.ListOptions) (calllog.Query, error) {
-	q := calllog.Query{Namespace: genericapirequest.NamespaceValue(ctx), Limit: calllog.DefaultLimit}
+	q := calllog.Query{Limit: calllog.DefaultLimit}
+	now := c.clock.Now()
+	ns, err := selectors(ctx, options, "calls", sortedKeys(callFields), func(field, v string) error {
+		return callFields[field](&q, v, now)
+	})
+	if err != nil {
+		return calllog.Query{}, err
+	}
+	q.Namespace = ns
 	if options == nil {
 		options = &metainternalversion.ListOptions{}
 	}
 	bad := func(err error) (calllog.Query, error) {
 		return calllog.Query{}, apierrors.NewBadRequest(err.Error())
-	}
-	if options.LabelSelector != nil && !options.LabelSelector.Empty() {
-		return bad(fmt.Errorf("calls have no labels; select them with --field-selector (%s)", fieldNames()))
-	}
-	if options.Watch {
-		return bad(fmt.Errorf("calls cannot be watched; list them again, with since= to read only the newest"))
-	}
-	now := c.clock.Now()
-	if options.FieldSelector != nil {
-		for _, r := range options.FieldSelector.Requirements() {
-			if r.Operator == selection.NotEquals {
-				return bad(fmt.Errorf("calls are selected by %s=value, not !=", r.Field))
-			}
-			if r.Field == "metadata.namespace" {
-				if q.Namespace != "" && q.Namespace != r.Value {
-					return bad(fmt.Errorf("metadata.namespace=%s contradicts the namespace of the request, %s", r.Value, q.Namespace))
-				}
-				q.Namespace = r.Value
-				continue
-			}
-			set, ok := callFields[r.Field]
-			if !ok {
-				return bad(fmt.Errorf("calls cannot be selected by %q; use %s", r.Field, fieldNames()))
-			}
-			if err := set(&q, r.Value, now); err != nil {
-				return bad(err)
-			}
-		}
 	}
 	if q.From.IsZero() && q.To.IsZero() {
 		q.From = now.Add(-DefaultWindow)

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog/sqlite"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights"
@@ -43,7 +44,8 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := t.TempDir()
-	env := &envtest.Environment{BinaryAssetsDirectory: filepath.Join("..", "..", "bin", "k8s")}
+	env := &envtest.Environment{BinaryAssetsDirectory: filepath.Join("..", "..", "bin", "k8s"),
+		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	if os.Getenv("KUBEBUILDER_ASSETS") != "" {
 		env.BinaryAssetsDirectory = ""
 	}
@@ -58,6 +60,7 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(apiregistrationv1.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 	admin, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +98,8 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := insights.New(insights.Options{Address: addr, CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig, Store: store, Log: logr.Discard()})
+	srv, err := insights.New(insights.Options{Address: addr, CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig, Store: store,
+		Apps: admin, Log: logr.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,15 +124,26 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 	must(t, admin.Create(ctx, view))
 	bind := func(user, role string) {
 		must(t, admin.Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: user, Namespace: "team-a"},
+			ObjectMeta: metav1.ObjectMeta{Name: user + "-" + role, Namespace: "team-a"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
 		}))
 	}
+	viewer := &rbacv1.ClusterRole{}
+	data, err = os.ReadFile(filepath.Join("..", "..", "config", "rbac", "privateapps_insights_viewer_role.yaml"))
+	must(t, err)
+	must(t, yaml.Unmarshal(data, viewer))
+	must(t, admin.Create(ctx, viewer))
+	// envtest runs no controller-manager to aggregate roles: each is bound
+	// as the aggregation would (the viewer role into admin, edit and view).
 	bind("alice", reader.Name)
+	bind("alice", viewer.Name)
 	bind("victor", view.Name)
+	bind("victor", viewer.Name)
 	alice := userConfig(t, env, "alice")
 	victor := userConfig(t, env, "victor")
+	v := &views{admin: admin, adminCfg: cfg, alice: alice, victor: victor, mallory: userConfig(t, env, "mallory"),
+		aliceKubeconfig: writeKubeconfig(t, mustUser(t, env, "alice"), dir, "alice-views"), now: now}
 
 	list := func(cfg *rest.Config, ns, selector string) (*insightsv1alpha1.CallList, error) {
 		path := "/apis/insights.privateapps.dev/v1alpha1/namespaces/" + ns + "/calls"
@@ -218,6 +233,10 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 	if got := names(all); got != "b1,a3,a2,a1" && got != "a3,b1,a2,a1" {
 		t.Errorf("all namespaces: %q", got)
 	}
+
+	t.Run("record insights", func(t *testing.T) { recordInsights(ctx, t, v, store) })
+	t.Run("API usage", func(t *testing.T) { apiUsage(ctx, t, v) })
+	t.Run("needs attention", func(t *testing.T) { needsAttention(ctx, t, v) })
 
 	// kubectl itself, as alice, prints a table.
 	if kubectl, err := exec.LookPath("kubectl"); err == nil {

@@ -6,8 +6,6 @@
 package insights
 
 import (
-	"fmt"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -30,17 +28,12 @@ func init() {
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
 	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
 	Scheme.AddUnversionedTypes(unversioned, &metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
-	utilruntime.Must(Scheme.AddFieldLabelConversionFunc(insightsv1alpha1.SchemeGroupVersion.WithKind("Call"), callFieldLabel))
-}
-
-// callFieldLabel accepts the field selectors `kubectl get calls` filters by.
-func callFieldLabel(label, value string) (string, string, error) {
-	switch label {
-	case "metadata.namespace", "metadata.name":
-		return label, value, nil
+	for kind, f := range map[string]func(label, value string) (string, string, error){
+		"Call":           fieldLabel("calls", sortedKeys(callFields)),
+		"RecordInsight":  fieldLabel("recordinsights", recordFields),
+		"APIUsage":       fieldLabel("apiusages", usageFields),
+		"NeedsAttention": fieldLabel("needsattention", attentionFields),
+	} {
+		utilruntime.Must(Scheme.AddFieldLabelConversionFunc(insightsv1alpha1.SchemeGroupVersion.WithKind(kind), f))
 	}
-	if _, ok := callFields[label]; ok {
-		return label, value, nil
-	}
-	return "", "", fmt.Errorf("calls cannot be selected by %q; use %s", label, fieldNames())
 }

@@ -2,9 +2,11 @@ package insights
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +16,7 @@ import (
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
@@ -43,8 +46,14 @@ type Options struct {
 	// publishes the front proxy's CA; empty is the in-cluster config.
 	Kubeconfig string
 	Store      calllog.Store
-	Clock      clock.PassiveClock
-	Log        logr.Logger
+	// Apps reads PrivateApps and APICatalogs (the manager's cache), for
+	// needs attention, API usage and the record types insights show.
+	Apps client.Reader
+	// Retention is how long the call log keeps entries: the days record
+	// insights reach back.
+	Retention time.Duration
+	Clock     clock.PassiveClock
+	Log       logr.Logger
 }
 
 // Server is the aggregated API server, a manager Runnable.
@@ -94,6 +103,7 @@ func New(o Options) (*Server, error) {
 	if err := authz.ApplyTo(&cfg.Authorization); err != nil {
 		return nil, fmt.Errorf("insights: delegated authorization: %w", err)
 	}
+
 	cfg.EffectiveVersion = utilcompatibility.DefaultBuildEffectiveVersion()
 	// OpenAPI lets kubectl explain calls, and the generic server needs the
 	// models to serve any resource.
@@ -112,9 +122,18 @@ func New(o Options) (*Server, error) {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
+	if o.Retention == 0 {
+		o.Retention = calllog.DefaultRetention
+	}
+	if o.Apps == nil {
+		return nil, errors.New("insights: no reader of apps")
+	}
 	group := genericapiserver.NewDefaultAPIGroupInfo(insightsv1alpha1.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	group.VersionedResourcesStorageMap[insightsv1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
-		"calls": &calls{store: o.Store, clock: o.Clock},
+		"calls":          &calls{store: o.Store, clock: o.Clock},
+		"recordinsights": &records{store: o.Store, apps: o.Apps, clock: o.Clock, days: daysKept(o.Retention)},
+		"apiusages":      &usage{apps: o.Apps, clock: o.Clock},
+		"needsattention": &attention{apps: o.Apps, clock: o.Clock},
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("insights: %w", err)

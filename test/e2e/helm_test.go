@@ -175,7 +175,7 @@ func TestHelmChart(t *testing.T) {
 			"ConfigMap/pa-privateapp-operator-directory",
 			"Deployment/pa-privateapp-operator-insights", "Service/pa-privateapp-operator-insights",
 			"APIService/v1alpha1.insights.privateapps.dev", "PersistentVolumeClaim/pa-privateapp-operator-insights",
-			"ClusterRole/pa-privateapp-operator-insights-reader", "RoleBinding/pa-privateapp-operator-insights-auth-reader",
+			"ClusterRole/pa-privateapp-operator-insights-reader", "ClusterRole/pa-privateapp-operator-insights-viewer", "RoleBinding/pa-privateapp-operator-insights-auth-reader",
 			"Secret/pa-privateapp-operator-insights-ingest",
 			"ValidatingAdmissionPolicy/pa-privateapp-operator-token-service-status",
 			"ValidatingAdmissionPolicyBinding/pa-privateapp-operator-token-service-status",

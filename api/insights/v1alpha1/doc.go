@@ -29,7 +29,7 @@ func Resource(resource string) schema.GroupResource {
 // stand for the internal version.
 func AddToScheme(scheme *runtime.Scheme) error {
 	for _, gv := range []schema.GroupVersion{SchemeGroupVersion, {Group: GroupName, Version: runtime.APIVersionInternal}} {
-		scheme.AddKnownTypes(gv, &Call{}, &CallList{})
+		scheme.AddKnownTypes(gv, &Call{}, &CallList{}, &RecordInsight{}, &RecordInsightList{}, &NeedsAttention{}, &NeedsAttentionList{}, &APIUsage{}, &APIUsageList{})
 	}
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
