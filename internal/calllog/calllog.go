@@ -105,6 +105,27 @@ func DayOf(t time.Time) int64 {
 	// (Times before 1970 do not occur in a 30-day log.)
 }
 
+// MidnightWindow is how near a UTC midnight two reports of one call may
+// fall on either side of it and still be one entry: the token service
+// checks a call a few milliseconds after the gateway starts it, and the
+// two can straddle midnight.
+const MidnightWindow = time.Minute
+
+// NeighbourDay is the day on the other side of the UTC midnight that e is
+// within MidnightWindow of, where a report of the same call may already
+// be kept; ok is false for an entry farther from midnight.
+func (e *Entry) NeighbourDay() (day int64, ok bool) {
+	d := e.Day()
+	since := e.Time.Sub(StartOfDay(d))
+	switch {
+	case since < MidnightWindow:
+		return d - 1, true
+	case 24*time.Hour-since <= MidnightWindow:
+		return d + 1, true
+	}
+	return 0, false
+}
+
 // StartOfDay is the UTC midnight that begins day.
 func StartOfDay(day int64) time.Time { return time.Unix(day*86400, 0).UTC() }
 
@@ -130,7 +151,9 @@ func cut(s string, n int) string {
 }
 
 // Merge is the entry a store keeps when a second report of the same call
-// (same namespace, app and id) arrives. The first final report decides the
+// (same namespace, app and id, on the same UTC day or, within
+// MidnightWindow of the midnight between, the neighbouring one) arrives.
+// The entry stays under the day of the first report. The first final report decides the
 // code, who decided it and why; an allowed check is replaced by the
 // gateway's report of the upstream's answer. Blank fields are filled from
 // either report, and the earlier time is kept. Backends implement these

@@ -187,13 +187,40 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 		return err
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Entries near a UTC midnight may merge into a report of their call
+		// kept under the neighbouring day: they are written one by one
+		// after the others (rare: two minutes a day), in their order.
+		var nearMidnight []*calllog.Entry
 		b := &pgx.Batch{}
 		for i := range entries {
 			e := &entries[i]
-			b.Queue(upsert, e.Namespace, e.App, e.Day(), e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
-				e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction)
+			if _, near := e.NeighbourDay(); near {
+				nearMidnight = append(nearMidnight, e)
+				continue
+			}
+			queueUpsert(b, e, e.Day())
 		}
-		return tx.SendBatch(ctx, b).Close()
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		for _, e := range nearMidnight {
+			day := e.Day()
+			other, _ := e.NeighbourDay()
+			var one int
+			err := tx.QueryRow(ctx, "SELECT 1 FROM calls WHERE namespace = $1 AND app = $2 AND day = $3 AND id = $4", e.Namespace, e.App, other, e.ID).Scan(&one)
+			switch {
+			case err == nil:
+				day = other
+			case !errors.Is(err, pgx.ErrNoRows):
+				return err
+			}
+			b := &pgx.Batch{}
+			queueUpsert(b, e, day)
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -207,6 +234,11 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 		return fmt.Errorf("call log: writing %d entries: %w", len(entries), err)
 	}
 	return nil
+}
+
+func queueUpsert(b *pgx.Batch, e *calllog.Entry, day int64) {
+	b.Queue(upsert, e.Namespace, e.App, day, e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
+		e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction)
 }
 
 // List answers a query, newest first.

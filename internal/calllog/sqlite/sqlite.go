@@ -156,7 +156,11 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 	defer st.Close()
 	for i := range entries {
 		e := &entries[i]
-		if _, err := st.ExecContext(ctx, e.Namespace, e.App, e.Day(), e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
+		day, err := keptDay(ctx, tx, e)
+		if err != nil {
+			return fmt.Errorf("call log: %w", err)
+		}
+		if _, err := st.ExecContext(ctx, e.Namespace, e.App, day, e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
 			e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction); err != nil {
 			return fmt.Errorf("call log: writing an entry: %w", err)
 		}
@@ -165,6 +169,24 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 		return fmt.Errorf("call log: %w", err)
 	}
 	return nil
+}
+
+// keptDay is the day e's call is kept under: its own, or, near midnight,
+// the neighbouring day's when a report of the call is kept there.
+func keptDay(ctx context.Context, tx *sql.Tx, e *calllog.Entry) (int64, error) {
+	other, near := e.NeighbourDay()
+	if !near {
+		return e.Day(), nil
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, "SELECT 1 FROM calls WHERE namespace = ? AND app = ? AND day = ? AND id = ?", e.Namespace, e.App, other, e.ID).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return e.Day(), nil
+	case err != nil:
+		return 0, err
+	}
+	return other, nil
 }
 
 // List answers a query, newest first.

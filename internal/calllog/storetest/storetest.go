@@ -137,6 +137,47 @@ func merge(t *testing.T, open Open) {
 			})
 		}
 	}
+	// The token service checks a call a few milliseconds after the gateway
+	// starts it: the two reports can fall on either side of midnight, and
+	// are still one call.
+	midnight := calllog.StartOfDay(calllog.DayOf(base) + 1)
+	late := check
+	late.Time = midnight.Add(2 * time.Millisecond)
+	early := gateway
+	early.Time = midnight.Add(-time.Millisecond)
+	for _, order := range [][2]calllog.Entry{{late, early}, {early, late}} {
+		for _, oneBatch := range []bool{false, true} {
+			t.Run(fmt.Sprintf("across midnight, first at %s (one batch: %v)", order[0].Time.Format("15:04:05.000"), oneBatch), func(t *testing.T) {
+				s := open(t)
+				closeAtEnd(t, s)
+				first, then := order[0], order[1]
+				if oneBatch {
+					write(t, s, first, then)
+				} else {
+					write(t, s, first)
+					write(t, s, then)
+				}
+				got := list(t, s, calllog.Query{}).Entries
+				if len(got) != 1 || got[0].Code != 502 || !got[0].Time.Equal(early.Time) {
+					t.Fatalf("two reports of one call across midnight left %+v; want one entry with the upstream's 502 at %s", got, early.Time)
+				}
+				counts, err := s.CountRecords(context.Background(), calllog.RecordQuery{FromDay: calllog.DayOf(base), ToDay: calllog.DayOf(base) + 1})
+				if err != nil || len(counts) != 0 {
+					t.Fatalf("a call the upstream failed counts as a record change: %+v, %v", counts, err)
+				}
+			})
+		}
+	}
+	t.Run("far from midnight, the same id on two days is two calls", func(t *testing.T) {
+		s := open(t)
+		closeAtEnd(t, s)
+		a, b := check, gateway
+		a.Time, b.Time = midnight.Add(calllog.MidnightWindow+time.Millisecond), midnight.Add(-calllog.MidnightWindow-time.Millisecond)
+		write(t, s, a, b)
+		if got := list(t, s, calllog.Query{}).Entries; len(got) != 2 {
+			t.Fatalf("%d entries, want 2", len(got))
+		}
+	})
 	t.Run("same id, other app", func(t *testing.T) {
 		s := open(t)
 		closeAtEnd(t, s)
