@@ -136,9 +136,10 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		start := time.Now()
-		d := s.check(w, r)
+		now := s.Clock.Now()
+		d := s.check(w, r, now)
 		observe(PathCheck, d.code, start)
-		s.logCheck(r, d, start)
+		s.logCheck(r, d, now)
 	})
 }
 
@@ -194,7 +195,7 @@ func (s *Server) limitsFor(ns string) ratelimit.Limits {
 
 // check is external authorization for ingress gateways; it returns what
 // it decided, for the metrics and the call log.
-func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
+func (s *Server) check(w http.ResponseWriter, r *http.Request, now time.Time) decision {
 	if log := s.Log.V(1); log.Enabled() {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		w = rec
@@ -204,7 +205,6 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) decision {
 				"route", w.Header().Get(hdrRoute), "app", w.Header().Get(hdrNamespace)+"/"+w.Header().Get(hdrName))
 		}()
 	}
-	now := s.Clock.Now()
 	text, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		id := callID(r)
