@@ -118,6 +118,14 @@ func (l *Limiter) Seed(account string, calls int64, now time.Time) {
 	}
 }
 
+// Count counts a call that no limit refuses in the account's day.
+func (l *Limiter) Count(account string, now time.Time) {
+	_, dayStart := periods(now)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	current(l.accounts, account, dayStart).n++
+}
+
 // Used is the account's count for the UTC day of now. Limiter is always
 // its own truth, so cached is false.
 func (l *Limiter) Used(account string, now time.Time) (calls int64, cached bool) {

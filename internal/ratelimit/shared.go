@@ -13,6 +13,10 @@ import (
 type Taker interface {
 	Take(app, account string, lim Limits, now time.Time) Decision
 	Forget(app string)
+	// Count counts a call in the account's day that no limit may refuse
+	// (an authentication by the kube-apiserver, which has fairness of its
+	// own), so the day's count holds every validated call.
+	Count(account string, now time.Time)
 	// Used is how many calls the account made on the UTC day of now, as
 	// the limits count them; cached is true when the shared count did not
 	// answer and the number is this replica's last knowledge of it.
@@ -82,6 +86,29 @@ func (s *Shared) Take(app, account string, lim Limits, now time.Time) Decision {
 		s.OnSuccess()
 	}
 	return decision(Refusal(res[0]), res[1], res[2], lim, winStart, dayStart, now)
+}
+
+// countScript counts one call in the account's day, refusing nothing.
+var countScript = redis.NewScript(`
+local d = redis.call('INCR', KEYS[1])
+if d == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return d
+`)
+
+// Count counts a call that no limit refuses in the account's shared day;
+// when Redis does not answer, in this replica's.
+func (s *Shared) Count(account string, now time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	n, err := countScript.Run(ctx, s.Client, []string{s.accountKey(account, now)}, (25 * time.Hour).Milliseconds()).Int64()
+	if err != nil {
+		if s.OnError != nil {
+			s.OnError(err)
+		}
+		s.Local.Count(account, now)
+		return
+	}
+	s.Local.Seed(account, n, now)
 }
 
 // Used reads the account's count for the day from Redis; when Redis does

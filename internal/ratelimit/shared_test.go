@@ -210,12 +210,16 @@ func TestSharedUsed(t *testing.T) {
 			t.Fatalf("replica %s: %d calls (cached %v), want the shared 5", name, n, cached)
 		}
 	}
+	b.Count("ns", now) // an authentication: no limit refuses it
+	if n, _ := a.Used("ns", now); n != 6 {
+		t.Fatalf("after a counted authentication: %d, want 6", n)
+	}
 	if n, cached := a.Used("other", now); n != 0 || cached {
 		t.Fatalf("an account without calls: %d (cached %v), want 0", n, cached)
 	}
 	srv.Stop()
-	if n, cached := b.Used("ns", now); n != 5 || !cached {
-		t.Fatalf("with Redis down: %d calls (cached %v), want the last known 5, cached", n, cached)
+	if n, cached := b.Used("ns", now); n != 6 || !cached {
+		t.Fatalf("with Redis down: %d calls (cached %v), want the last known 6, cached", n, cached)
 	}
 	if n, _ := b.Used("ns", now.Add(24*time.Hour)); n != 0 {
 		t.Fatalf("the next day with Redis down: %d, want 0", n)

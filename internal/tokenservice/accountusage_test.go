@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
 )
 
 // TestDailyUsage checks HubSpot's daily-usage answer: its documented shape,
@@ -21,7 +23,7 @@ func TestDailyUsage(t *testing.T) {
 	f.ix.Set(s)
 	f.clock.SetTime(t0.Add(3*time.Hour + 25*time.Millisecond))
 
-	// Seven calls by two apps of the account; one refused (suspended),
+	// Seven checks by two apps of the account; one refused (suspended),
 	// which counts nowhere.
 	for i := range 7 {
 		tok := f.current
@@ -33,6 +35,12 @@ func TestDailyUsage(t *testing.T) {
 		}
 	}
 	f.do(t, http.MethodGet, PathCheck, "Bearer "+suspended.Reveal(), nil)
+	// An authentication by the kube-apiserver is a call too (no limit
+	// refuses it, but it counts in the day).
+	review, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: other.Reveal()}})
+	if a := f.do(t, http.MethodPost, PathTokenReview, "", review); a.code != 200 || !strings.Contains(string(a.body), `"authenticated":true`) {
+		t.Fatalf("token review: %d %s", a.code, a.body)
+	}
 
 	read := func() DailyUsageResult {
 		t.Helper()
@@ -60,14 +68,14 @@ func TestDailyUsage(t *testing.T) {
 		return u.Results[0]
 	}
 	got := read()
-	want := DailyUsageResult{Name: "private-apps-api-calls-daily", UsageLimit: 500000, CurrentUsage: 7,
+	want := DailyUsageResult{Name: "private-apps-api-calls-daily", UsageLimit: 500000, CurrentUsage: 8,
 		CollectedAt: "2026-03-01T15:00:00.025Z", FetchStatus: "SUCCESS", ResetsAt: "2026-03-02T00:00:00Z"}
 	if got != want {
 		t.Fatalf("daily usage %+v, want %+v", got, want)
 	}
 	// Reading the usage is not a call: it does not count.
-	if got := read(); got.CurrentUsage != 7 {
-		t.Fatalf("after reading it twice: %d calls, want 7", got.CurrentUsage)
+	if got := read(); got.CurrentUsage != 8 {
+		t.Fatalf("after reading it twice: %d calls, want 8", got.CurrentUsage)
 	}
 	// The same count status.usage receives, summed over the account's apps.
 	var calls int64
@@ -76,8 +84,8 @@ func TestDailyUsage(t *testing.T) {
 			calls += a.pending["2026-03-01"].Calls
 		}
 	}
-	if calls != 7 {
-		t.Fatalf("status.usage would get %d calls for the account, the endpoint says 7", calls)
+	if calls != 8 {
+		t.Fatalf("status.usage would get %d calls for the account, the endpoint says 8", calls)
 	}
 	// Another account's day is its own; a new UTC day starts at zero.
 	f.clock.SetTime(t0.Add(12 * time.Hour))

@@ -476,6 +476,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	}
 	app := v.match.App
 	s.Usage.Record(app.Key(), now, true)
+	s.Limiter.Count(app.Namespace, now)
 	resp.Status = authnv1.TokenReviewStatus{
 		Authenticated: true,
 		Audiences:     audiences,

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
@@ -78,32 +80,40 @@ rules:
   - level: None
 `
 
-// TestCallLog: calls made through a real nginx, the token service and the
-// kube-apiserver (an app's token used with kubectl) appear in `kubectl get
-// calls` once each, with the code the client got and who decided it.
-func TestCallLog(t *testing.T) {
+// callLogStack is the call log's whole path on one machine: envtest's
+// kube-apiserver with the aggregation layer, the token webhook and the
+// audit webhook; the manager binary with the token service, the insights
+// server, SQLite and both ingest listeners; a real nginx in front of an
+// upstream, logging over syslog.
+type callLogStack struct {
+	t                            *testing.T
+	tmp, adminKubeconfig, secret string
+	tokenService, nginx          string
+	env                          *envtest.Environment
+	c                            client.Client
+	mgr                          *managerProcess
+}
+
+// startCallLogStack starts it all; nginx asks the token service at
+// checkURL (a path and query of the token service) and passes allowed
+// calls to upstream.
+func startCallLogStack(t *testing.T, ctx context.Context, checkURL string, upstream http.Handler) *callLogStack {
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
 		t.Fatal("this test runs a real nginx: install Debian's nginx-light (.ci/run does)")
 	}
 	root := repoRoot(t)
-	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	s := &callLogStack{t: t, tmp: t.TempDir(), secret: "the-shared-secret-of-this-test"}
+	managerBin := build(t, root, "./cmd", filepath.Join(s.tmp, "manager"))
 	tokenService, insightsAddr, ingestAddr := freeAddress(t), freeAddress(t), freeAddress(t)
+	s.tokenService = tokenService
 	syslogAddr := freeUDPAddress(t)
-	const secret = "the-shared-secret-of-this-test"
-	secretFile := filepath.Join(tmp, "ingest-token")
-	must(t, os.WriteFile(secretFile, []byte(secret+"\n"), 0o600))
+	secretFile := s.writeFile("ingest-token", s.secret+"\n")
 	const namespace, service = "privateapp-system", "privateapp-insights"
-	certFile, keyFile, caPEM, err := insightstest.ServingCert(tmp, service+"."+namespace+".svc")
+	certFile, keyFile, caPEM, err := insightstest.ServingCert(s.tmp, service+"."+namespace+".svc")
 	must(t, err)
 
-	writeFile := func(name, content string) string {
-		p := filepath.Join(tmp, name)
-		must(t, os.WriteFile(p, []byte(content), 0o600))
-		return p
-	}
-	tokenWebhook := writeFile("token-webhook.kubeconfig", fmt.Sprintf(`apiVersion: v1
+	tokenWebhook := s.writeFile("token-webhook.kubeconfig", fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters: [{name: ts, cluster: {server: "http://%s/apis/authentication.k8s.io/v1/tokenreviews"}}]
 users: [{name: kube-apiserver}]
@@ -111,17 +121,18 @@ contexts: [{name: webhook, context: {cluster: ts, user: kube-apiserver}}]
 current-context: webhook
 `, tokenService))
 	_, ingestPort, _ := net.SplitHostPort(ingestAddr)
-	auditWebhook := writeFile("audit-webhook.kubeconfig", fmt.Sprintf(`apiVersion: v1
+	auditWebhook := s.writeFile("audit-webhook.kubeconfig", fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters: [{name: call-log, cluster: {server: "https://localhost:%s/ingest/v1/audit", certificate-authority-data: %s}}]
 users: [{name: kube-apiserver, user: {token: %s}}]
 contexts: [{name: audit, context: {cluster: call-log, user: kube-apiserver}}]
 current-context: audit
-`, ingestPort, base64.StdEncoding.EncodeToString(caPEM), secret))
-	policy := writeFile("audit-policy.yaml", auditPolicy)
+`, ingestPort, base64.StdEncoding.EncodeToString(caPEM), s.secret))
+	policy := s.writeFile("audit-policy.yaml", auditPolicy)
 
-	env, c, adminKubeconfig := startControlPlane(t, root, tmp, func(env *envtest.Environment) {
-		must(t, insightstest.EnableAggregation(env, tmp))
+	var c client.WithWatch
+	s.env, c, s.adminKubeconfig = startControlPlane(t, root, s.tmp, func(env *envtest.Environment) {
+		must(t, insightstest.EnableAggregation(env, s.tmp))
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("authentication-token-webhook-config-file", tokenWebhook).
 			Set("authentication-token-webhook-version", "v1").
@@ -129,24 +140,80 @@ current-context: audit
 			Set("audit-webhook-config-file", auditWebhook).
 			Set("audit-webhook-batch-max-wait", "1s")
 	})
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "manager.log"),
+	s.c = c
+	s.mgr = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "manager.log"),
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure",
 			"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
-			"--call-log-sqlite=" + filepath.Join(tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
+			"--call-log-sqlite=" + filepath.Join(s.tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
 			"--call-log-ingest-token-file=" + secretFile, "--call-log-syslog-bind-address=" + syslogAddr}}
-	mgr.start()
-	defer mgr.kill()
+	s.mgr.start()
+	t.Cleanup(s.mgr.kill)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	_, insightsPort, _ := net.SplitHostPort(insightsAddr)
 	must(t, insightstest.Register(ctx, c, namespace, service, insightsPort, caPEM))
-	_, reader := createReadyApp(t, ctx, c, "default", "reader", "crm.objects.contacts.read")
-	_, other := createReadyApp(t, ctx, c, "default", "other", "crm.objects.deals.read")
-	_, deployer := createReadyApp(t, ctx, c, "default", "deployer", "k8s.deployments.write")
-	tokens := []string{reader, other, deployer, secret}
 
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := httptest.NewServer(upstream)
+	t.Cleanup(up.Close)
+	s.nginx = freeAddress(t)
+	conf := s.writeFile("nginx.conf", fmt.Sprintf(nginxCallLogConf, s.tmp, s.nginx, tokenService+checkURL,
+		strings.TrimPrefix(up.URL, "http://"), s.secret, syslogAddr))
+	cmd := exec.Command(nginx, "-p", s.tmp, "-c", conf)
+	cmd.Stderr = os.Stderr
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitUntil(t, ctx, "nginx answers", func() bool { return s.call(http.MethodGet, "", "/", nil) != 0 })
+	return s
+}
+
+func (s *callLogStack) writeFile(name, content string) string {
+	p := filepath.Join(s.tmp, name)
+	must(s.t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+// call sends a request with tok through nginx and returns the status the
+// client got (0 when nginx did not answer).
+func (s *callLogStack) call(method, tok, path string, body io.Reader) int {
+	req, _ := http.NewRequest(method, "http://"+s.nginx+path, body)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// appKubeconfig is a kubeconfig that authenticates with an app's token.
+func (s *callLogStack) appKubeconfig(name, tok string) string {
+	return s.writeFile(name+".kubeconfig", fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: envtest, cluster: {server: %s, certificate-authority-data: %s}}]
+users: [{name: app, user: {token: %s}}]
+contexts: [{name: app, context: {cluster: envtest, user: app}}]
+current-context: app
+`, s.env.Config.Host, base64.StdEncoding.EncodeToString(s.env.Config.CAData), tok))
+}
+
+// kubectl runs kubectl as the admin.
+func (s *callLogStack) kubectl(args ...string) string {
+	s.t.Helper()
+	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", s.adminKubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestCallLog: calls made through a real nginx, the token service and the
+// kube-apiserver (an app's token used with kubectl) appear in `kubectl get
+// calls` once each, with the code the client got and who decided it.
+func TestCallLog(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := startCallLogStack(t, ctx, "/v1/check?scope=crm.objects.contacts.read", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(20 * time.Millisecond)
 		if r.URL.Path == "/fail" {
 			http.Error(w, "upstream trouble", http.StatusInternalServerError)
@@ -154,25 +221,13 @@ current-context: audit
 		}
 		fmt.Fprint(w, "ok")
 	}))
-	defer upstream.Close()
-	listen := freeAddress(t)
-	conf := writeFile("nginx.conf", fmt.Sprintf(nginxCallLogConf, tmp, listen, tokenService+"/v1/check?scope=crm.objects.contacts.read",
-		strings.TrimPrefix(upstream.URL, "http://"), secret, syslogAddr))
-	cmd := exec.Command(nginx, "-p", tmp, "-c", conf)
-	cmd.Stderr = os.Stderr
-	must(t, cmd.Start())
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	get := func(tok, path string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	waitUntil(t, ctx, "nginx answers", func() bool { return get(reader, "/crm/v3/objects/contacts/1") != 0 })
+	c, adminKubeconfig, secret := s.c, s.adminKubeconfig, s.secret
+	_, reader := createReadyApp(t, ctx, c, "default", "reader", "crm.objects.contacts.read")
+	_, other := createReadyApp(t, ctx, c, "default", "other", "crm.objects.deals.read")
+	_, deployer := createReadyApp(t, ctx, c, "default", "deployer", "k8s.deployments.write")
+	tokens := []string{reader, other, deployer, secret}
+	get := func(tok, path string) int { return s.call(http.MethodGet, tok, path, nil) }
+	waitUntil(t, ctx, "the reader's token works through nginx", func() bool { return get(reader, "/crm/v3/objects/contacts/1") == 200 })
 	// That first call counts too; these three are the ones checked.
 	for _, c := range []struct {
 		tok, path string
@@ -189,26 +244,13 @@ current-context: audit
 
 	// The deployer uses its token against the Kubernetes API: authenticated,
 	// then refused by RBAC.
-	appKubeconfig := writeFile("app.kubeconfig", fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: envtest, cluster: {server: %s, certificate-authority-data: %s}}]
-users: [{name: app, user: {token: %s}}]
-contexts: [{name: app, context: {cluster: envtest, user: app}}]
-current-context: app
-`, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), deployer))
+	appKubeconfig := s.appKubeconfig("deployer", deployer)
 	out, _ := exec.Command("kubectl", "--kubeconfig", appKubeconfig, "get", "configmaps", "-n", "default").CombinedOutput()
 	if !strings.Contains(string(out), "Forbidden") && !strings.Contains(string(out), "forbidden") {
 		t.Fatalf("kubectl with the app's token: %s, want Forbidden", out)
 	}
 
-	kubectl := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", adminKubeconfig}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	kubectl := s.kubectl
 	type row struct {
 		app, method, path, query, decidedBy, reason string
 		code                                        int32
@@ -264,7 +306,7 @@ current-context: app
 	if !strings.Contains(failed, "/fail") || strings.Contains(failed, "/crm/") {
 		t.Errorf("--field-selector code=5xx:\n%s", failed)
 	}
-	logText, _ := os.ReadFile(mgr.log)
+	logText, _ := os.ReadFile(s.mgr.log)
 	all := string(logText) + kubectl("get", "calls", "-A", "-o", "yaml")
 	for _, tok := range tokens {
 		if strings.Contains(all, tok) {
