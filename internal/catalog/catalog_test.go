@@ -114,10 +114,10 @@ var crm = Catalog{
 	Routes: []Route{
 		{Name: "contacts-list", Methods: []string{"GET"}, Path: "/crm/v3/objects/contacts", Scopes: []string{"crm.objects.contacts.read"}},
 		{Name: "contacts-get", Methods: []string{"GET", "HEAD"}, Path: "/crm/v3/objects/contacts/{id}", Scopes: []string{"crm.objects.contacts.read"}},
-		{Name: "contacts-create", Methods: []string{"POST"}, Path: "/crm/v3/objects/contacts", Scopes: []string{"crm.objects.contacts.write"}, RecordType: "contacts", RecordAction: "created"},
-		{Name: "contacts-update", Methods: []string{"PATCH"}, Path: "/crm/v3/objects/contacts/{id}", Scopes: []string{"crm.objects.contacts.write"}, RecordType: "contacts", RecordAction: "updated"},
+		{Name: "contacts-create", Methods: []string{"POST"}, Path: "/crm/v3/objects/contacts", Scopes: []string{"crm.objects.contacts.write"}, RecordType: "contacts", RecordAction: "Created"},
+		{Name: "contacts-update", Methods: []string{"PATCH"}, Path: "/crm/v3/objects/contacts/{id}", Scopes: []string{"crm.objects.contacts.write"}, RecordType: "contacts", RecordAction: "Updated"},
 		{Name: "contacts-search", Methods: []string{"POST"}, Path: "/crm/v3/objects/contacts/search", Scopes: []string{"crm.objects.contacts.read"}},
-		{Name: "contacts-merge", Methods: []string{"POST"}, Path: "/crm/v3/objects/contacts/merge", Scopes: []string{"crm.objects.contacts.write"}, RecordType: "contacts", RecordAction: "merged"},
+		{Name: "contacts-merge", Methods: []string{"POST"}, Path: "/crm/v3/objects/contacts/merge", Scopes: []string{"crm.objects.contacts.write"}, RecordType: "contacts", RecordAction: "Merged"},
 		{Name: "deals-get", Methods: []string{"GET"}, Path: "/crm/v3/objects/deals/{id}", Scopes: []string{"crm.objects.deals.read"}},
 		{Name: "deals-batch", Methods: []string{"GET"}, Path: "/crm/v3/objects/deals/batch", Scopes: []string{"crm.objects.deals.read", "crm.objects.deals.write"}},
 		{Name: "products-write", Methods: []string{"POST", "PATCH", "DELETE"}, Path: "/crm/v3/objects/products/{rest...}", Scopes: []string{"crm.objects.products.write"}},

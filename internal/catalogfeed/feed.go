@@ -41,7 +41,7 @@ func Convert(c *v1alpha1.APICatalog) catalog.Catalog {
 			cr.Methods[j] = string(m)
 		}
 		if r.Record != nil {
-			cr.RecordType, cr.RecordAction = r.Record.Type, strings.ToLower(string(r.Record.Action))
+			cr.RecordType, cr.RecordAction = r.Record.Type, string(r.Record.Action)
 		}
 		out.Routes[i] = cr
 	}

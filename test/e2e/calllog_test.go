@@ -145,7 +145,8 @@ current-context: audit
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure",
 			"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
 			"--call-log-sqlite=" + filepath.Join(s.tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
-			"--call-log-ingest-token-file=" + secretFile, "--call-log-syslog-bind-address=" + syslogAddr}}
+			"--call-log-ingest-token-file=" + secretFile, "--call-log-syslog-bind-address=" + syslogAddr,
+			"--usage-flush-interval=2s"}}
 	s.mgr.start()
 	t.Cleanup(s.mgr.kill)
 
