@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ func main() {
 	flags.StringVar(&o.managerLog, "manager-log", "bin/dev/manager.log", "Where the manager's log goes.")
 	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs to install.")
 	flags.StringVar(&o.samples, "samples", "config/samples", "The manifests to apply once the manager runs.")
+	flags.StringVar(&o.rotation, "rotation-sample", "config/samples/rotation/delayed.yaml", "A TokenRotation to apply once the calls are made, so needs attention has a grace period to show.")
 	flags.StringVar(&o.notifications, "notification-samples", "config/samples/notifications", "AppNotifications (and their directory) to apply before the apps.")
 	flags.StringVar(&o.mailLog, "mail-log", "bin/dev/mail.log", "Where the mails the operator sends to the local mail catcher go.")
 	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with the etcd and kube-apiserver binaries.")
@@ -70,6 +72,7 @@ func main() {
 
 type options struct {
 	kubeconfig, manager, managerLog, crds, samples, assets string
+	rotation                                               string
 	tokenService, insights, callLog                        string
 	insightsCert, insightsKey                              string
 	nginx, syslog, ingestToken                             string
@@ -220,13 +223,19 @@ func run(ctx context.Context, o options) (err error) {
 	calls := 2
 	if gateway == nil {
 		say("nginx is not installed (hack/test-deps.sh installs it): no gateway in front of the token service this time")
+		// Without an access log, the token service's allow decision is what
+		// record insights count.
+		if err := createInvoice(ctx, c, o.tokenService, first); err != nil {
+			return err
+		}
+		calls++
 	} else {
 		defer func() { _ = gateway.Process.Kill(); _ = gateway.Wait() }()
 		say("Calling the stand-in CRM API through nginx at http://%s (auth_request to the token service, access log to the call log)", o.nginx)
 		if err := callThroughNginx(ctx, c, o.nginx, first); err != nil {
 			return err
 		}
-		calls += 2
+		calls += 3
 	}
 	say("Waiting for the install notifications")
 	if err := showMails(ctx, mail, o.mailLog, 3*len(apps)); err != nil {
@@ -234,6 +243,20 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	say("The calls, as the call log shows them (kubectl get calls -n %s)", first.Namespace)
 	if err := showCalls(ctx, o.kubeconfig, first.Namespace, calls); err != nil {
+		return err
+	}
+	say("What %s did to records today (kubectl get recordinsights -n %s --field-selector app=%s,recordType=invoices,since=0d)", first.Name, first.Namespace, first.Name)
+	if err := showUntil(ctx, o.kubeconfig, "the invoice %s created", func(out string) bool { return hasRow(out, first.Name, "invoices", "1") },
+		"get", "recordinsights", "-n", first.Namespace, "--field-selector", "app="+first.Name+",recordType=invoices,since=0d"); err != nil {
+		return err
+	}
+	say("Rotating %s's token later (%s): the old token keeps working for 7 days", first.Name, o.rotation)
+	if err := kubectl(o.kubeconfig, "apply", "-f", o.rotation); err != nil {
+		return err
+	}
+	say("What needs attention (kubectl get needsattention -n %s)", first.Namespace)
+	if err := showUntil(ctx, o.kubeconfig, "the grace period's end", func(out string) bool { return strings.Contains(out, "GracePeriodEnding") },
+		"get", "needsattention", "-n", first.Namespace); err != nil {
 		return err
 	}
 	fmt.Printf(`
@@ -249,6 +272,10 @@ The operator is running. In another terminal:
   curl -s -H "Authorization: Bearer $TOKEN" http://%[5]s/v1/check%[8]s    # as Envoy asks: 403, no crm.objects.deals.read
   curl -s -H "Authorization: Bearer $TOKEN" http://%[9]s/crm/v3/objects/contacts/1   # through nginx (when installed)
   kubectl get calls -n %[3]s --field-selector code=4xx,since=30d       # the call log: refused calls, 30 days
+  kubectl get recordinsights -n %[3]s --field-selector since=7d       # records created, updated, deleted, merged per day
+  kubectl get needsattention -A                                      # apps that need a person, and what to do
+  kubectl get apiusage -n %[3]s                                       # the account's calls per day, 30 days
+  curl -s -H "Authorization: Bearer $TOKEN" http://%[5]s/account-info/v3/api-usage/daily/private-apps
   kubectl get appnotifications -A
   kubectl patch privateapp %[2]s -n %[3]s --type merge -p '{"spec":{"suspend":true}}'   # then see %[7]s
 
@@ -273,6 +300,54 @@ const devOperatorNamespace = "privateapp-system"
 // insightsService is the Service the APIService names: an ExternalName for
 // localhost here.
 const insightsService = "privateapp-insights"
+
+// showUntil runs kubectl with args until done accepts its output (30 s at
+// most), then prints it.
+func showUntil(ctx context.Context, kubeconfig, what string, done func(string) bool, args ...string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		if err == nil && done(string(out)) {
+			os.Stdout.Write(out)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kubectl %s did not show %s within 30 s: %v\n%s", strings.Join(args, " "), what, err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// hasRow reports whether a line of a kubectl table holds every field.
+func hasRow(table string, fields ...string) bool {
+	for line := range strings.SplitSeq(table, "\n") {
+		f := strings.Fields(line)
+		all := len(f) > 0
+		for _, want := range fields {
+			all = all && slices.Contains(f, want)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// createInvoice asks the token service, as a gateway would, about a call
+// that creates an invoice.
+func createInvoice(ctx context.Context, c client.Client, addr string, app v1alpha1.PrivateApp) error {
+	var s corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.Status.SecretName}, &s); err != nil {
+		return err
+	}
+	code, _, _, err := check(ctx, addr, "/v1/check", string(s.Data[v1alpha1.SecretTokenKey]), map[string]string{
+		"X-Original-Method": "POST", "X-Original-URL": "http://api.example.com" + invoicesPath})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   /v1/check about POST %s: %d\n", invoicesPath, code)
+	return nil
+}
 
 // showCalls prints the namespace's call log once the calls made so far
 // are in it, the gateway's with the upstream's code.
@@ -474,8 +549,9 @@ func validateWithTokenService(ctx context.Context, c client.Client, addr string,
 }
 
 const (
-	allowedPath = "/crm/v3/objects/contacts/1"
-	refusedPath = "/crm/v3/objects/deals/1"
+	invoicesPath = "/crm/v3/objects/invoices"
+	allowedPath  = "/crm/v3/objects/contacts/1"
+	refusedPath  = "/crm/v3/objects/deals/1"
 )
 
 // showRefusal asks, as Envoy in path-prefix mode does, whether an app that

@@ -113,9 +113,9 @@ func startNginx(dir, listen, tokenService, syslog, secret string) (*exec.Cmd, er
 	return cmd, nil
 }
 
-// callThroughNginx makes two calls through nginx with the app's token: one
-// the API answers, one it answers 404; the log shows both with the
-// upstream's code.
+// callThroughNginx makes three calls through nginx with the app's token:
+// one the API answers, one it answers 404, and one that creates an
+// invoice (a record insight); the log shows each with the upstream's code.
 func callThroughNginx(ctx context.Context, c client.Client, listen string, app v1alpha1.PrivateApp) error {
 	var s corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.Status.SecretName}, &s); err != nil {
@@ -123,14 +123,16 @@ func callThroughNginx(ctx context.Context, c client.Client, listen string, app v
 	}
 	tok := string(s.Data[v1alpha1.SecretTokenKey])
 	deadline := time.Now().Add(10 * time.Second)
-	for _, path := range []string{"/crm/v3/objects/contacts/7", "/crm/v3/objects/contacts/404"} {
+	for _, call := range []struct{ method, path string }{
+		{http.MethodGet, "/crm/v3/objects/contacts/7"}, {http.MethodGet, "/crm/v3/objects/contacts/404"}, {http.MethodPost, invoicesPath},
+	} {
 		for {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listen+path, nil)
+			req, _ := http.NewRequestWithContext(ctx, call.method, "http://"+listen+call.path, strings.NewReader(`{"properties":{}}`))
 			req.Header.Set("Authorization", "Bearer "+tok)
 			resp, err := http.DefaultClient.Do(req)
 			if err == nil {
 				resp.Body.Close()
-				fmt.Printf("   GET %s through nginx as %s: %d\n", path, app.Name, resp.StatusCode)
+				fmt.Printf("   %s %s through nginx as %s: %d\n", call.method, call.path, app.Name, resp.StatusCode)
 				break
 			}
 			if time.Now().After(deadline) {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -165,6 +166,18 @@ func TestDevEnvironment(t *testing.T) {
 	}
 	if !strings.Contains(output.String(), "kubectl get calls -n default") {
 		t.Error("dev output does not show the call log")
+	}
+	// dev showed a record insight (the invoice billing-sync created) and a
+	// needs-attention row (the grace period of the sample rotation).
+	if !regexp.MustCompile(`billing-sync\s+invoices\s+1\s+0\s+0\s+0`).MatchString(output.String()) {
+		t.Errorf("dev output lacks billing-sync's created invoice:\n%s", output.String())
+	}
+	if !hasLine(output.String(), "billing-sync", "GracePeriodEnding", "in", "expireOldTokenNow") {
+		t.Errorf("dev output lacks billing-sync's grace period in needs attention:\n%s", output.String())
+	}
+	insights := string(kubectl("get", "recordinsights", "-n", "default", "--field-selector", "recordType=invoices,since=0d"))
+	if !regexp.MustCompile(`\(all apps\)\s+invoices\s+1\s+0\s+0\s+0`).MatchString(insights) {
+		t.Errorf("`kubectl get recordinsights` does not count the invoice:\n%s", insights)
 	}
 
 	describe := string(kubectl("describe", "privateapp", "billing-sync", "-n", "default"))
