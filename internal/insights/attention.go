@@ -55,7 +55,7 @@ func NeedsAttention(apps []v1alpha1.PrivateApp, now time.Time, within time.Durat
 		out = append(out, insightsv1alpha1.NeedsAttention{
 			TypeMeta:   metav1.TypeMeta{APIVersion: insightsv1alpha1.SchemeGroupVersion.String(), Kind: "NeedsAttention"},
 			ObjectMeta: metav1.ObjectMeta{Name: name + "." + strings.ToLower(reason), Namespace: ns},
-			App:        app, Reason: reason, Message: fmt.Sprintf(format, a...), Action: action, Since: since,
+			App:        optional(app), Reason: reason, Message: fmt.Sprintf(format, a...), Action: action, Since: since,
 		})
 	}
 	day := today(now)
@@ -146,7 +146,7 @@ func NeedsAttention(apps []v1alpha1.PrivateApp, now time.Time, within time.Durat
 		if d := slices.Index(attentionOrder, a.Reason) - slices.Index(attentionOrder, b.Reason); d != 0 {
 			return d
 		}
-		return strings.Compare(a.Namespace+"/"+a.App, b.Namespace+"/"+b.App)
+		return strings.Compare(a.Namespace+"/"+value(a.App), b.Namespace+"/"+value(b.App))
 	})
 	return out
 }
@@ -206,7 +206,7 @@ func (s *attention) List(ctx context.Context, options *metainternalversion.ListO
 	}
 	list := &insightsv1alpha1.NeedsAttentionList{}
 	for _, row := range NeedsAttention(apps.Items, now, within) {
-		if (app == "" || row.App == app || row.App == "") && (reason == "" || row.Reason == reason) {
+		if (app == "" || row.App == nil || *row.App == app) && (reason == "" || row.Reason == reason) {
 			list.Items = append(list.Items, row)
 		}
 	}
@@ -236,7 +236,7 @@ func (s *attention) ConvertToTable(_ context.Context, object runtime.Object, _ r
 	table := &metav1.Table{ColumnDefinitions: attentionColumns}
 	for i := range items {
 		it := &items[i]
-		app, when := it.App, "-"
+		app, when := value(it.App), "-"
 		if app == "" {
 			app = "(account)"
 		}

@@ -140,10 +140,26 @@ func int64Cell(n *int64) any {
 	return strconv.FormatInt(*n, 10)
 }
 
-// orAll shows an empty app as the sum of every app.
-func orAll(app string) string {
-	if app == "" {
+// orAll shows an absent app as the sum of every app.
+func orAll(app *string) string {
+	if app == nil {
 		return "(all apps)"
 	}
-	return app
+	return *app
+}
+
+// optional is s, or nil for "".
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// value is *p, or "" for nil.
+func value(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

@@ -158,7 +158,7 @@ func (r *records) row(ns, app, d, recordType, action string) *insightsv1alpha1.R
 	row := &insightsv1alpha1.RecordInsight{
 		TypeMeta:   metav1.TypeMeta{APIVersion: insightsv1alpha1.SchemeGroupVersion.String(), Kind: "RecordInsight"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Day:        d, App: app, RecordType: recordType,
+		Day:        d, App: optional(app), RecordType: recordType,
 	}
 	for _, a := range calllog.RecordActions {
 		if action == "" || action == a {

@@ -115,14 +115,19 @@ func (u *usage) List(ctx context.Context, options *metainternalversion.ListOptio
 			row := insightsv1alpha1.APIUsage{
 				TypeMeta:   metav1.TypeMeta{APIVersion: insightsv1alpha1.SchemeGroupVersion.String(), Kind: "APIUsage"},
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: n},
-				Day:        name, App: app, DailyLimit: acc.limit,
+				Day:        name, App: optional(app),
 			}
 			if app != "" {
 				row.Name += "." + app
 			}
-			if sum := acc.days[name]; sum != nil {
-				row.Calls, row.Refused = sum.Calls, sum.Refused
+			if acc.limit > 0 {
+				row.DailyLimit = &acc.limit
 			}
+			var calls, refused int64
+			if sum := acc.days[name]; sum != nil {
+				calls, refused = sum.Calls, sum.Refused
+			}
+			row.Calls, row.Refused = &calls, &refused
 			list.Items = append(list.Items, row)
 		}
 	}
@@ -152,12 +157,19 @@ func (u *usage) ConvertToTable(_ context.Context, object runtime.Object, _ runti
 	table := &metav1.Table{ColumnDefinitions: usageColumns}
 	for i := range items {
 		it := &items[i]
+		var calls, refused int64
+		if it.Calls != nil {
+			calls = *it.Calls
+		}
+		if it.Refused != nil {
+			refused = *it.Refused
+		}
 		limit, used := "-", "-"
-		if it.DailyLimit > 0 {
-			limit, used = fmt.Sprint(it.DailyLimit), fmt.Sprintf("%.1f%%", 100*float64(it.Calls)/float64(it.DailyLimit))
+		if it.DailyLimit != nil && *it.DailyLimit > 0 {
+			limit, used = fmt.Sprint(*it.DailyLimit), fmt.Sprintf("%.1f%%", 100*float64(calls)/float64(*it.DailyLimit))
 		}
 		table.Rows = append(table.Rows, metav1.TableRow{
-			Cells:  []any{it.Day, orAll(it.App), it.Calls, it.Refused, limit, used},
+			Cells:  []any{it.Day, orAll(it.App), calls, refused, limit, used},
 			Object: runtime.RawExtension{Object: it},
 		})
 	}

@@ -57,7 +57,14 @@ func (v *views) kubectl(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func n(i int64) *int64 { return &i }
+
+// str is *p, or "" for an absent field.
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
 
 func counts(r insightsv1alpha1.RecordInsight) string {
 	cell := func(p *int64) string {
@@ -127,8 +134,8 @@ func recordInsights(ctx context.Context, t *testing.T, v *views, store calllog.S
 		{v.day(0), "tickets", "0/0/0/0"},
 		{v.day(17), "contacts", "0/0/0/0"},
 	} {
-		if r := row(&l, tt.day, tt.typ); counts(*r) != tt.want || r.App != "" || r.Namespace != "team-a" {
-			t.Errorf("%s %s: %s (app %q), want created/updated/deleted/merged %s for the namespace", tt.day, tt.typ, counts(*r), r.App, tt.want)
+		if r := row(&l, tt.day, tt.typ); counts(*r) != tt.want || r.App != nil || r.Namespace != "team-a" {
+			t.Errorf("%s %s: %s (app %q), want created/updated/deleted/merged %s for the namespace", tt.day, tt.typ, counts(*r), str(r.App), tt.want)
 		}
 	}
 	for _, tt := range []struct {
@@ -226,7 +233,11 @@ func apiUsage(ctx context.Context, t *testing.T, v *views) {
 	}
 	got := func(i int) string {
 		u := l.Items[i]
-		return fmt.Sprintf("%s %s %d/%d of %d", u.Day, u.App, u.Calls, u.Refused, u.DailyLimit)
+		limit := int64(-1)
+		if u.DailyLimit != nil {
+			limit = *u.DailyLimit
+		}
+		return fmt.Sprintf("%s %s %d/%d of %d", u.Day, str(u.App), *u.Calls, *u.Refused, limit)
 	}
 	if g := got(29); g != v.day(0)+"  400/5 of 1000" {
 		t.Errorf("today for the namespace: %s", g)
@@ -315,7 +326,7 @@ func needsAttention(ctx context.Context, t *testing.T, v *views) {
 			if r.Message == "" || r.Action == "" {
 				t.Errorf("a row without why or what to do: %+v", r)
 			}
-			out = append(out, r.App+":"+r.Reason)
+			out = append(out, str(r.App)+":"+r.Reason)
 		}
 		return out
 	}

@@ -126,7 +126,11 @@ func TestRecordInsights(t *testing.T) {
 		}
 		var rows []string
 		for _, r := range l.Items {
-			rows = append(rows, r.App+":"+r.Reason)
+			app := ""
+			if r.App != nil {
+				app = *r.App
+			}
+			rows = append(rows, app+":"+r.Reason)
 		}
 		return strings.Join(rows, ",")
 	}

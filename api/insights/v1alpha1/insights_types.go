@@ -12,26 +12,36 @@ import (
 // +kubebuilder:object:root=true
 type RecordInsight struct {
 	metav1.TypeMeta `json:",inline"`
-	// metadata.name is "<day>.<record type>", with ".<app>" after it in
-	// the per-app view.
+	// metadata is the row's: its name is "<day>.<record type>", with
+	// ".<app>" after it in the per-app view.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// day is the UTC day, YYYY-MM-DD.
-	Day string `json:"day"`
-	// app is the PrivateApp; empty when the row sums every app of the
+	// +required
+	// +kubebuilder:validation:MinLength=10
+	// +kubebuilder:validation:MaxLength=10
+	Day string `json:"day,omitempty"`
+	// app is the PrivateApp; absent when the row sums every app of the
 	// namespace.
 	// +optional
-	App string `json:"app,omitempty"`
+	App *string `json:"app,omitempty"`
 	// recordType is the record type the calls acted on.
-	RecordType string `json:"recordType"`
-	// created, updated, deleted and merged count the successful calls of
-	// each action; absent when the list was filtered to another action.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	RecordType string `json:"recordType,omitempty"`
+	// created counts the records successful calls created; absent when
+	// the list was filtered to another action.
 	// +optional
 	Created *int64 `json:"created,omitempty"`
+	// updated counts the records updated, as created does.
 	// +optional
 	Updated *int64 `json:"updated,omitempty"`
+	// deleted counts the records deleted, as created does.
 	// +optional
 	Deleted *int64 `json:"deleted,omitempty"`
+	// merged counts the records merged, as created does.
 	// +optional
 	Merged *int64 `json:"merged,omitempty"`
 }
@@ -62,22 +72,29 @@ const (
 // +kubebuilder:object:root=true
 type NeedsAttention struct {
 	metav1.TypeMeta `json:",inline"`
-	// metadata.name is "<app>.<reason>", or "account.<reason>" for the
-	// account's.
+	// metadata is the row's: its name is "<app>.<reason>", or
+	// "account.<reason>" for the account's.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// app is the PrivateApp; empty for a row about the account
+	// app is the PrivateApp; absent for a row about the account
 	// (namespace).
 	// +optional
-	App string `json:"app,omitempty"`
+	App *string `json:"app,omitempty"`
 	// reason is Expired, Disconnected, Error, WaitingForSlot,
 	// ScopesNotOffered, TokenExpiring, GracePeriodEnding, RateLimited or
 	// AccountNearDailyLimit.
-	Reason string `json:"reason"`
+	// +required
+	// +kubebuilder:validation:Enum=Expired;Disconnected;Error;WaitingForSlot;ScopesNotOffered;TokenExpiring;GracePeriodEnding;RateLimited;AccountNearDailyLimit
+	Reason string `json:"reason,omitempty"`
 	// message says what is wrong.
-	Message string `json:"message"`
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Message string `json:"message,omitempty"`
 	// action is what to do, as a command where one does it.
-	Action string `json:"action"`
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Action string `json:"action,omitempty"`
 	// since is when it began, where known; for an end that is coming
 	// (TokenExpiring, GracePeriodEnding), when it comes.
 	// +optional
@@ -98,23 +115,32 @@ type NeedsAttentionList struct {
 // +kubebuilder:object:root=true
 type APIUsage struct {
 	metav1.TypeMeta `json:",inline"`
-	// metadata.name is the day, with ".<app>" after it in the per-app
-	// view.
+	// metadata is the row's: its name is the day, with ".<app>" after it
+	// in the per-app view.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// day is the UTC day, YYYY-MM-DD.
-	Day string `json:"day"`
-	// app is the PrivateApp; empty when the row sums the namespace's apps.
+	// +required
+	// +kubebuilder:validation:MinLength=10
+	// +kubebuilder:validation:MaxLength=10
+	Day string `json:"day,omitempty"`
+	// app is the PrivateApp; absent when the row sums the namespace's
+	// apps.
 	// +optional
-	App string `json:"app,omitempty"`
+	App *string `json:"app,omitempty"`
 	// calls the rate limits let through that day.
-	Calls int64 `json:"calls"`
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Calls *int64 `json:"calls,omitempty"`
 	// refused calls that day (rate limits, or the app disconnected).
-	Refused int64 `json:"refused"`
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Refused *int64 `json:"refused,omitempty"`
 	// dailyLimit is the account's limit of calls per UTC day, as it is
-	// now.
+	// now; absent while no app of the account has been called.
 	// +optional
-	DailyLimit int64 `json:"dailyLimit,omitempty"`
+	DailyLimit *int64 `json:"dailyLimit,omitempty"`
 }
 
 // APIUsageList is API usage, oldest day first.

@@ -109,7 +109,7 @@ func schema_privateapp_operator_api_insights_v1alpha1_APIUsage(ref common.Refere
 					},
 					"metadata": {
 						SchemaProps: spec.SchemaProps{
-							Description: "metadata.name is the day, with \".<app>\" after it in the per-app view.",
+							Description: "metadata is the row's: its name is the day, with \".<app>\" after it in the per-app view.",
 							Default:     map[string]interface{}{},
 							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
 						},
@@ -117,14 +117,13 @@ func schema_privateapp_operator_api_insights_v1alpha1_APIUsage(ref common.Refere
 					"day": {
 						SchemaProps: spec.SchemaProps{
 							Description: "day is the UTC day, YYYY-MM-DD.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 					"app": {
 						SchemaProps: spec.SchemaProps{
-							Description: "app is the PrivateApp; empty when the row sums the namespace's apps.",
+							Description: "app is the PrivateApp; absent when the row sums the namespace's apps.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -132,7 +131,6 @@ func schema_privateapp_operator_api_insights_v1alpha1_APIUsage(ref common.Refere
 					"calls": {
 						SchemaProps: spec.SchemaProps{
 							Description: "calls the rate limits let through that day.",
-							Default:     0,
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},
@@ -140,14 +138,13 @@ func schema_privateapp_operator_api_insights_v1alpha1_APIUsage(ref common.Refere
 					"refused": {
 						SchemaProps: spec.SchemaProps{
 							Description: "refused calls that day (rate limits, or the app disconnected).",
-							Default:     0,
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},
 					},
 					"dailyLimit": {
 						SchemaProps: spec.SchemaProps{
-							Description: "dailyLimit is the account's limit of calls per UTC day, as it is now.",
+							Description: "dailyLimit is the account's limit of calls per UTC day, as it is now; absent while no app of the account has been called.",
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},
@@ -405,14 +402,14 @@ func schema_privateapp_operator_api_insights_v1alpha1_NeedsAttention(ref common.
 					},
 					"metadata": {
 						SchemaProps: spec.SchemaProps{
-							Description: "metadata.name is \"<app>.<reason>\", or \"account.<reason>\" for the account's.",
+							Description: "metadata is the row's: its name is \"<app>.<reason>\", or \"account.<reason>\" for the account's.",
 							Default:     map[string]interface{}{},
 							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
 						},
 					},
 					"app": {
 						SchemaProps: spec.SchemaProps{
-							Description: "app is the PrivateApp; empty for a row about the account (namespace).",
+							Description: "app is the PrivateApp; absent for a row about the account (namespace).",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -420,7 +417,6 @@ func schema_privateapp_operator_api_insights_v1alpha1_NeedsAttention(ref common.
 					"reason": {
 						SchemaProps: spec.SchemaProps{
 							Description: "reason is Expired, Disconnected, Error, WaitingForSlot, ScopesNotOffered, TokenExpiring, GracePeriodEnding, RateLimited or AccountNearDailyLimit.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -428,7 +424,6 @@ func schema_privateapp_operator_api_insights_v1alpha1_NeedsAttention(ref common.
 					"message": {
 						SchemaProps: spec.SchemaProps{
 							Description: "message says what is wrong.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -436,7 +431,6 @@ func schema_privateapp_operator_api_insights_v1alpha1_NeedsAttention(ref common.
 					"action": {
 						SchemaProps: spec.SchemaProps{
 							Description: "action is what to do, as a command where one does it.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -527,7 +521,7 @@ func schema_privateapp_operator_api_insights_v1alpha1_RecordInsight(ref common.R
 					},
 					"metadata": {
 						SchemaProps: spec.SchemaProps{
-							Description: "metadata.name is \"<day>.<record type>\", with \".<app>\" after it in the per-app view.",
+							Description: "metadata is the row's: its name is \"<day>.<record type>\", with \".<app>\" after it in the per-app view.",
 							Default:     map[string]interface{}{},
 							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
 						},
@@ -535,14 +529,13 @@ func schema_privateapp_operator_api_insights_v1alpha1_RecordInsight(ref common.R
 					"day": {
 						SchemaProps: spec.SchemaProps{
 							Description: "day is the UTC day, YYYY-MM-DD.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 					"app": {
 						SchemaProps: spec.SchemaProps{
-							Description: "app is the PrivateApp; empty when the row sums every app of the namespace.",
+							Description: "app is the PrivateApp; absent when the row sums every app of the namespace.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -550,34 +543,36 @@ func schema_privateapp_operator_api_insights_v1alpha1_RecordInsight(ref common.R
 					"recordType": {
 						SchemaProps: spec.SchemaProps{
 							Description: "recordType is the record type the calls acted on.",
-							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 					"created": {
 						SchemaProps: spec.SchemaProps{
-							Description: "created, updated, deleted and merged count the successful calls of each action; absent when the list was filtered to another action.",
+							Description: "created counts the records successful calls created; absent when the list was filtered to another action.",
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},
 					},
 					"updated": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"integer"},
-							Format: "int64",
+							Description: "updated counts the records updated, as created does.",
+							Type:        []string{"integer"},
+							Format:      "int64",
 						},
 					},
 					"deleted": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"integer"},
-							Format: "int64",
+							Description: "deleted counts the records deleted, as created does.",
+							Type:        []string{"integer"},
+							Format:      "int64",
 						},
 					},
 					"merged": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"integer"},
-							Format: "int64",
+							Description: "merged counts the records merged, as created does.",
+							Type:        []string{"integer"},
+							Format:      "int64",
 						},
 					},
 				},
