@@ -57,7 +57,6 @@ func (v *views) kubectl(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-
 // str is *p, or "" for an absent field.
 func str(p *string) string {
 	if p == nil {
