@@ -124,7 +124,7 @@ type TokenRotationStatus struct {
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appName`
 // +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Old Token Expires",type=date,JSONPath=`.status.oldTokenExpiresAt`
+// +kubebuilder:printcolumn:name="Old Token Expires",type=string,JSONPath=`.status.oldTokenExpiresAt`,description="When the old token stops working (UTC): a time to come, so not an age"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TokenRotation struct {
 	metav1.TypeMeta `json:",inline"`

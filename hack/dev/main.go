@@ -26,6 +26,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights/insightstest"
+	"github.com/privateapps-dev/privateapp-operator/internal/webhook/webhooktest"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify/notifytest"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
@@ -50,6 +52,8 @@ func main() {
 	flags.StringVar(&o.managerLog, "manager-log", "bin/dev/manager.log", "Where the manager's log goes.")
 	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs to install.")
 	flags.StringVar(&o.samples, "samples", "config/samples", "The manifests to apply once the manager runs.")
+	flags.StringVar(&o.webhook, "webhook-address", "127.0.0.1:19443", "Address the kube-apiserver calls the admission webhooks at (the manager listens on its port).")
+	flags.StringVar(&o.webhookManifests, "webhook-manifests", "config/webhook/manifests.yaml", "The generated webhook configurations, registered by URL.")
 	flags.StringVar(&o.rotation, "rotation-sample", "config/samples/rotation/delayed.yaml", "A TokenRotation to apply once the calls are made, so needs attention has a grace period to show.")
 	flags.StringVar(&o.notifications, "notification-samples", "config/samples/notifications", "AppNotifications (and their directory) to apply before the apps.")
 	flags.StringVar(&o.mailLog, "mail-log", "bin/dev/mail.log", "Where the mails the operator sends to the local mail catcher go.")
@@ -72,7 +76,7 @@ func main() {
 
 type options struct {
 	kubeconfig, manager, managerLog, crds, samples, assets string
-	rotation                                               string
+	rotation, webhook, webhookManifests                    string
 	tokenService, insights, callLog                        string
 	insightsCert, insightsKey                              string
 	nginx, syslog, ingestToken                             string
@@ -150,6 +154,23 @@ func run(ctx context.Context, o options) (err error) {
 	say("Mail catcher on %s (mails in %s)", mail.Addr, o.mailLog)
 
 	say("Starting the manager %s (log in %s)", o.manager, o.managerLog)
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	utilruntime.Must(apiregistrationv1.AddToScheme(scheme))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	// The admission webhooks, called by URL on loopback, with the
+	// operator's own CA: they record who installed each app.
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: devOperatorNamespace}}); err != nil {
+		return err
+	}
+	if err := webhooktest.Register(ctx, c, o.webhookManifests, webhookConfigurations, o.webhook); err != nil {
+		return fmt.Errorf("registering the admission webhooks: %w", err)
+	}
+
 	mgr, err := startManager(o)
 	if err != nil {
 		return err
@@ -167,21 +188,14 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	utilruntime.Must(apiregistrationv1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
+	say("Waiting for the operator's CA in the webhook configurations")
+	if err := webhooktest.WaitForCA(ctx, c, webhookConfigurations, o.readyTimeout); err != nil {
 		return err
 	}
 
 	// Notifications first: they report what happens after they start
 	// watching, and the apps' installs are what they should show.
 	say("Applying %s", o.notifications)
-	if err := kubectl(o.kubeconfig, "create", "namespace", devOperatorNamespace); err != nil {
-		return err
-	}
 	_, insightsPort, _ := net.SplitHostPort(o.insights)
 	if err := insightstest.Register(ctx, c, devOperatorNamespace, insightsService, insightsPort, caBundle); err != nil {
 		return fmt.Errorf("registering the insights APIService: %w", err)
@@ -296,6 +310,9 @@ dev: ready
 
 // devOperatorNamespace holds the recipients directory of the samples.
 const devOperatorNamespace = "privateapp-system"
+
+// webhookConfigurations names make dev's webhook configurations.
+const webhookConfigurations = "privateapp"
 
 // insightsService is the Service the APIService names: an ExternalName for
 // localhost here.
@@ -422,6 +439,10 @@ func showMails(ctx context.Context, mail *notifytest.SMTPServer, path string, wa
 }
 
 func startManager(o options) (*exec.Cmd, error) {
+	webhookHost, webhookPort, err := net.SplitHostPort(o.webhook)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-address: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Dir(o.managerLog), 0o755); err != nil {
 		return nil, err
 	}
@@ -435,7 +456,9 @@ func startManager(o options) (*exec.Cmd, error) {
 		// Calls show up in `kubectl get privateapps` within seconds.
 		"--usage-flush-interval=5s",
 		"--insights-bind-address="+o.insights, "--insights-tls-cert="+o.insightsCert, "--insights-tls-key="+o.insightsKey,
-		"--call-log-sqlite="+o.callLog, "--call-log-syslog-bind-address="+o.syslog, "--call-log-ingest-token-file="+o.ingestToken)
+		"--call-log-sqlite="+o.callLog, "--call-log-syslog-bind-address="+o.syslog, "--call-log-ingest-token-file="+o.ingestToken,
+		"--self-signed-certs", "--webhook-configurations="+webhookConfigurations, "--webhook-cert-extra-names="+webhookHost,
+		"--webhook-cert-dir="+filepath.Join(filepath.Dir(o.managerLog), "webhook-certs"), "--webhook-port="+webhookPort)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The manager goes down with this process even if it is killed.

@@ -214,6 +214,22 @@ func TestDevEnvironment(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// kubectl get privateapps: who installed it (make dev runs the admission
+	// webhooks that record it), the calls of today and the last activity.
+	for _, line := range strings.Split(string(kubectl("get", "privateapps", "-n", "default")), "\n") {
+		if strings.HasPrefix(line, "billing-sync ") && (strings.Contains(line, "<none>") || !strings.Contains(line, "dev-admin")) {
+			t.Errorf("`kubectl get privateapps` shows billing-sync without calls today, last activity or installer:\n%s", line)
+		}
+	}
+	if !strings.Contains(output.String(), `"userId":"dev-admin"`) {
+		t.Error("access-token-info in the dev output does not name dev-admin as the user who installed the app")
+	}
+	// The sample delayed rotation: its old token's expiry is a time to
+	// come, shown as a time.
+	rotations := string(kubectl("get", "tokenrotations", "-n", "default"))
+	if strings.Contains(rotations, "<invalid>") || !regexp.MustCompile(`GracePeriod\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`).MatchString(rotations) {
+		t.Errorf("`kubectl get tokenrotations` during the grace period:\n%s", rotations)
+	}
 	events := string(kubectl("get", "events", "-A", "-o", "json"))
 
 	kubectl("delete", "privateapp", "billing-sync", "-n", "default", "--wait=false")

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,13 +13,12 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/webhook/webhooktest"
 )
 
 // TestWebhooksThroughTheManager runs the manager binary with its admission
@@ -40,38 +38,7 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 	// The generated webhook configurations, called by URL: this API server
 	// has no Service network.
 	webhookAddr := freeAddress(t)
-	manifests, err := os.ReadFile(filepath.Join(root, "config", "webhook", "manifests.yaml"))
-	must(t, err)
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifests), 4096)
-	for {
-		var raw map[string]any
-		if err := dec.Decode(&raw); err != nil {
-			break
-		}
-		b, _ := json.Marshal(raw)
-		url := func(cc *admissionregistrationv1.WebhookClientConfig) {
-			u := "https://" + webhookAddr + *cc.Service.Path
-			cc.URL, cc.Service = &u, nil
-		}
-		switch raw["kind"] {
-		case "MutatingWebhookConfiguration":
-			m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-			must(t, json.Unmarshal(b, m))
-			m.Name = "privateapp"
-			for i := range m.Webhooks {
-				url(&m.Webhooks[i].ClientConfig)
-			}
-			must(t, c.Create(ctx, m))
-		case "ValidatingWebhookConfiguration":
-			v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			must(t, json.Unmarshal(b, v))
-			v.Name = "privateapp"
-			for i := range v.Webhooks {
-				url(&v.Webhooks[i].ClientConfig)
-			}
-			must(t, c.Create(ctx, v))
-		}
-	}
+	must(t, webhooktest.Register(ctx, c, filepath.Join(root, "config", "webhook", "manifests.yaml"), "privateapp", webhookAddr))
 
 	tsAddr := freeAddress(t)
 	_, port, _ := strings.Cut(webhookAddr, ":")
@@ -82,11 +49,7 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 			"--token-service-insecure", "--token-service-bind-address=" + tsAddr}}
 	mgr.start()
 	defer mgr.kill()
-	waitUntil(t, ctx, "the operator's CA is injected into both webhook configurations", func() bool {
-		m, v := &admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		return c.Get(ctx, client.ObjectKey{Name: "privateapp"}, m) == nil && len(m.Webhooks[0].ClientConfig.CABundle) > 0 &&
-			c.Get(ctx, client.ObjectKey{Name: "privateapp"}, v) == nil && len(v.Webhooks[len(v.Webhooks)-1].ClientConfig.CABundle) > 0
-	})
+	must(t, webhooktest.WaitForCA(ctx, c, "privateapp", time.Minute))
 	for _, name := range []string{"privateapp-ca", "privateapp-webhook-tls", "privateapp-token-service-tls"} {
 		must(t, c.Get(ctx, client.ObjectKey{Namespace: "privateapp-system", Name: name}, &corev1.Secret{}))
 	}
