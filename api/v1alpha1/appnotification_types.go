@@ -220,8 +220,8 @@ type Delivery struct {
 	// +optional
 	NextAttemptAt *metav1.Time `json:"nextAttemptAt,omitempty"`
 	// sentTo are the recipients served so far: user names from the
-	// directory, and "webhook" for the JSON webhook. A retry serves only
-	// the others.
+	// directory, "webhook" for the JSON webhook and "chat:<name>" for a
+	// chat webhook. A retry serves only the others.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=500

@@ -140,7 +140,7 @@ func (r *AppNotificationReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			// and flood people with stale notices once a channel appears.
 			for i := range n.Status.Deliveries {
 				if d := &n.Status.Deliveries[i]; d.State == v1alpha1.DeliveryPending {
-					giveUp(d, "Not sent: the operator has no SMTP server or webhook configured (--notifications-config)")
+					giveUp(d, "Not sent: the operator has no SMTP server, webhook or chat configured (--notifications-config)")
 				}
 			}
 			trimDeliveries(n)
@@ -162,7 +162,7 @@ func (r *AppNotificationReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 }
 
 func (r *AppNotificationReconciler) configured() bool {
-	return r.Channels != nil && (r.Channels.Mailer != nil || r.Channels.Webhook != nil)
+	return r.Channels != nil && (r.Channels.Mailer != nil || r.Channels.Webhook != nil || len(r.Channels.Chats) > 0)
 }
 
 // updateStatus applies mutate to the notification and writes status when it

@@ -139,6 +139,16 @@ func (r *AppNotificationReconciler) send(ctx context.Context, n *v1alpha1.AppNot
 			o.served = append(o.served, v1alpha1.WebhookRecipient)
 		}
 	}
+	for _, chat := range r.Channels.Chats {
+		if slices.Contains(d.SentTo, chat.Recipient()) {
+			continue
+		}
+		if err := chat.Send(ctx, msg); err != nil {
+			o.failed[chat.Recipient()] = err
+		} else {
+			o.served = append(o.served, chat.Recipient())
+		}
+	}
 	return o
 }
 
@@ -272,7 +282,7 @@ func setNotificationReady(n *v1alpha1.AppNotification, now time.Time, configured
 	switch {
 	case !configured:
 		status, reason = metav1.ConditionFalse, v1alpha1.ReasonNotConfigured
-		msg = "The operator has no SMTP server or webhook configured (--notifications-config); " +
+		msg = "The operator has no SMTP server, webhook or chat configured (--notifications-config); " +
 			"notifications are recorded in status.deliveries as Failed, not sent; those after one is configured are sent"
 	case dirErr != nil:
 		status, reason = metav1.ConditionFalse, v1alpha1.ReasonDirectoryInvalid

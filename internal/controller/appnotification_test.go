@@ -309,10 +309,54 @@ var _ = Describe("AppNotification", func() {
 		waitReady(ns, "crm")
 		Eventually(func() []v1alpha1.Delivery { return getNotification(ns, "installs").Status.Deliveries }).Should(ConsistOf(
 			And(HaveField("App", "crm"), HaveField("State", v1alpha1.DeliveryFailed),
-				HaveField("Message", ContainSubstring("no SMTP server or webhook configured")))))
+				HaveField("Message", ContainSubstring("no SMTP server, webhook or chat configured")))))
 		Expect(meta.FindStatusCondition(getNotification(ns, "installs").Status.Conditions, v1alpha1.ConditionReady)).To(
 			HaveField("Reason", v1alpha1.ReasonNotConfigured))
 		Expect(mails(ns)).To(BeEmpty())
+	})
+
+	It("posts to chat webhooks in their own formats, once each, retrying one that failed", func() {
+		slack, teams := notifytest.StartChatReceiver(notify.ChatSlack), notifytest.StartChatReceiver(notify.ChatTeams)
+		DeferCleanup(slack.Close)
+		DeferCleanup(teams.Close)
+		channels := notifierChannels()
+		channels.Chats = []*notify.Chat{
+			{Name: "slack", Format: notify.ChatSlack, URL: slack.WebhookURL()},
+			{Name: "teams", Format: notify.ChatTeams, URL: teams.WebhookURL()},
+		}
+		stopNotifier()
+		stopNotifier = startNotifierWith(channels)
+		DeferCleanup(func() {
+			stopNotifier()
+			stopNotifier = startNotifier()
+		})
+		Expect(k8s.Create(ctx, newApp(ns, "chatty"))).To(Succeed())
+		waitReady(ns, "chatty")
+		createNotification(ns, "chatty-down", v1alpha1.AppNotificationSpec{
+			Event: v1alpha1.EventAppDisconnected, Apps: []string{"chatty"},
+			Recipients: v1alpha1.Recipients{Kind: v1alpha1.RecipientsSpecific, Users: []string{"bob"}},
+		})
+		waitActive(ns, "chatty-down")
+
+		teams.FailNext(1)
+		patchApp(ns, "chatty", func(a *v1alpha1.PrivateApp) { a.Spec.Suspend = true })
+		Eventually(func() string { return notificationReady(getNotification(ns, "chatty-down")) }).Should(Equal(v1alpha1.ReasonDeliveryFailing))
+		d := getNotification(ns, "chatty-down").Status.Deliveries[0]
+		Expect(d.SentTo).To(ConsistOf("bob", v1alpha1.WebhookRecipient, "chat:slack"))
+		Expect(d.Message).To(ContainSubstring("chat teams"))
+		Expect(d.Message).To(ContainSubstring("503"))
+		Expect(d.Message).NotTo(ContainSubstring(notifytest.SecretPath))
+
+		fakeClock.Step(30 * time.Second)
+		n := waitDelivered(ns, "chatty-down", 1)
+		Expect(n.Status.Deliveries[0].SentTo).To(ConsistOf("bob", v1alpha1.WebhookRecipient, "chat:slack", "chat:teams"))
+		Expect(slack.Texts()).To(HaveLen(1), "slack was served on the first attempt and not again")
+		Expect(teams.Texts()).To(HaveLen(1))
+		Expect(slack.Texts()[0]).To(ContainSubstring("App chatty in namespace " + ns + " was disconnected"))
+		Expect(slack.Texts()[0]).To(ContainSubstring("patch privateapp chatty"))
+		Expect(teams.Texts()[0]).To(ContainSubstring("Namespace: " + ns))
+		Expect(slack.Refused()).To(BeEmpty())
+		Expect(teams.Refused()).To(BeEmpty())
 	})
 
 	It("retries only the recipients that failed, with backoff, and says so", func() {

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -33,9 +35,24 @@ import (
 //	  namespace: privateapp-system   # default: the operator's namespace
 //	  name: privateapp-operator-directory
 type Config struct {
-	SMTP      *SMTPConfig      `json:"smtp,omitempty"`
-	Webhook   *WebhookConfig   `json:"webhook,omitempty"`
+	SMTP    *SMTPConfig    `json:"smtp,omitempty"`
+	Webhook *WebhookConfig `json:"webhook,omitempty"`
+	// Chat are chat incoming webhooks (Slack, Mattermost, Teams, ...).
+	Chat      []ChatConfig     `json:"chat,omitempty"`
 	Directory *DirectoryConfig `json:"directory,omitempty"`
+}
+
+// ChatConfig is one chat incoming webhook.
+type ChatConfig struct {
+	// Name tells it apart in a delivery's sentTo ("chat:<name>"); default
+	// the format in lower case.
+	Name string `json:"name,omitempty"`
+	// Format is Slack (also for Mattermost, Rocket.Chat and others that
+	// take Slack's messages) or Teams (a Workflows webhook).
+	Format string `json:"format"`
+	// URLFile holds the webhook's URL, which is its credential.
+	URLFile string   `json:"urlFile"`
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 // SMTPConfig is the smtp section of Config.
@@ -91,6 +108,7 @@ const NamespaceDirectoryName = "privateapps-directory"
 type Channels struct {
 	Mailer  *Mailer
 	Webhook *Webhook
+	Chats   []*Chat
 	// DirectoryNamespace and DirectoryName locate the cluster-wide
 	// directory ConfigMap.
 	DirectoryNamespace, DirectoryName string
@@ -109,7 +127,7 @@ func LoadConfig(path, operatorNamespace string) (*Channels, error) {
 	}
 	var c Config
 	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		return nil, fmt.Errorf("notifications config %s: %w (expected keys: smtp, webhook, directory)", path, err)
+		return nil, fmt.Errorf("notifications config %s: %w (expected keys: smtp, webhook, chat, directory)", path, err)
 	}
 	if c.Directory != nil {
 		if c.Directory.Namespace != "" {
@@ -128,6 +146,18 @@ func LoadConfig(path, operatorNamespace string) (*Channels, error) {
 		if ch.Webhook, err = c.Webhook.webhook(); err != nil {
 			return nil, fmt.Errorf("notifications config %s: %w", path, err)
 		}
+	}
+	for i := range c.Chat {
+		chat, err := c.Chat[i].chat(i)
+		if err != nil {
+			return nil, fmt.Errorf("notifications config %s: %w", path, err)
+		}
+		for _, other := range ch.Chats {
+			if other.Name == chat.Name {
+				return nil, fmt.Errorf("notifications config %s: two chats are named %q; give each a name", path, chat.Name)
+			}
+		}
+		ch.Chats = append(ch.Chats, chat)
 	}
 	return ch, nil
 }
@@ -191,6 +221,38 @@ func (c *WebhookConfig) webhook() (*Webhook, error) {
 		timeout = 10 * time.Second
 	}
 	return &Webhook{URL: c.URL, Secret: []byte(secret), Client: &http.Client{Timeout: timeout}}, nil
+}
+
+var chatName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func (c *ChatConfig) chat(i int) (*Chat, error) {
+	field := fmt.Sprintf("chat[%d]", i)
+	if c.Format != ChatSlack && c.Format != ChatTeams {
+		return nil, fmt.Errorf("%s.format %q must be %s (also Mattermost and others that take Slack's messages) or %s", field, c.Format, ChatSlack, ChatTeams)
+	}
+	name := c.Name
+	if name == "" {
+		name = strings.ToLower(c.Format)
+	}
+	if !chatName.MatchString(name) {
+		return nil, fmt.Errorf("%s.name %q must be lower-case letters, digits and dashes, at most 63", field, name)
+	}
+	if c.URLFile == "" {
+		return nil, fmt.Errorf("%s.urlFile is required: the file with the webhook's URL (the URL is its credential)", field)
+	}
+	raw, err := readSecretFile(field+".urlFile", c.URLFile)
+	if err != nil {
+		return nil, err
+	}
+	// The URL is never echoed: it holds the webhook's secret.
+	if u, err := url.Parse(strings.TrimSpace(raw)); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("%s.urlFile %s does not hold an http(s) URL", field, c.URLFile)
+	}
+	timeout := c.Timeout.Duration
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return &Chat{Name: name, Format: c.Format, URL: strings.TrimSpace(raw), Client: &http.Client{Timeout: timeout}}, nil
 }
 
 // readSecretFile reads a credential, trimming the trailing newline most

@@ -390,6 +390,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	user, pass := write("user", "operator\n"), write("pass", "hunter2-password\n")
 	hook, short := write("hook", "0123456789abcdef0123\n"), write("short", "abc\n")
+	slackURL, notURL := write("slack-url", "https://hooks.slack.com/services/T0/B0/hunter2secret\n"), write("not-url", "hunter2secret\n")
 	tests := []struct {
 		name    string
 		yaml    string
@@ -419,6 +420,19 @@ directory: {name: people}`,
 		{name: "webhook without secret", yaml: "webhook: {url: 'https://h/x'}\n", wantErr: "webhook.secretFile is required"},
 		{name: "short webhook secret", yaml: "webhook: {url: 'https://h/x', secretFile: " + short + "}\n", wantErr: "use at least 16"},
 		{name: "bad timeout", yaml: "webhook: {url: 'https://h/x', secretFile: " + hook + ", timeout: soon}\n", wantErr: "not a duration"},
+		{name: "chats", yaml: "chat:\n- {format: Slack, urlFile: " + slackURL + "}\n- {name: ops-teams, format: Teams, urlFile: " + slackURL + ", timeout: 4s}\n",
+			check: func(c *notify.Channels) string {
+				if len(c.Chats) != 2 || c.Chats[0].Recipient() != "chat:slack" || c.Chats[1].Recipient() != "chat:ops-teams" ||
+					c.Chats[0].URL != "https://hooks.slack.com/services/T0/B0/hunter2secret" || c.Chats[1].Client.Timeout != 4*time.Second {
+					return "chats not loaded as configured"
+				}
+				return ""
+			}},
+		{name: "chat format", yaml: "chat: [{format: Discord, urlFile: " + slackURL + "}]\n", wantErr: `chat[0].format "Discord" must be Slack`},
+		{name: "chat without URL", yaml: "chat: [{format: Slack}]\n", wantErr: "chat[0].urlFile is required"},
+		{name: "chat URL file without a URL", yaml: "chat: [{format: Slack, urlFile: " + notURL + "}]\n", wantErr: "does not hold an http(s) URL"},
+		{name: "two chats of one name", yaml: "chat: [{format: Slack, urlFile: " + slackURL + "}, {format: Slack, urlFile: " + slackURL + "}]\n", wantErr: `two chats are named "slack"`},
+		{name: "chat name", yaml: "chat: [{name: Ops_Chat, format: Slack, urlFile: " + slackURL + "}]\n", wantErr: "lower-case letters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -470,5 +484,63 @@ func TestMailerGivesUpOnASilentServer(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Send to a silent server did not return: the session timeout does not bound it")
+	}
+}
+
+// TestChatDelivery posts each event to a Slack and a Teams receiver that
+// check the documented message shapes; the command that acts on a
+// disconnect is in a code block; markup in names is escaped; a failure is
+// an error that names only the scheme and host.
+func TestChatDelivery(t *testing.T) {
+	for _, format := range []string{notify.ChatSlack, notify.ChatTeams} {
+		t.Run(format, func(t *testing.T) {
+			rcv := notifytest.StartChatReceiver(format)
+			defer rcv.Close()
+			chat := &notify.Chat{Name: "team", Format: format, URL: rcv.WebhookURL()}
+			for _, ev := range []string{notify.AppInstalled, notify.AppDisconnected, notify.AppUninstalled} {
+				n := sample(ev, 0)
+				n.App.DisplayName = "Deployer <b>&</b>"
+				if err := chat.Send(context.Background(), n); err != nil {
+					t.Fatalf("%s: %v (receiver refused: %v)", ev, err, rcv.Refused())
+				}
+			}
+			texts := rcv.Texts()
+			if len(texts) != 3 {
+				t.Fatalf("%d messages accepted, want 3; refused: %v", len(texts), rcv.Refused())
+			}
+			for i, want := range []string{"App deployer in namespace team-a was installed", "was disconnected at Sun, 01 Mar 2026 09:00:00 UTC",
+				"was uninstalled from namespace team-a"} {
+				if !strings.Contains(texts[i], want) || !strings.Contains(texts[i], "AppNotification team-a/ops") {
+					t.Errorf("message %d lacks %q or its source:\n%s", i, want, texts[i])
+				}
+			}
+			command := `kubectl -n team-a patch privateapp deployer --type merge -p '{"spec":{"suspend":false}}'`
+			switch format {
+			case notify.ChatSlack:
+				if !strings.Contains(texts[1], "```"+command+"```") || !strings.Contains(texts[0], "Deployer &lt;b&gt;&amp;&lt;/b&gt;") {
+					t.Errorf("Slack: the command is not a code block, or markup is not escaped:\n%s", texts[1]+texts[0])
+				}
+			case notify.ChatTeams:
+				if !strings.Contains(texts[1], "\n"+command+"\n") || !strings.Contains(texts[0], "Installed by: alice") {
+					t.Errorf("Teams: the command is not a block of its own, or the facts are missing:\n%s", texts[1]+texts[0])
+				}
+			}
+
+			rcv.FailNext(1)
+			unreachable := &notify.Chat{Name: "team", Format: format, URL: "http://127.0.0.1:1/services/T0001/B0002/" + notifytest.SecretPath}
+			for _, c := range []*notify.Chat{chat, unreachable} {
+				err := c.Send(context.Background(), sample(notify.AppInstalled, 0))
+				if err == nil || strings.Contains(err.Error(), notifytest.SecretPath) || !strings.Contains(err.Error(), "http://127.0.0.1:") {
+					t.Errorf("Send error %q: want one naming only the scheme and host", err)
+				}
+			}
+		})
+	}
+	// The receiver itself refuses what the services would.
+	rcv := notifytest.StartChatReceiver(notify.ChatTeams)
+	defer rcv.Close()
+	wrong := &notify.Chat{Name: "team", Format: notify.ChatSlack, URL: rcv.WebhookURL()}
+	if err := wrong.Send(context.Background(), sample(notify.AppInstalled, 0)); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("a Slack message to a Teams webhook: %v, want 400", err)
 	}
 }

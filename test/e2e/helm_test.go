@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -366,10 +367,19 @@ func TestHelmChart(t *testing.T) {
 		}
 		notes := objects(t, h.template("notifications.smtp.address=smtp.example.com:587", "notifications.smtp.from=pa@example.com",
 			"notifications.smtp.credentialsSecret=smtp", "notifications.webhook.url=https://hooks.example.com/x",
-			"notifications.webhook.secretName=hook", "notifications.directory.users.alice=alice@example.com"))
+			"notifications.webhook.secretName=hook", "notifications.directory.users.alice=alice@example.com",
+			"notifications.chat[0].name=platform", "notifications.chat[0].format=Slack", "notifications.chat[0].urlSecret=slack-hook"))
 		config := notes["ConfigMap/pa-privateapp-operator-notifications"].Object["data"].(map[string]any)["config.yaml"].(string)
 		if err := yaml.UnmarshalStrict([]byte(config), &notify.Config{}); err != nil {
 			t.Errorf("the chart's notifications config does not parse as the manager reads it: %v\n%s", err, config)
+		}
+		if d := notes["Deployment/pa-privateapp-operator-controller"]; !strings.Contains(fmt.Sprint(d.Object), "mountPath:/etc/privateapp-operator/chat/platform") ||
+			!strings.Contains(fmt.Sprint(d.Object), "secretName:slack-hook") {
+			t.Errorf("the controller does not mount the chat webhook's Secret slack-hook at /etc/privateapp-operator/chat/platform")
+		}
+		if out, err := h.run("template", "pa", h.chart, "--set", "notifications.chat[0].name=x", "--set", "notifications.chat[0].format=Discord",
+			"--set", "notifications.chat[0].urlSecret=s"); err == nil || !strings.Contains(out, "format") {
+			t.Errorf("a chat of an unknown format renders: %v\n%s", err, out)
 		}
 		limits := objects(t, h.template("tokenService.limits.defaultEdition=starter",
 			"tokenService.limits.editions.starter.perTenSeconds=7", "tokenService.limits.editions.starter.perDay=7000"))
@@ -381,7 +391,8 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("starter per 10 s = %d from the chart's limits file, want 7", got)
 		}
 		for _, want := range []string{"address: \"smtp.example.com:587\"", "passwordFile: /etc/privateapp-operator/smtp/password",
-			"secretFile: /etc/privateapp-operator/notification-webhook/secret", "name: pa-privateapp-operator-directory"} {
+			"secretFile: /etc/privateapp-operator/notification-webhook/secret", "name: pa-privateapp-operator-directory",
+			"urlFile: /etc/privateapp-operator/chat/platform/url", "format: Slack"} {
 			if !strings.Contains(config, want) {
 				t.Errorf("notifications config lacks %q:\n%s", want, config)
 			}
