@@ -55,6 +55,7 @@ func main() {
 		renewDeadline          time.Duration
 		retryPeriod            time.Duration
 		maxApps, concurrency   int
+		appMetricsLimit        int
 		gracePeriod            time.Duration
 		kubeQPS                float64
 		kubeBurst              int
@@ -73,6 +74,7 @@ func main() {
 		ins                    insightsFlags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
+	flag.IntVar(&appMetricsLimit, "app-metrics-limit", controller.DefaultAppMetricsLimit, "How many apps get metrics series of their own (up to eight each: calls, refusals, token times, state); past it, apps are left out in name order and privateapps_app_metrics_truncated is 1. Negative: none.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader among replicas; needed when running more than one.")
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 12*time.Second, "How long standby replicas wait after the leader's last renewal before taking over (a killed leader is replaced within about this long).")
@@ -267,7 +269,12 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	metrics.Registry.MustRegister(controller.AppsByConnection{Reader: mgr.GetCache()})
+	if runControllers {
+		// The apps as their status says, once per cluster (not per
+		// token-service replica), and the notification deliveries.
+		metrics.Registry.MustRegister(controller.AppsByConnection{Reader: mgr.GetCache(), Limit: appMetricsLimit})
+		metrics.Registry.MustRegister(controller.NotificationCollectors()...)
+	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	if ts.addr != "" {
 		// Ready once the token service listens (its index synced), and

@@ -2,7 +2,8 @@
 # Installs the real servers the test suite runs that do not come from the Go
 # module proxy, from Debian: nginx (with auth_request) and Caddy
 # (forward_auth) for the gateway tests, and redis-server for the shared
-# rate-limit counters, and PostgreSQL for the call log's shared store.
+# rate-limit counters, PostgreSQL for the call log's shared store, and
+# Prometheus (with promtool) for the alert rules and the dashboard.
 set -euo pipefail
 missing=()
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
@@ -20,6 +21,9 @@ fi
 if ! command -v wrk >/dev/null; then
   missing+=(wrk) # make bench's load generator
 fi
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  missing+=(prometheus) # the alert rules' tests and the dashboard's queries
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -29,5 +33,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), redis-server and PostgreSQL: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
+echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), redis-server, PostgreSQL and Prometheus: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
 exit 1

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -116,6 +117,7 @@ func (r *AppNotificationReconciler) send(ctx context.Context, n *v1alpha1.AppNot
 	apps []v1alpha1.PrivateApp, res resolution, wallNow time.Time) deliveryOutcome {
 	o := deliveryOutcome{id: d.ID, app: d.App, event: d.Event, reminder: d.Reminder, failed: map[string]error{}}
 	msg := notification(n, d, apps)
+	defer countDeliveries(o)
 	if m := r.Channels.Mailer; m != nil {
 		var to []notify.Recipient
 		for _, rc := range res.Recipients {
@@ -150,6 +152,43 @@ func (r *AppNotificationReconciler) send(ctx context.Context, n *v1alpha1.AppNot
 		}
 	}
 	return o
+}
+
+// deliveriesTotal counts delivery attempts per recipient by channel and
+// result: what the dashboard draws and the DeliveriesFailing alert watches.
+var deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "privateapps_notification_deliveries_total",
+	Help: "Notification deliveries to one recipient, by channel (email, webhook, chat) and result (sent, failed); a retry counts again.",
+}, []string{"channel", "result"})
+
+func init() {
+	for _, ch := range []string{"email", "webhook", "chat"} {
+		for _, res := range []string{"sent", "failed"} {
+			deliveriesTotal.WithLabelValues(ch, res)
+		}
+	}
+}
+
+// NotificationCollectors are the metrics of notification deliveries.
+func NotificationCollectors() []prometheus.Collector { return []prometheus.Collector{deliveriesTotal} }
+
+func recipientChannel(recipient string) string {
+	switch {
+	case recipient == v1alpha1.WebhookRecipient:
+		return "webhook"
+	case strings.HasPrefix(recipient, notify.ChatRecipientPrefix):
+		return "chat"
+	}
+	return "email"
+}
+
+func countDeliveries(o deliveryOutcome) {
+	for _, rc := range o.served {
+		deliveriesTotal.WithLabelValues(recipientChannel(rc), "sent").Inc()
+	}
+	for rc := range o.failed {
+		deliveriesTotal.WithLabelValues(recipientChannel(rc), "failed").Inc()
+	}
 }
 
 // notification is the message for a delivery, with what the app's status
