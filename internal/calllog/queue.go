@@ -33,6 +33,14 @@ var (
 	})
 )
 
+// The queue's own reasons start at zero, so a dashboard or alert sees the
+// series before the first drop.
+func init() {
+	for _, reason := range []string{"queue_full", "write_failed"} {
+		Dropped.WithLabelValues(reason)
+	}
+}
+
 // Collectors are the call log's metrics, for the process's registry.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{queued, written, Dropped, queueLength}

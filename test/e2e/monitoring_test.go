@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+)
+
+// promtool returns Debian's promtool (hack/test-deps.sh installs it).
+func promBinary(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is missing: install Debian's prometheus package (hack/test-deps.sh, which make test runs, does)", name)
+	}
+	return p
+}
+
+// TestAlertRules: the rules file passes promtool's checks and its unit
+// tests (every alert, firing and silent), and the chart's PrometheusRule
+// is the same rules with the thresholds its values set.
+func TestAlertRules(t *testing.T) {
+	root := repoRoot(t)
+	promtool := promBinary(t, "promtool")
+	rules := filepath.Join(root, "charts", "privateapp-operator", "files", "privateapps-rules.yaml")
+	for _, args := range [][]string{{"check", "rules", rules}, {"test", "rules", filepath.Join(root, "test", "monitoring", "privateapps-rules.test.yaml")}} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "SUCCESS") {
+			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	tmp := t.TempDir()
+	h := chartRun{t: t, helm: tool(t, root, "helm"), chart: filepath.Join(root, "charts", "privateapp-operator"), tmp: tmp}
+	objs := objects(t, h.template("monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.disconnectedAfterSeconds=7200",
+		"monitoring.grafanaDashboard.enabled=true"))
+	rule := objs["PrometheusRule/pa-privateapp-operator"]
+	if rule == nil {
+		t.Fatalf("no PrometheusRule rendered: %v", kinds(objs))
+	}
+	spec, _ := yaml.Marshal(rule.Object["spec"])
+	rendered := filepath.Join(tmp, "rendered-rules.yaml")
+	must(t, os.WriteFile(rendered, spec, 0o600))
+	out, err := exec.Command(promtool, "check", "rules", rendered).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS: 9 rules found") {
+		t.Fatalf("promtool check rules on the chart's PrometheusRule: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(spec), "> 7200 # disconnectedAfterSeconds") || !strings.Contains(string(spec), "> 3600 # expiredAfterSeconds") {
+		t.Errorf("the PrometheusRule does not carry monitoring.prometheusRule.disconnectedAfterSeconds=7200:\n%s", spec)
+	}
+	cm := objs["ConfigMap/pa-privateapp-operator-dashboard"]
+	if cm == nil || cm.GetLabels()["grafana_dashboard"] != "1" {
+		t.Fatalf("no dashboard ConfigMap labelled for Grafana's sidecar: %v", kinds(objs))
+	}
+	file, err := os.ReadFile(filepath.Join(root, "charts", "privateapp-operator", "files", "privateapps-dashboard.json"))
+	must(t, err)
+	if got := cm.Object["data"].(map[string]any)["privateapps-dashboard.json"]; strings.TrimSpace(got.(string)) != strings.TrimSpace(string(file)) {
+		t.Error("the dashboard ConfigMap does not hold files/privateapps-dashboard.json as it is")
+	}
+}
+
+// dashboardQueries are the PromQL of every panel of the dashboard, with
+// Grafana's variables replaced as Grafana would for "All" over a day.
+func dashboardQueries(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	must(t, err)
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	must(t, json.Unmarshal(data, &d))
+	out := map[string]string{}
+	r := strings.NewReplacer("$namespace", ".*", "$__rate_interval", "1m", "$__range", "1h")
+	for _, p := range d.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for i, tg := range p.Targets {
+			out[fmt.Sprintf("%s #%d", p.Title, i+1)] = r.Replace(tg.Expr)
+		}
+	}
+	return out
+}
+
+// TestDashboardQueriesReturnData runs the manager binary (controllers,
+// token service, call log) against a real API server, with apps in every
+// state the panels draw, and a real Prometheus (Debian's) scraping its
+// metrics endpoint; every query of the dashboard returns data.
+func TestDashboardQueriesReturnData(t *testing.T) {
+	root := repoRoot(t)
+	prometheus := promBinary(t, "prometheus")
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	_, c, kubeconfig := startControlPlane(t, root, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tokenService, metricsAddr, promAddr := freeAddress(t), freeAddress(t), freeAddress(t)
+	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--metrics-bind-address=" + metricsAddr,
+			"--usage-flush-interval=1s", "--call-log-sqlite=" + filepath.Join(tmp, "calls.db")}}
+	mgr.start()
+	defer mgr.kill()
+
+	_, tok := createReadyApp(t, ctx, c, "default", "reader", "crm.objects.contacts.read")
+	lifetime := &v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "reporting"},
+		Spec: v1alpha1.PrivateAppSpec{DisplayName: "Reporting", Scopes: []string{"crm.objects.contacts.read"}, TokenLifetime: &metav1.Duration{Duration: 2160 * time.Hour}}}
+	must(t, c.Create(ctx, lifetime))
+	createReadyApp(t, ctx, c, "default", "rotating", "crm.objects.contacts.read")
+	must(t, c.Create(ctx, &v1alpha1.TokenRotation{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "rotating-later"},
+		Spec: v1alpha1.TokenRotationSpec{AppName: "rotating", Strategy: v1alpha1.RotationDelayed}}))
+
+	conf := filepath.Join(tmp, "prometheus.yml")
+	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: privateapp-operator
+    static_configs: [{targets: [%q]}]
+`, metricsAddr)), 0o600))
+	prom := exec.Command(prometheus, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(tmp, "tsdb"), "--web.listen-address="+promAddr)
+	promLog, err := os.Create(filepath.Join(tmp, "prometheus.log"))
+	must(t, err)
+	prom.Stdout, prom.Stderr = promLog, promLog
+	must(t, prom.Start())
+	defer func() { _ = prom.Process.Kill(); _ = prom.Wait() }()
+
+	// Calls keep coming while Prometheus scrapes: allowed, and refused for
+	// an unknown token, so rates and latencies have data.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		unknown := "pat_" + strings.Repeat("A", 60)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				checkStatus(tokenService, tok)
+				checkStatus(tokenService, unknown)
+			}
+		}
+	}()
+
+	query := func(q string) (int, error) {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var r struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+			Data   struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
+			return 0, fmt.Errorf("%s: %s %s", resp.Status, r.Error, body)
+		}
+		return len(r.Data.Result), nil
+	}
+	queries := dashboardQueries(t, filepath.Join(root, "charts", "privateapp-operator", "files", "privateapps-dashboard.json"))
+	if len(queries) < 14 {
+		t.Fatalf("%d dashboard queries, want one per panel at least", len(queries))
+	}
+	var empty []string
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		empty = nil
+		for name, q := range queries {
+			// Errors until Prometheus listens; then a query that does not
+			// parse would stay an error to the end.
+			n, err := query(q)
+			if err != nil {
+				empty = append(empty, fmt.Sprintf("%s: %s: %v", name, q, err))
+			} else if n == 0 {
+				empty = append(empty, name+": "+q)
+			}
+		}
+		if len(empty) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			logText, _ := os.ReadFile(promLog.Name())
+			t.Fatalf("after 90 s these dashboard queries return no data:\n%s\nprometheus log:\n%s", strings.Join(empty, "\n"), tail(string(logText), 2000))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	// The alerts' series are the panels': an app's token expiry and a grace
+	// period are there with the values the status says.
+	for q, want := range map[string]string{
+		`privateapps_app_token_expiry_seconds{app="reporting"} > 89 * 86400`:                      "the 90-day token's seconds left",
+		`privateapps_app_grace_period_end_timestamp_seconds{app="rotating"} - time() > 6 * 86400`: "the rotation's 7-day grace period",
+		`privateapps_account_daily_limit{namespace="default"} == 250000`:                          "the free edition's daily limit",
+	} {
+		if n, err := query(q); err != nil || n != 1 {
+			t.Errorf("%s (%s): %d series, %v", want, q, n, err)
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
