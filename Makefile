@@ -92,8 +92,9 @@ bench-reconcile: envtest build ## Benchmark: 1,000 apps in 50 namespaces against
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/manager.
+build: ## Build the manager binary into bin/manager and the kubectl plugin into bin/kubectl-privateapp.
 	go build -o bin/manager ./cmd
+	go build -o bin/kubectl-privateapp ./cmd/kubectl-privateapp
 
 .PHONY: run
 run: build ## Run the manager against the cluster of the current kubeconfig (token service on http://127.0.0.1:18080).
