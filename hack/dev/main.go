@@ -277,6 +277,8 @@ func run(ctx context.Context, o options) (err error) {
 The operator is running. In another terminal:
 
   export KUBECONFIG=%[1]s
+  bin/kubectl-privateapp                                 # the kubectl plugin (kubectl privateapp on your PATH): what needs attention, every app
+  bin/kubectl-privateapp describe %[2]s              # one app: token, usage chart, activity, record insights, latest calls
   kubectl get privateapps -A
   kubectl describe privateapp %[2]s -n %[3]s
   TOKEN=$(kubectl get secret %[4]s -n %[3]s -o jsonpath='{.data.token}' | base64 -d)

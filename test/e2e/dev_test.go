@@ -39,7 +39,7 @@ func TestDevEnvironment(t *testing.T) {
 	cmd := exec.Command(dev, "--manager", manager, "--kubeconfig", kubeconfig, "--manager-log", managerLog,
 		"--assets", assets(root), "--token-service-address", tokenService, "--mail-log", mailLog,
 		"--insights-address", freeAddress(t), "--call-log", filepath.Join(tmp, "calls.db"),
-		"--nginx-address", freeAddress(t), "--syslog-address", freeUDPAddress(t))
+		"--nginx-address", freeAddress(t), "--syslog-address", freeUDPAddress(t), "--webhook-address", freeAddress(t))
 	cmd.Dir = root
 	var output bytes.Buffer
 	stdout, err := cmd.StdoutPipe()
@@ -213,6 +213,17 @@ func TestDevEnvironment(t *testing.T) {
 			t.Fatalf("status.usage.callsToday and lastActivityTime not written within 30 s: %q", out)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	// The two plugin commands dev prints work against its control plane.
+	plugin := build(t, root, "./cmd/kubectl-privateapp", filepath.Join(tmp, "kubectl-privateapp"))
+	for _, args := range [][]string{{}, {"describe", "billing-sync"}} {
+		if !strings.Contains(output.String(), strings.TrimSpace("bin/kubectl-privateapp "+strings.Join(args, " "))) {
+			t.Errorf("dev output does not suggest `kubectl-privateapp %s`", strings.Join(args, " "))
+		}
+		out, err := exec.Command(plugin, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "billing-sync") || !strings.Contains(string(out), "GracePeriodEnding") {
+			t.Errorf("kubectl-privateapp %s against make dev: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 	// kubectl get privateapps: who installed it (make dev runs the admission
 	// webhooks that record it), the calls of today and the last activity.
