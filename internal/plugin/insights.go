@@ -3,7 +3,6 @@ package plugin
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -167,7 +166,7 @@ func (e *env) usageCommand() *cobra.Command {
 			for _, u := range l.Items {
 				calls, refused := deref(u.Calls), deref(u.Refused)
 				values = append(values, calls)
-				labels = append(labels, strings.TrimPrefix(u.Day[5:], ""))
+				labels = append(labels, strings.TrimPrefix(u.Day, u.Day[:5]))
 				share := "-"
 				if u.DailyLimit != nil && *u.DailyLimit > 0 {
 					limit = *u.DailyLimit
@@ -196,5 +195,3 @@ func deref(p *int64) int64 {
 	}
 	return *p
 }
-
-var _ = time.Second

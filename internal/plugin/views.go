@@ -319,7 +319,7 @@ TOKEN=$(kubectl privateapp token APP) works. Needs get on the Secret.`,
 			}
 			tok := s.Data[v1alpha1.SecretTokenKey]
 			if len(tok) == 0 {
-				return fmt.Errorf("Secret %s/%s has no token yet; the app is %s", app.Namespace, app.TokenSecretName(), orDash(string(app.Status.Connection)))
+				return fmt.Errorf("the Secret %s/%s has no token yet; the app is %s", app.Namespace, app.TokenSecretName(), orDash(string(app.Status.Connection)))
 			}
 			_, err = fmt.Fprintln(e.out, string(tok))
 			return err
