@@ -11,6 +11,11 @@ const (
 	// created it. The admission webhook sets it; the controller copies it into
 	// status.installedBy.
 	InstalledByAnnotation = "privateapps.dev/installed-by"
+	// ChangedByAnnotation on a PrivateApp names the Kubernetes user who last
+	// changed its spec (suspended, reconnected it, changed its scopes). The
+	// admission webhook sets it on every change of the spec; the controller
+	// names that user in the activity log.
+	ChangedByAnnotation = "privateapps.dev/changed-by"
 	// AppNameLabel on a token Secret names the PrivateApp it belongs to.
 	AppNameLabel = "privateapps.dev/app"
 	// ManagedByLabel on a token Secret says that the operator wrote it.

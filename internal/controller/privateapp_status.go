@@ -155,7 +155,7 @@ func trackScopes(s *appScope) {
 			removed = append(removed, sc)
 		}
 	}
-	s.record(v1alpha1.ActivityScopesChanged, "", corev1.EventTypeNormal,
+	s.record(v1alpha1.ActivityScopesChanged, s.app.Annotations[v1alpha1.ChangedByAnnotation], corev1.EventTypeNormal,
 		"Scopes changed: added [%s], removed [%s]; the token is unchanged",
 		strings.Join(added, " "), strings.Join(removed, " "))
 }
@@ -226,7 +226,7 @@ func setConnection(s *appScope) {
 		setReady(s, metav1False, v1alpha1.ReasonSuspended,
 			"spec.suspend is true: the app's tokens are refused until it is set to false")
 		if was != v1alpha1.ConnectionDisconnected {
-			s.record(v1alpha1.ActivityDisconnected, "", corev1.EventTypeNormal,
+			s.record(v1alpha1.ActivityDisconnected, app.Annotations[v1alpha1.ChangedByAnnotation], corev1.EventTypeNormal,
 				"The app was disconnected (spec.suspend: true); its tokens are refused")
 		}
 	default:
@@ -234,7 +234,7 @@ func setConnection(s *appScope) {
 		setReady(s, metav1True, v1alpha1.ReasonTokenIssued, fmt.Sprintf(
 			"The token issued at %s is in Secret %q", t.IssuedAt.UTC().Format(time.RFC3339), app.Status.SecretName))
 		if was == v1alpha1.ConnectionDisconnected {
-			s.record(v1alpha1.ActivityReconnected, "", corev1.EventTypeNormal,
+			s.record(v1alpha1.ActivityReconnected, app.Annotations[v1alpha1.ChangedByAnnotation], corev1.EventTypeNormal,
 				"The app was reconnected (spec.suspend: false); its token works again")
 		}
 	}

@@ -5,11 +5,14 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,7 +23,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
 )
 
-// +kubebuilder:webhook:path=/mutate-privateapps-dev-v1alpha1-privateapp,mutating=true,failurePolicy=fail,sideEffects=None,groups=privateapps.dev,resources=privateapps,verbs=create,versions=v1alpha1,name=mprivateapp.privateapps.dev,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/mutate-privateapps-dev-v1alpha1-privateapp,mutating=true,failurePolicy=fail,sideEffects=None,groups=privateapps.dev,resources=privateapps,verbs=create;update,versions=v1alpha1,name=mprivateapp.privateapps.dev,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-privateapps-dev-v1alpha1-privateapp,mutating=false,failurePolicy=fail,sideEffects=None,groups=privateapps.dev,resources=privateapps,verbs=create;update,versions=v1alpha1,name=vprivateapp.privateapps.dev,admissionReviewVersions=v1
 
 // PrivateAppWebhook sets who installed an app and refuses what the
@@ -46,8 +49,9 @@ func (w *PrivateAppWebhook) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.PrivateApp{}).WithDefaulter(w).WithValidator(w).Complete()
 }
 
-// Default records the requesting user as the app's installer; a value the
-// user supplied is overwritten.
+// Default records the requesting user: as the app's installer when it is
+// created, and as who changed it when an update changes its spec (for the
+// activity log). A value the user supplied is overwritten.
 func (w *PrivateAppWebhook) Default(ctx context.Context, app *v1alpha1.PrivateApp) error {
 	req, err := admission.RequestFromContext(ctx)
 	if err != nil {
@@ -56,7 +60,18 @@ func (w *PrivateAppWebhook) Default(ctx context.Context, app *v1alpha1.PrivateAp
 	if app.Annotations == nil {
 		app.Annotations = map[string]string{}
 	}
-	app.Annotations[v1alpha1.InstalledByAnnotation] = req.UserInfo.Username
+	switch req.Operation {
+	case admissionv1.Create:
+		app.Annotations[v1alpha1.InstalledByAnnotation] = req.UserInfo.Username
+	case admissionv1.Update:
+		old := &v1alpha1.PrivateApp{}
+		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+			return fmt.Errorf("reading the app as it was: %w", err)
+		}
+		if !equality.Semantic.DeepEqual(old.Spec, app.Spec) {
+			app.Annotations[v1alpha1.ChangedByAnnotation] = req.UserInfo.Username
+		}
+	}
 	return nil
 }
 
@@ -90,6 +105,11 @@ func (w *PrivateAppWebhook) ValidateUpdate(ctx context.Context, oldApp, app *v1a
 	if oldApp.Annotations[v1alpha1.InstalledByAnnotation] != app.Annotations[v1alpha1.InstalledByAnnotation] {
 		errs = append(errs, field.Forbidden(field.NewPath("metadata", "annotations").Key(v1alpha1.InstalledByAnnotation),
 			"who installed the app is recorded at creation and cannot be changed"))
+	}
+	if oldApp.Annotations[v1alpha1.ChangedByAnnotation] != app.Annotations[v1alpha1.ChangedByAnnotation] &&
+		equality.Semantic.DeepEqual(oldApp.Spec, app.Spec) {
+		errs = append(errs, field.Forbidden(field.NewPath("metadata", "annotations").Key(v1alpha1.ChangedByAnnotation),
+			"who last changed the app is recorded when its spec changes and cannot be set otherwise"))
 	}
 	if oldApp.Spec.SecretName != app.Spec.SecretName {
 		errs = append(errs, field.Forbidden(field.NewPath("spec", "secretName"),

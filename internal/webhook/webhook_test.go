@@ -163,6 +163,28 @@ var _ = Describe("PrivateApp admission", func() {
 		expectRefused(admin.Update(ctx, a), "cannot be changed")
 	})
 
+	It("records who changes the app's spec, and refuses a forged one", func() {
+		ns := newNamespace()
+		a := app(ns, "sync")
+		Expect(admin.Create(ctx, a)).To(Succeed())
+		Expect(a.Annotations).NotTo(HaveKey(v1alpha1.ChangedByAnnotation))
+
+		By("a metadata change names nobody")
+		a.Labels = map[string]string{"team": "payments"}
+		Expect(admin.Update(ctx, a)).To(Succeed())
+		Expect(a.Annotations).NotTo(HaveKey(v1alpha1.ChangedByAnnotation))
+
+		By("suspending names the user, whatever the request said")
+		a.Spec.Suspend = true
+		a.Annotations[v1alpha1.ChangedByAnnotation] = "mallory"
+		Expect(admin.Update(ctx, a)).To(Succeed())
+		Expect(a.Annotations).To(HaveKeyWithValue(v1alpha1.ChangedByAnnotation, "alice"))
+
+		By("setting it without a change of the spec is refused")
+		a.Annotations[v1alpha1.ChangedByAnnotation] = "mallory"
+		expectRefused(admin.Update(ctx, a), "recorded when its spec changes")
+	})
+
 	It("refuses the app past the namespace cap with the namespace, the count and the limit", func() {
 		ns := newNamespace()
 		for i := range maxApps {

@@ -79,6 +79,27 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 		!strings.Contains(out, "installed-by") {
 		t.Errorf("changing installed-by was not refused: %v\n%s", err, out)
 	}
+	// Suspending and reconnecting with kubectl: the activity log names who did it.
+	for _, step := range []struct {
+		suspend string
+		state   v1alpha1.ConnectionState
+	}{{"true", v1alpha1.ConnectionDisconnected}, {"false", v1alpha1.ConnectionConnected}} {
+		if out, err := kubectl("patch", "privateapp/billing-sync", "-n", "default", "--type", "merge", "-p", `{"spec":{"suspend":`+step.suspend+`}}`); err != nil {
+			t.Fatalf("kubectl patch suspend=%s: %v\n%s", step.suspend, err, out)
+		}
+		waitUntil(t, ctx, "billing-sync is "+string(step.state), func() bool {
+			return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && app.Status.Connection == step.state
+		})
+	}
+	installer := app.Annotations[v1alpha1.InstalledByAnnotation]
+	waitUntil(t, ctx, "the activity log names who disconnected and reconnected the app", func() bool {
+		must(t, c.Get(ctx, client.ObjectKeyFromObject(app), app))
+		by := map[v1alpha1.ActivityType]string{}
+		for _, a := range app.Status.Activity {
+			by[a.Type] = a.User
+		}
+		return by[v1alpha1.ActivityDisconnected] == installer && by[v1alpha1.ActivityReconnected] == installer
+	})
 
 	secretToken := func() string {
 		s := &corev1.Secret{}
