@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -508,5 +509,59 @@ func TestServerLimits(t *testing.T) {
 	}
 	if srv.Config.MaxHeaderBytes != 32<<10 || srv.Config.WriteTimeout == 0 {
 		t.Fatalf("header limit %d, write timeout %s", srv.Config.MaxHeaderBytes, srv.Config.WriteTimeout)
+	}
+}
+
+// BenchmarkCheckAtScale: a check at 1,000, 10,000 and 100,000 indexed apps
+// (two tokens each, 50 namespaces), each call with another app's token so
+// the index and the rate-limit windows are touched all over, and the heap
+// the index and the windows hold per app (issue 15: at 100,000 apps a check
+// is no slower than at 1,000).
+func BenchmarkCheckAtScale(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("apps=%d", n), func(b *testing.B) {
+			// The heap the index holds, and then what the first call of each
+			// app adds (its rate-limit window and usage counters); the
+			// requests the benchmark sends are not counted.
+			heap := func() uint64 {
+				var m runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&m)
+				return m.HeapAlloc
+			}
+			start := heap()
+			ix, toks := indexOf(b, n)
+			indexed := heap()
+			limits := DefaultLimits()
+			for e := range limits.Editions {
+				limits.Editions[e] = EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
+			}
+			s := &Server{Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: NewUsage(), Clock: clocktesting.NewFakeClock(t0),
+				Accounts: labels{}}
+			h := s.Handler()
+			reqs := make([]*http.Request, len(toks))
+			for i, tk := range toks {
+				reqs[i] = httptest.NewRequest(http.MethodGet, PathCheck+"?scope=crm.objects.contacts.read", nil)
+				reqs[i].Header.Set("Authorization", "Bearer "+tk.Reveal())
+			}
+			built := heap()
+			for _, r := range reqs {
+				h.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			perApp := float64(indexed-start+heap()-built) / float64(n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, reqs[(i*7919)%len(reqs)])
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d", rec.Code)
+				}
+				i++
+			}
+			b.ReportMetric(perApp, "B-heap/app")
+			runtime.KeepAlive(ix)
+		})
 	}
 }
