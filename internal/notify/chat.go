@@ -1,16 +1,11 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
-	"time"
 )
 
 // Chat formats: the message format of an incoming webhook.
@@ -57,30 +52,7 @@ func (c *Chat) Send(ctx context.Context, n Notification) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("chat %s: the webhook URL does not parse (check its scheme and host)", c.Name)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "privateapp-operator")
-	client := c.Client
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("chat %s (%s): %w", c.Name, (&Webhook{URL: c.URL}).where(), err)
-	}
-	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("chat %s (%s) answered %s: %s", c.Name, (&Webhook{URL: c.URL}).where(), resp.Status, strings.TrimSpace(string(snippet)))
-	}
-	return nil
+	return postJSON(ctx, c.Client, "chat "+c.Name, c.URL, b, nil)
 }
 
 // chatText is a notification for a chat: a title, what happened, and the

@@ -49,18 +49,29 @@ func (w *Webhook) Send(ctx context.Context, now time.Time, n Notification, to []
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("the webhook URL of the notifications config does not parse (check its scheme and host)")
-	}
 	ts := strconv.FormatInt(now.Unix(), 10)
+	h := http.Header{}
+	h.Set(HeaderDelivery, n.ID)
+	h.Set(HeaderEvent, n.Event)
+	h.Set(HeaderTimestamp, ts)
+	h.Set(HeaderSignature, Sign(w.Secret, ts, body))
+	return postJSON(ctx, w.Client, "webhook", w.URL, body, h)
+}
+
+// postJSON posts a JSON body with the given headers to rawURL. Any 2xx
+// answer is success. Errors start with what and name only the URL's scheme
+// and host: chat and incident webhooks carry their secret in the path or
+// the query, and errors go into status and Events.
+func postJSON(ctx context.Context, client *http.Client, what, rawURL string, body []byte, header http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%s: the URL does not parse (check its scheme and host)", what)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "privateapp-operator")
-	req.Header.Set(HeaderDelivery, n.ID)
-	req.Header.Set(HeaderEvent, n.Event)
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(w.Secret, ts, body))
-	client := w.Client
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -71,21 +82,19 @@ func (w *Webhook) Send(ctx context.Context, now time.Time, n Notification, to []
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("webhook %s: %w", w.where(), err)
+		return fmt.Errorf("%s %s: %w", what, where(rawURL), err)
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook %s answered %s: %s", w.where(), resp.Status, strings.TrimSpace(string(snippet)))
+		return fmt.Errorf("%s %s answered %s: %s", what, where(rawURL), resp.Status, strings.TrimSpace(string(snippet)))
 	}
 	return nil
 }
 
-// where is the webhook's scheme and host only: chat and incident webhooks
-// carry their secret in the path or the query, and errors go into status
-// and Events.
-func (w *Webhook) where() string {
-	u, err := url.Parse(w.URL)
+// where is a URL's scheme and host only.
+func where(rawURL string) string {
+	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
 		return "(the configured URL)"
 	}
