@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -435,6 +437,21 @@ type PrivateAppList struct {
 // DefaultSecretName is the Secret an app's token goes to when spec.secretName
 // is not set.
 func DefaultSecretName(appName string) string { return appName + "-token" }
+
+// UsageOn is the app's calls and refusals on the UTC day of t, from
+// status.usage.daily (status.usage.callsToday still holds an earlier day's
+// count until the day's first call is flushed); zero when none is recorded.
+func (a *PrivateApp) UsageOn(t time.Time) DailyUsage {
+	day := t.UTC().Format(time.DateOnly)
+	if a.Status.Usage != nil {
+		for _, d := range a.Status.Usage.Daily {
+			if d.Date == day {
+				return d
+			}
+		}
+	}
+	return DailyUsage{Date: day}
+}
 
 // TokenSecretName is the Secret that holds the app's token: the one recorded
 // in status once the operator has written it, so that a spec edit that

@@ -77,7 +77,6 @@ func (c AppsByConnection) Collect(ch chan<- prometheus.Metric) {
 	if c.Clock != nil {
 		now = c.Clock.Now()
 	}
-	today := now.UTC().Format(time.DateOnly)
 	limit := c.Limit
 	if limit == 0 {
 		limit = DefaultAppMetricsLimit
@@ -96,13 +95,9 @@ func (c AppsByConnection) Collect(ch chan<- prometheus.Metric) {
 	for i := range apps.Items {
 		a := &apps.Items[i]
 		counts[a.Status.Connection]++
-		var calls, refused int64
+		used := a.UsageOn(now)
+		calls, refused := used.Calls, used.Refused
 		if u := a.Status.Usage; u != nil {
-			for _, d := range u.Daily {
-				if d.Date == today {
-					calls, refused = d.Calls, d.Refused
-				}
-			}
 			acc := accounts[a.Namespace]
 			if acc == nil {
 				acc = &account{}

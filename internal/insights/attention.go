@@ -58,7 +58,6 @@ func NeedsAttention(apps []v1alpha1.PrivateApp, now time.Time, within time.Durat
 			App:        optional(app), Reason: reason, Message: fmt.Sprintf(format, a...), Action: action, Since: since,
 		})
 	}
-	day := today(now)
 	type account struct{ calls, limit int64 }
 	accounts := map[string]*account{}
 	for i := range apps {
@@ -120,17 +119,13 @@ func NeedsAttention(apps []v1alpha1.PrivateApp, now time.Time, within time.Durat
 				accounts[ns] = acc
 			}
 			acc.limit = max(acc.limit, u.DailyLimit)
-			for _, d := range u.Daily {
-				if d.Date != day {
-					continue
-				}
-				acc.calls += d.Calls
-				if d.Refused > 0 && !a.Spec.Suspend {
-					add(ns, name, insightsv1alpha1.AttentionRateLimited, nil,
-						fmt.Sprintf("kubectl get calls -n %s --field-selector app=%s,code=429", ns, name),
-						"%d calls refused today (UTC) by rate limits, %d let through; spread the calls, or raise the limits (label the namespace %s=true)",
-						d.Refused, d.Calls, v1alpha1.APILimitIncreaseLabel)
-				}
+			d := a.UsageOn(now)
+			acc.calls += d.Calls
+			if d.Refused > 0 && !a.Spec.Suspend {
+				add(ns, name, insightsv1alpha1.AttentionRateLimited, nil,
+					fmt.Sprintf("kubectl get calls -n %s --field-selector app=%s,code=429", ns, name),
+					"%d calls refused today (UTC) by rate limits, %d let through; spread the calls, or raise the limits (label the namespace %s=true)",
+					d.Refused, d.Calls, v1alpha1.APILimitIncreaseLabel)
 			}
 		}
 	}

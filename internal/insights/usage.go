@@ -3,7 +3,6 @@ package insights
 import (
 	"context"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
@@ -15,7 +14,6 @@ import (
 
 	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
-	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 )
 
 // usageDays is how many days PrivateApp.status.usage.daily holds.
@@ -175,6 +173,3 @@ func (u *usage) ConvertToTable(_ context.Context, object runtime.Object, _ runti
 	}
 	return table, nil
 }
-
-// today is the UTC day of now as status.usage names it.
-func today(now time.Time) string { return day(calllog.DayOf(now)) }

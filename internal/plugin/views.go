@@ -31,20 +31,6 @@ func (e *env) listApps(ctx context.Context) ([]v1alpha1.PrivateApp, error) {
 	return apps.Items, nil
 }
 
-// today is the app's calls and refusals today (UTC) from status.
-func today(a *v1alpha1.PrivateApp, now time.Time) (calls, refused int64) {
-	if a.Status.Usage == nil {
-		return 0, 0
-	}
-	day := now.UTC().Format(time.DateOnly)
-	for _, d := range a.Status.Usage.Daily {
-		if d.Date == day {
-			return d.Calls, d.Refused
-		}
-	}
-	return 0, 0
-}
-
 // homeView is what home prints, and its JSON.
 type homeView struct {
 	NeedsAttention []insightsv1alpha1.NeedsAttention `json:"needsAttention"`
@@ -80,7 +66,8 @@ func (e *env) home(ctx context.Context) error {
 		if a.Status.LastActivityTime != nil {
 			r.LastActivity = &a.Status.LastActivityTime.Time
 		}
-		r.CallsToday, r.RefusedToday = today(a, now)
+		used := a.UsageOn(now)
+		r.CallsToday, r.RefusedToday = used.Calls, used.Refused
 		if u := a.Status.Usage; u != nil {
 			r.LimitPer10s, r.DailyLimit = u.LimitPer10s, u.DailyLimit
 		}
@@ -216,7 +203,8 @@ func (e *env) describe(ctx context.Context, name string) error {
 	}
 	fmt.Fprintf(w, "\nScopes:        %s\n", strings.Join(app.Spec.Scopes, ", "))
 
-	calls, refused := today(app, now)
+	used := app.UsageOn(now)
+	calls, refused := used.Calls, used.Refused
 	fmt.Fprintf(w, "\nUsage today:   %d calls, %d refused", calls, refused)
 	if u := app.Status.Usage; u != nil && u.LimitPer10s > 0 {
 		fmt.Fprintf(w, "; limits: %d per 10 s (app), %d per day (account)", u.LimitPer10s, u.DailyLimit)
