@@ -198,7 +198,7 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 				nearMidnight = append(nearMidnight, e)
 				continue
 			}
-			queueUpsert(b, e, e.Day())
+			b.Queue(upsert, upsertArgs(e, e.Day())...)
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
@@ -214,9 +214,7 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 			case !errors.Is(err, pgx.ErrNoRows):
 				return err
 			}
-			b := &pgx.Batch{}
-			queueUpsert(b, e, day)
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			if _, err := tx.Exec(ctx, upsert, upsertArgs(e, day)...); err != nil {
 				return err
 			}
 		}
@@ -236,9 +234,10 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 	return nil
 }
 
-func queueUpsert(b *pgx.Batch, e *calllog.Entry, day int64) {
-	b.Queue(upsert, e.Namespace, e.App, day, e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
-		e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction)
+// upsertArgs are the arguments of upsert for e, kept under day.
+func upsertArgs(e *calllog.Entry, day int64) []any {
+	return []any{e.Namespace, e.App, day, e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
+		e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction}
 }
 
 // List answers a query, newest first.
