@@ -94,7 +94,8 @@ func main() {
 	flag.StringVar(&ts.redisPasswordFile, "rate-limit-redis-password-file", "", "File with the Redis password (AUTH), e.g. mounted from a Secret.")
 	flag.BoolVar(&ts.redisTLS, "rate-limit-redis-tls", false, "Connect to Redis over TLS (system roots).")
 	flag.IntVar(&ts.maxConnections, "token-service-max-connections", 10000, "Connections the token service serves at once; more wait in the listen backlog. 0 is no bound.")
-	flag.BoolVar(&ts.routeHeader, "token-service-route-header", false, "Name the matched APICatalog route in X-PrivateApp-Route on allowed checks, for gateways to log or pass on (costs about 3% of check throughput).")
+	flag.BoolVar(&ts.routeHeader, "token-service-route-header", false, "Name the matched APICatalog route in X-PrivateApp-Route on allowed checks, for gateways to log or pass on (one more answer header on every check).")
+	flag.StringVar(&ts.engine, "token-service-http-engine", string(tokenservice.EngineFastHTTP), "HTTP engine of the token service: fasthttp (serves /v1/check at close to the cost of answering at all; HTTP/1.1) or net/http (HTTP/1.1 and HTTP/2). Both give the same answers (docs/token-service.md#http-engine).")
 	flag.StringVar(&ts.audiences, "token-review-audiences", "", "Comma-separated audiences a TokenReview may authenticate app tokens for. Empty is audience-unaware, as kube-apiserver expects of a token webhook: app tokens are valid for the Kubernetes API's own audiences only, and a TokenReview that asks for another audience is refused.")
 	flag.StringVar(&ts.clientCA, "token-review-client-ca", "", "PEM file of the CA whose client certificates the token service verifies; with it, TokenReview answers only callers that present one (kube-apiserver, configured with client-certificate and client-key in its webhook kubeconfig). The other endpoints need none.")
 	flag.IntVar(&ts.introspectionLimit, "introspection-rate-limit", 50, "access-token-info calls and TokenReviews one source address may make per second (TokenReviews authenticated by client certificate are not counted); 0 is no limit.")
@@ -298,6 +299,7 @@ type tokenServiceFlags struct {
 	audiences, clientCA          string
 	introspectionLimit           int
 	maxConnections               int
+	engine                       string
 	flushInterval                time.Duration
 	redisAddr, redisPasswordFile string
 	redisTLS                     bool
@@ -346,6 +348,10 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 	if err := tokenservice.Feed(context.Background(), mgr.GetCache(), ix, accounts, limiter, f.health); err != nil {
 		return err
 	}
+	engine, err := tokenservice.ParseEngine(f.engine)
+	if err != nil {
+		return err
+	}
 	srv := &tokenservice.Server{
 		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage, Catalogs: catalogs, RouteHeader: f.routeHeader,
 		Audiences: commaList(f.audiences), TokenReviewNeedsClientCert: f.clientCA != "",
@@ -356,7 +362,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 	}
 	if err := mgr.Add(&tokenservice.Serving{
 		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, ClientCAFile: f.clientCA, MaxConnections: f.maxConnections,
-		Handler: srv.Handler(), Cache: mgr.GetCache(), Log: log, Listening: f.health.Listening,
+		Server: srv, Engine: engine, Cache: mgr.GetCache(), Log: log, Listening: f.health.Listening,
 		Ready: func(ctx context.Context) bool {
 			if !catalogs.Wait(ctx) {
 				return false

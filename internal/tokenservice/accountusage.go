@@ -59,7 +59,7 @@ func (s *Server) dailyUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	text, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
-		s.unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token> with an app's token", correlationID())
+		unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token> with an app's token")
 		return
 	}
 	now := s.Clock.Now()
@@ -67,7 +67,7 @@ func (s *Server) dailyUsage(w http.ResponseWriter, r *http.Request) {
 	switch v.status {
 	case http.StatusOK:
 	case http.StatusUnauthorized:
-		s.unauthorized(w, v.reason, v.message, correlationID())
+		unauthorized(w, v.reason, v.message)
 		return
 	default:
 		refusals.WithLabelValues(v.reason).Inc()

@@ -1,6 +1,7 @@
 package tokenservice
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
@@ -18,8 +19,6 @@ import (
 type CallLog interface {
 	Add(calllog.Entry)
 }
-
-var hdrRequestID = http.CanonicalHeaderKey("X-Request-Id")
 
 // callIDs makes correlation ids for checks that bring none: a random
 // prefix per process and a counter, unique across replicas and cheap.
@@ -39,9 +38,9 @@ func randomHex(n int) string {
 // and the token service's decision meet in one call-log entry, or one of
 // the token service's own. A request id that is not plain text is
 // replaced, never echoed.
-func callID(r *http.Request) string {
-	if v := r.Header[hdrRequestID]; len(v) == 1 && validRequestID(v[0]) {
-		return v[0]
+func callID(r *checkRequest) string {
+	if r.requestID.n == 1 && validRequestID(r.requestID.value) {
+		return r.requestID.value
 	}
 	return newCallID()
 }
@@ -78,7 +77,7 @@ type decision struct {
 // logCheck hands a check's decision to the call log. Calls of no known app
 // (no token, a malformed or unknown one) are not an app's: the refusal
 // metrics count them.
-func (s *Server) logCheck(r *http.Request, d decision, at time.Time) {
+func (s *Server) logCheck(r *checkRequest, d decision, at time.Time) {
 	if s.Calls == nil || d.app == nil {
 		return
 	}
@@ -105,48 +104,33 @@ func (s *Server) logCheck(r *http.Request, d decision, at time.Time) {
 // loggedRequest reads the original request for the log, from the first
 // place originOf reads it from, without originOf's checks: a check those
 // refuse is logged as the gateway sent it.
-func loggedRequest(r *http.Request) (method, host, target string) {
+func loggedRequest(r *checkRequest) (method, host, target string) {
 	if prefixMode(r) {
-		raw := r.RequestURI
+		raw := r.uri
 		if i := strings.Index(raw, PathCheck); i >= 0 {
 			raw = raw[i+len(PathCheck):]
 		}
-		return r.Method, r.Host, raw
+		return r.method, r.host, raw
 	}
-	h := r.Header
-	if u := first(h, hdrOriginalURL); u != "" {
-		method = first(h, hdrOriginalMethod)
+	if u := r.originalURL.value; u != "" {
+		method = cmp.Or(r.originalMethod.value, r.method)
 		if rest, ok := strings.CutPrefix(u, "https://"); ok {
 			u = rest
 		} else if rest, ok := strings.CutPrefix(u, "http://"); ok {
 			u = rest
 		} else {
-			return orGET(method, r), r.Host, u
+			return method, r.host, u
 		}
 		host, path, found := strings.Cut(u, "/")
 		if !found {
-			return orGET(method, r), host, "/"
+			return method, host, "/"
 		}
-		return orGET(method, r), host, "/" + path
+		return method, host, "/" + path
 	}
-	if u := first(h, hdrForwardedURI); u != "" {
-		return orGET(first(h, hdrForwardedMethod), r), first(h, hdrForwardedHost), u
+	if u := r.forwardedURI.value; u != "" {
+		return cmp.Or(r.forwardedMethod.value, r.method), r.forwardedHost.value, u
 	}
-	return r.Method, "", ""
-}
-
-func first(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-func orGET(method string, r *http.Request) string {
-	if method != "" {
-		return method
-	}
-	return r.Method
+	return r.method, "", ""
 }
 
 // logTokenReview logs the authentication of an app by the kube-apiserver:

@@ -224,7 +224,8 @@ func TestOriginOf(t *testing.T) {
 			for k, v := range tt.header {
 				r.Header.Set(k, v)
 			}
-			got, err := originOf(r)
+			c := checkRequestOf(r)
+			got, err := originOf(&c)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one about %q", err, tt.wantErr)

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // tokenShaped matches what a secret scanner would take for a token.
@@ -17,11 +19,11 @@ var tokenShaped = regexp.MustCompile(`(?i)pat_[0-9a-z]{8,}`)
 // bodies and original requests (Envoy's path after /v1/check, nginx's
 // X-Original-URL) to every endpoint, with an API catalog in force: the
 // service must never panic, never answer 5xx, always answer errors in the
-// JSON shape, and never echo a token back.
+// JSON shape, and never echo a token back; on either HTTP engine.
 func FuzzRequests(f *testing.F) {
 	fx := newFixture(f)
 	fx.catalogs.use(f, crmCatalog)
-	handler := fx.srv.Config.Handler
+	handler, fast := fx.srv.Config.Handler, fx.twin.FastHandler()
 	for _, seed := range []struct{ auth, query, body, original string }{
 		{"Bearer " + fx.current.Reveal(), "?scope=crm.objects.contacts.read", "", "/crm/v3/objects/contacts/1"},
 		{"Bearer pat_", "?scope=%zz", `{"tokenKey":"pat_x"}`, "/crm/v3/objects/products/%2e%2e/deals/1"},
@@ -30,6 +32,22 @@ func FuzzRequests(f *testing.F) {
 		{"Bearer " + fx.current.Reveal(), "?scope=pat_Q1w2E3r4T5y6", "", "/crm/v3/pat_abcdefgh12345678/x"},
 	} {
 		f.Add(seed.auth, seed.query, seed.body, seed.original)
+	}
+	check := func(t *testing.T, engine, path string, code int, out []byte, inputs ...string) {
+		if code >= 500 {
+			t.Fatalf("%s: %s answered %d", engine, path, code)
+		}
+		if code >= 400 && !bytes.HasPrefix(out, []byte(`{"status":"error"`)) {
+			t.Fatalf("%s: %s answered %d without the JSON error shape", engine, path, code)
+		}
+		// Every token-shaped piece of every input, wherever it sits.
+		for _, in := range inputs {
+			for _, tok := range tokenShaped.FindAllString(in, -1) {
+				if bytes.Contains(out, []byte(tok)) {
+					t.Fatalf("%s: the answer echoes a token-like input", engine)
+				}
+			}
+		}
 	}
 	f.Fuzz(func(t *testing.T, auth, query, body, original string) {
 		for _, ep := range []struct{ method, path string }{
@@ -42,21 +60,19 @@ func FuzzRequests(f *testing.F) {
 			req.Header.Set("X-Original-URL", original)
 			rec := httptest.NewRecorder()
 			handler.ServeHTTP(rec, req)
-			if rec.Code >= 500 {
-				t.Fatalf("%s %s answered %d", ep.method, ep.path, rec.Code)
-			}
 			out, _ := io.ReadAll(rec.Body)
-			if rec.Code >= 400 && !bytes.HasPrefix(out, []byte(`{"status":"error"`)) {
-				t.Fatalf("%s answered %d without the JSON error shape", ep.path, rec.Code)
-			}
-			// Every token-shaped piece of every input, wherever it sits.
-			for _, in := range []string{auth, query, body, original} {
-				for _, tok := range tokenShaped.FindAllString(in, -1) {
-					if bytes.Contains(out, []byte(tok)) {
-						t.Fatal("the answer echoes a token-like input")
-					}
-				}
-			}
+			check(t, "net/http", ep.path, rec.Code, out, auth, query, body, original)
+
+			var fr fasthttp.Request
+			fr.Header.SetMethod(ep.method)
+			fr.SetRequestURI(ep.path + "?" + strings.TrimPrefix(query, "?"))
+			fr.Header.Set("Authorization", auth)
+			fr.Header.Set("X-Original-URL", original)
+			fr.SetBodyString(body)
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&fr, nil, nil)
+			fast(&ctx)
+			check(t, "fasthttp", ep.path, ctx.Response.StatusCode(), ctx.Response.Body(), auth, query, body, original)
 		}
 	})
 }

@@ -18,13 +18,95 @@ const (
 	maxOriginalHeader = catalog.MaxPathLength + 1024
 )
 
-var (
-	hdrOriginalURL     = http.CanonicalHeaderKey("X-Original-URL")
-	hdrOriginalMethod  = http.CanonicalHeaderKey("X-Original-Method")
-	hdrForwardedURI    = http.CanonicalHeaderKey("X-Forwarded-Uri")
-	hdrForwardedMethod = http.CanonicalHeaderKey("X-Forwarded-Method")
-	hdrForwardedHost   = http.CanonicalHeaderKey("X-Forwarded-Host")
+// The request headers a check reads, in canonical form (as net/http keys
+// its header map and fasthttp normalizes names); constants, so that a
+// switch over a header name compares without allocating.
+const (
+	hdrAuthorization   = "Authorization"
+	hdrRequestID       = "X-Request-Id"
+	hdrOriginalURL     = "X-Original-Url"
+	hdrOriginalMethod  = "X-Original-Method"
+	hdrForwardedURI    = "X-Forwarded-Uri"
+	hdrForwardedMethod = "X-Forwarded-Method"
+	hdrForwardedHost   = "X-Forwarded-Host"
+	// Headers with which some frameworks run another method than the
+	// request's.
+	hdrHTTPMethodOverride = "X-Http-Method-Override"
+	hdrMethodOverride     = "X-Method-Override"
+	hdrHTTPMethod         = "X-Http-Method"
 )
+
+// checkRequest is what a check reads of the gateway's request, the same
+// whichever HTTP engine served it.
+type checkRequest struct {
+	method, host string
+	// uri is the request target as sent; path is its path, decoded as
+	// net/http's URL.Path; query is the raw query.
+	uri, path, query string
+	authorization    string
+	requestID        header
+	originalURL      header
+	originalMethod   header
+	forwardedURI     header
+	forwardedMethod  header
+	forwardedHost    header
+	// override is the name of a method-override header the check
+	// carries, if any.
+	override string
+}
+
+// header is a request header a gateway sends once: its first value and
+// how many times it came.
+type header struct {
+	value string
+	n     int
+}
+
+func (h *header) add(v string) {
+	if h.n == 0 {
+		h.value = v
+	}
+	h.n++
+}
+
+// set records a header a check reads; it reports false for any other.
+func (c *checkRequest) set(name, value string) {
+	switch name {
+	case hdrAuthorization:
+		if c.authorization == "" {
+			c.authorization = value
+		}
+	case hdrRequestID:
+		c.requestID.add(value)
+	case hdrOriginalURL:
+		c.originalURL.add(value)
+	case hdrOriginalMethod:
+		c.originalMethod.add(value)
+	case hdrForwardedURI:
+		c.forwardedURI.add(value)
+	case hdrForwardedMethod:
+		c.forwardedMethod.add(value)
+	case hdrForwardedHost:
+		c.forwardedHost.add(value)
+	case hdrHTTPMethodOverride, hdrMethodOverride, hdrHTTPMethod:
+		c.override = name
+	}
+}
+
+// checkHeaders are the header names checkRequest keeps.
+var checkHeaders = []string{hdrAuthorization, hdrRequestID, hdrOriginalURL, hdrOriginalMethod, hdrForwardedURI,
+	hdrForwardedMethod, hdrForwardedHost, hdrHTTPMethodOverride, hdrMethodOverride, hdrHTTPMethod}
+
+// checkRequestOf reads a net/http request.
+func checkRequestOf(r *http.Request) checkRequest {
+	c := checkRequest{method: r.Method, host: r.Host, uri: r.RequestURI, path: r.URL.Path, query: r.URL.RawQuery}
+	for _, k := range checkHeaders {
+		for _, v := range r.Header[k] {
+			c.set(k, v)
+		}
+	}
+	return c
+}
 
 // origin is the request a gateway asks the token service to authorize.
 type origin struct {
@@ -36,7 +118,7 @@ type origin struct {
 
 // prefixMode reports whether r is Envoy's path-prefix mode, where the path
 // after /v1/check and the query are the client's.
-func prefixMode(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, PathCheck+"/") }
+func prefixMode(r *checkRequest) bool { return strings.HasPrefix(r.path, PathCheck+"/") }
 
 // originOf reads the original request from the three places gateways put it,
 // in this order of precedence: the path after /v1/check (Envoy and Istio
@@ -47,21 +129,18 @@ func prefixMode(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, Pat
 // same method, path and host: a gateway sets its own and may pass a client's
 // copy of another's along, and a client must not be able to choose which one
 // is read. A check that names none has an empty path.
-func originOf(r *http.Request) (origin, error) {
+func originOf(r *checkRequest) (origin, error) {
 	var found [3]origin
 	n := 0
-	h := r.Header
-	for _, k := range methodOverrides {
-		if len(h[k]) > 0 {
-			return origin{}, fmt.Errorf("the check carries %s, which lets an upstream run another method than the one checked; "+
-				"have the gateway drop it", k)
-		}
+	if r.override != "" {
+		return origin{}, fmt.Errorf("the check carries %s, which lets an upstream run another method than the one checked; "+
+			"have the gateway drop it", r.override)
 	}
 	if prefixMode(r) {
 		// The raw request target: Go's decoded URL.Path (and EscapedPath,
 		// which re-encodes it when the raw form has unusual bytes) would
 		// turn %2F into a separator.
-		raw := r.RequestURI
+		raw := r.uri
 		if i := strings.Index(raw, "://"); i > 0 && !strings.HasPrefix(raw, "/") {
 			raw = raw[i+3:]
 			if j := strings.IndexByte(raw, '/'); j >= 0 {
@@ -73,10 +152,10 @@ func originOf(r *http.Request) (origin, error) {
 		if !ok || p == "" || p[0] != '/' {
 			return origin{}, fmt.Errorf("the check path must be %s followed by the original path, with %s itself not percent-encoded", PathCheck, PathCheck)
 		}
-		found[n] = origin{method: r.Method, host: r.Host, path: p, from: fromPathPrefix}
+		found[n] = origin{method: r.method, host: r.host, path: p, from: fromPathPrefix}
 		n++
 	}
-	u, err := only(h, hdrOriginalURL)
+	u, err := r.originalURL.only(hdrOriginalURL)
 	if err != nil {
 		return origin{}, err
 	}
@@ -85,14 +164,14 @@ func originOf(r *http.Request) (origin, error) {
 		if err != nil {
 			return origin{}, err
 		}
-		method, err := only(h, hdrOriginalMethod)
+		method, err := r.originalMethod.only(hdrOriginalMethod)
 		if err != nil {
 			return origin{}, err
 		}
-		found[n] = origin{method: cmp.Or(method, r.Method), host: host, path: path, from: fromOriginalURL}
+		found[n] = origin{method: cmp.Or(method, r.method), host: host, path: path, from: fromOriginalURL}
 		n++
 	}
-	if u, err = only(h, hdrForwardedURI); err != nil {
+	if u, err = r.forwardedURI.only(hdrForwardedURI); err != nil {
 		return origin{}, err
 	}
 	if u != "" {
@@ -100,15 +179,15 @@ func originOf(r *http.Request) (origin, error) {
 			return origin{}, fmt.Errorf("X-Forwarded-Uri is %d bytes long; the limit is %d", len(u), maxOriginalHeader)
 		}
 		path, _, _ := strings.Cut(u, "?")
-		method, err := only(h, hdrForwardedMethod)
+		method, err := r.forwardedMethod.only(hdrForwardedMethod)
 		if err != nil {
 			return origin{}, err
 		}
-		host, err := only(h, hdrForwardedHost)
+		host, err := r.forwardedHost.only(hdrForwardedHost)
 		if err != nil {
 			return origin{}, err
 		}
-		found[n] = origin{method: cmp.Or(method, r.Method), host: host, path: path, from: fromForwardedURI}
+		found[n] = origin{method: cmp.Or(method, r.method), host: host, path: path, from: fromForwardedURI}
 		n++
 	}
 	if n == 0 {
@@ -137,23 +216,13 @@ func originOf(r *http.Request) (origin, error) {
 	return o, nil
 }
 
-// methodOverrides are headers with which some frameworks run another method
-// than the request's.
-var methodOverrides = []string{
-	http.CanonicalHeaderKey("X-HTTP-Method-Override"), http.CanonicalHeaderKey("X-Method-Override"), http.CanonicalHeaderKey("X-HTTP-Method"),
-}
-
 // only returns the value of a header a gateway sends once; a second value
 // (the gateway's and a client's) is an error.
-func only(h http.Header, key string) (string, error) {
-	switch v := h[key]; len(v) {
-	case 0:
-		return "", nil
-	case 1:
-		return v[0], nil
-	default:
-		return "", fmt.Errorf("the check carries %s %d times; a gateway sends it once", key, len(v))
+func (h header) only(name string) (string, error) {
+	if h.n > 1 {
+		return "", fmt.Errorf("the check carries %s %d times; a gateway sends it once", name, h.n)
 	}
+	return h.value, nil
 }
 
 // splitURL takes the host and the path from an X-Original-URL value: an

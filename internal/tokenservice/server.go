@@ -131,15 +131,18 @@ func (s *Server) Handler() http.Handler {
 	// Envoy's path-prefix mode (/v1/check/<original path>) comes here too,
 	// before the router could clean the client's path or redirect it.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != PathCheck && !prefixMode(r) {
+		if r.URL.Path != PathCheck && !strings.HasPrefix(r.URL.Path, PathCheck+"/") {
 			other.ServeHTTP(w, r)
 			return
 		}
 		start := time.Now()
 		now := s.Clock.Now()
-		d := s.check(w, r, now)
-		observe(PathCheck, d.code, start)
-		s.logCheck(r, d, now)
+		c := checkRequestOf(r)
+		a := s.check(&c, now)
+		writeCheck(w, &a)
+		observe(PathCheck, a.code, start)
+		s.debugCheck(&c, &a)
+		s.logCheck(&c, a.decision, now)
 	})
 }
 
@@ -193,29 +196,35 @@ func (s *Server) limitsFor(ns string) ratelimit.Limits {
 	return s.Limits.For(edition, addOn)
 }
 
-// check is external authorization for ingress gateways; it returns what
-// it decided, for the metrics and the call log.
-func (s *Server) check(w http.ResponseWriter, r *http.Request, now time.Time) decision {
-	if log := s.Log.V(1); log.Enabled() {
-		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		w = rec
-		defer func() {
-			o, _ := originOf(r)
-			log.Info("check", "method", token.Redact(truncate(o.method, 20)), "host", token.Redact(o.host), "path", token.Redact(o.path), "status", rec.code,
-				"route", w.Header().Get(hdrRoute), "app", w.Header().Get(hdrNamespace)+"/"+w.Header().Get(hdrName))
-		}()
-	}
-	text, ok := bearer(r.Header.Get("Authorization"))
+// checkAnswer is what a check answers, written by either HTTP engine:
+// the decision, and what its headers and error body say.
+type checkAnswer struct {
+	decision
+	// rate is the rate-limit decision, when the check took from the
+	// limits; its five headers go on the answer.
+	rate  ratelimit.Decision
+	rated bool
+	// retryAfter is the 429's Retry-After, in seconds.
+	retryAfter int64
+	// category and message make an error answer's body.
+	category, message string
+	// scopes is X-PrivateApp-Scopes when catalogs offer fewer scopes than
+	// the app holds; otherwise the app's own value is sent.
+	scopes []string
+	// routeHeader is X-PrivateApp-Route's value; nil sends none.
+	routeHeader []string
+}
+
+// check is external authorization for ingress gateways: it decides, and
+// counts refusals; the engine's handler writes the answer.
+func (s *Server) check(r *checkRequest, now time.Time) (a checkAnswer) {
+	text, ok := bearer(r.authorization)
 	if !ok {
-		id := callID(r)
-		s.unauthorized(w, "missing", "no Bearer token: send the header Authorization: Bearer <token>", id)
-		return decision{code: http.StatusUnauthorized, reason: "missing", id: id}
+		return s.refuseToken(r, nil, "missing", "no Bearer token: send the header Authorization: Bearer <token>")
 	}
 	v := s.validate(text, now)
 	if v.status == http.StatusUnauthorized {
-		id := callID(r)
-		s.unauthorized(w, v.reason, v.message, id)
-		return decision{code: http.StatusUnauthorized, app: v.match.App, reason: v.reason, id: id}
+		return s.refuseToken(r, v.match.App, v.reason, v.message)
 	}
 	app := v.match.App
 	if v.status == http.StatusForbidden {
@@ -223,82 +232,139 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, now time.Time) de
 		// own or its account's limits: a leaked token of a suspended app
 		// must not spend the account's day. The call counts as refused.
 		s.Usage.Record(app.Key(), now, false)
-		refusals.WithLabelValues(v.reason).Inc()
-		id := callID(r)
-		writeErrorID(w, http.StatusForbidden, categoryDisconnected, v.message, id)
-		return decision{code: http.StatusForbidden, app: app, reason: v.reason, id: id}
+		return refuse(r, app, http.StatusForbidden, v.reason, categoryDisconnected, v.message)
 	}
 	dec := s.Limiter.Take(app.key, app.Namespace, s.limitsFor(app.Namespace), now)
-	setRateHeaders(w.Header(), dec)
 	s.Usage.Record(app.Key(), now, dec.Allowed())
 	if !dec.Allowed() {
 		retry := int64(math.Ceil(dec.RetryAfter.Seconds()))
-		w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
 		which := "the app's limit of %d calls per 10 seconds"
 		limit, reason := dec.Limit, "rate_limit_app"
 		if dec.Refused == ratelimit.AccountDay {
 			which, limit, reason = "the account's limit of %d calls per day (UTC)", dec.DailyLimit, "rate_limit_account"
 		}
-		refusals.WithLabelValues(reason).Inc()
-		id := callID(r)
-		writeErrorID(w, http.StatusTooManyRequests, categoryRateLimits,
-			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry), id)
-		return decision{code: http.StatusTooManyRequests, app: app, reason: reason, id: id}
+		a = refuse(r, app, http.StatusTooManyRequests, reason, categoryRateLimits,
+			fmt.Sprintf("app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, retry))
+		a.rate, a.rated, a.retryAfter = dec, true, retry
+		return a
 	}
+	a.rate, a.rated = dec, true
 	cat := s.catalogs()
 	var route *catalog.Target
 	if cat.Enabled() {
 		var refusal, category, msg string
 		route, refusal, category, msg = decideRoute(cat, r)
 		if refusal != "" {
-			refusals.WithLabelValues(refusal).Inc()
-			id := callID(r)
-			writeErrorID(w, http.StatusForbidden, category, msg, id)
-			return decision{code: http.StatusForbidden, app: app, reason: refusal, id: id}
+			refused := refuse(r, app, http.StatusForbidden, refusal, category, msg)
+			refused.rate, refused.rated = dec, true
+			return refused
 		}
 	}
 	// In path-prefix mode the query is the client's: it never names scopes.
-	query := r.URL.RawQuery
+	query := r.query
 	if prefixMode(r) {
 		query = ""
 	}
 	if missing := missingScopes(query, app, route, cat); len(missing) > 0 {
-		refusals.WithLabelValues("missing_scope").Inc()
 		needs := "this call requires"
 		if route != nil {
 			needs = fmt.Sprintf("route %s (%s) requires", route.ID, route.Template)
 		}
-		id := callID(r)
-		writeErrorID(w, http.StatusForbidden, categoryScopes, fmt.Sprintf(
+		refused := refuse(r, app, http.StatusForbidden, "missing_scope", categoryScopes, fmt.Sprintf(
 			"app %s/%s lacks the scopes %s: %s; add them to the app's spec.scopes",
-			app.Namespace, app.Name, needs, strings.Join(missing, ", ")), id)
-		return decision{code: http.StatusForbidden, app: app, route: route, reason: "missing_scope", id: id}
+			app.Namespace, app.Name, needs, strings.Join(missing, ", ")))
+		refused.route, refused.rate, refused.rated = route, dec, true
+		return refused
 	}
-	// The values are the app's, built once per status change; their capacity
-	// is capped, so nothing can append into them.
-	h := w.Header()
-	ident := &app.identity
-	h[hdrNamespace], h[hdrName], h[hdrAppID], h[hdrUser], h[hdrScopes] = ident[0:1:1], ident[1:2:2], ident[2:3:3], ident[3:4:4], ident[4:5:5]
+	a.decision = decision{code: http.StatusOK, app: app, route: route}
 	if cat.Enabled() && !offersAll(cat, app.Scopes) {
-		h[hdrScopes] = []string{strings.Join(offered(cat, app.Scopes), " ")}
+		a.scopes = []string{strings.Join(offered(cat, app.Scopes), " ")}
 	}
 	switch {
 	case !s.RouteHeader:
 	case route != nil:
-		h[hdrRoute] = route.IDValue
+		a.routeHeader = route.IDValue
 	case cat.Enabled():
 		// Overwrites any copy a client sent, for gateways that pass
 		// headers through.
-		h[hdrRoute] = noRoute
+		a.routeHeader = noRoute
 	}
-	w.WriteHeader(http.StatusOK)
-	return decision{code: http.StatusOK, app: app, route: route}
+	return a
 }
+
+// refuseToken answers a check whose token does not authenticate: 401.
+func (s *Server) refuseToken(r *checkRequest, app *App, reason, message string) checkAnswer {
+	return refuse(r, app, http.StatusUnauthorized, reason, categoryAuthentication, message)
+}
+
+// refuse counts a refusal and makes its answer, with the correlation id
+// the call log also records.
+func refuse(r *checkRequest, app *App, code int, reason, category, message string) checkAnswer {
+	refusals.WithLabelValues(reason).Inc()
+	return checkAnswer{decision: decision{code: code, app: app, reason: reason, id: callID(r)}, category: category, message: message}
+}
+
+// debugCheck logs a check at verbosity 1, with anything that looks like a
+// token redacted.
+func (s *Server) debugCheck(r *checkRequest, a *checkAnswer) {
+	log := s.Log.V(1)
+	if !log.Enabled() {
+		return
+	}
+	o, _ := originOf(r)
+	app, route := "", ""
+	if a.app != nil {
+		app = a.app.Namespace + "/" + a.app.Name
+	}
+	if len(a.routeHeader) > 0 {
+		route = a.routeHeader[0]
+	}
+	log.Info("check", "method", token.Redact(truncate(o.method, 20)), "host", token.Redact(o.host), "path", token.Redact(o.path), "status", a.code,
+		"route", route, "app", app)
+}
+
+// writeCheck writes a check's answer with net/http.
+func writeCheck(w http.ResponseWriter, a *checkAnswer) {
+	h := w.Header()
+	if a.rated {
+		setRateHeaders(h, a.rate)
+	}
+	switch a.code {
+	case http.StatusOK:
+		// The values are the app's, built once per status change; their
+		// capacity is capped, so nothing can append into them.
+		ident := &a.app.identity
+		h[hdrNamespace], h[hdrName], h[hdrAppID], h[hdrUser], h[hdrScopes] = ident[0:1:1], ident[1:2:2], ident[2:3:3], ident[3:4:4], ident[4:5:5]
+		if a.scopes != nil {
+			h[hdrScopes] = a.scopes
+		}
+		if a.routeHeader != nil {
+			h[hdrRoute] = a.routeHeader
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	case http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", wwwAuthenticate)
+	case http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.FormatInt(a.retryAfter, 10))
+	}
+	writeErrorID(w, a.code, a.category, a.message, a.id)
+}
+
+// unauthorized answers a request whose token does not authenticate.
+func unauthorized(w http.ResponseWriter, reason, message string) {
+	refusals.WithLabelValues(reason).Inc()
+	w.Header().Set("WWW-Authenticate", wwwAuthenticate)
+	writeError(w, http.StatusUnauthorized, categoryAuthentication, message)
+}
+
+// wwwAuthenticate is the challenge of a 401.
+const wwwAuthenticate = `Bearer realm="privateapps", error="invalid_token"`
 
 // decideRoute finds the catalog route of the request a check is about. It
 // returns the route (nil for an unmatched request the catalogs allow), or
 // the refusal's metrics reason, error category and message.
-func decideRoute(cat *catalog.Set, r *http.Request) (route *catalog.Target, refusal, category, msg string) {
+func decideRoute(cat *catalog.Set, r *checkRequest) (route *catalog.Target, refusal, category, msg string) {
 	o, err := originOf(r)
 	if err != nil {
 		return nil, "bad_request", categoryValidation, err.Error()
@@ -522,12 +588,6 @@ func (s *Server) audienceMessage(asked []string) string {
 	}
 	return fmt.Sprintf("app tokens are not valid for the audiences %s; this token service authenticates them for %q (--token-review-audiences)",
 		strings.Join(q, ", "), s.Audiences)
-}
-
-func (s *Server) unauthorized(w http.ResponseWriter, reason, message, id string) {
-	refusals.WithLabelValues(reason).Inc()
-	w.Header().Set("WWW-Authenticate", `Bearer realm="privateapps", error="invalid_token"`)
-	writeErrorID(w, http.StatusUnauthorized, categoryAuthentication, message, id)
 }
 
 // requiredScopes returns the values of the scope query parameters. Scopes

@@ -3,23 +3,29 @@ package tokenservice
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
@@ -27,16 +33,23 @@ import (
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	srv      *httptest.Server
-	server   *Server
-	catalogs swapCatalogs
-	clock    *clocktesting.FakeClock
-	ix       *Index
-	usage    *Usage
-	tokens   []string // every token text, to check no answer echoes one
-	current  token.Token
-	prev     token.Token
-	calls    *recordedCalls
+	srv    *httptest.Server
+	server *Server
+	// twin is a copy of server with its own limits, usage and call log,
+	// served by the other engine (fasthttp) at fast: every request a test
+	// sends goes to both, and the answers and call-log entries must be
+	// the same.
+	twin      *Server
+	twinCalls *recordedCalls
+	fast      string
+	catalogs  swapCatalogs
+	clock     *clocktesting.FakeClock
+	ix        *Index
+	usage     *Usage
+	tokens    []string // every token text, to check no answer echoes one
+	current   token.Token
+	prev      token.Token
+	calls     *recordedCalls
 }
 
 type labels map[string][2]string
@@ -60,10 +73,36 @@ func newFixture(t testing.TB) *fixture {
 	return f
 }
 
-// serve makes s the server the fixture's requests reach.
+// serve makes s the server the fixture's requests reach, on net/http,
+// and a twin of it on fasthttp.
 func (f *fixture) serve(t testing.TB, s *Server) {
-	f.server, f.srv = s, httptest.NewServer(s.Handler())
+	f.server, f.srv = s, httptest.NewUnstartedServer(nil)
+	f.srv.Config = NewHTTPServer(s.Handler())
+	f.srv.Start()
 	t.Cleanup(f.srv.Close)
+	twin := *s
+	twin.Limiter, twin.Usage, f.twinCalls = ratelimit.New(), NewUsage(), &recordedCalls{}
+	if s.Calls != nil {
+		twin.Calls = f.twinCalls
+	}
+	if s.Introspection != nil {
+		twin.Introspection = &IntrospectionLimit{PerSecond: s.Introspection.PerSecond}
+	}
+	f.twin = &twin
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, f.twin, EngineFastHTTP, logr.Discard()) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the fasthttp twin: %v", err)
+		}
+	})
+	f.fast = "http://" + ln.Addr().String()
 }
 
 func mustNew(t testing.TB) token.Token {
@@ -117,15 +156,98 @@ func (f *fixture) send(t *testing.T, method, path, auth string, body []byte, hea
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	// Both servers see one Host, as behind one Service.
+	req.Host = "token-service.test:8443"
+	before := len(f.calls.all())
+	a := roundTrip(t, req)
+	f.assertNoToken(t, a)
+	if f.twin == nil {
+		return a
+	}
+	// The same request to the twin on the other engine.
+	req, err = http.NewRequest(method, f.fast+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = http.Header{}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	req.Host = "token-service.test:8443"
+	twin := roundTrip(t, req)
+	f.assertNoToken(t, twin)
+	ownID := validRequestID(header["X-Request-Id"])
+	if diff := answerDiff(a, twin, !ownID); diff != "" {
+		t.Fatalf("%s %s: fasthttp answers otherwise than net/http: %s", method, path, diff)
+	}
+	if f.server.Calls == f.calls && f.twin.Calls == f.twinCalls {
+		logged, twinLogged := f.calls.all()[before:], f.twinCalls.take()
+		if diff := entriesDiff(logged, twinLogged, !ownID); diff != "" {
+			t.Fatalf("%s %s: fasthttp logs otherwise than net/http: %s", method, path, diff)
+		}
+	}
+	return a
+}
+
+func roundTrip(t *testing.T, req *http.Request) answer {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	a := answer{code: resp.StatusCode, header: resp.Header, body: b}
-	f.assertNoToken(t, a)
-	return a
+	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+}
+
+var correlationIDs = regexp.MustCompile(`"correlationId":"[^"]*"`)
+
+// answerDiff compares two answers: status, every header but Date, and the
+// body byte for byte; with ownIDs, the correlation ids each server made up
+// are left out.
+func answerDiff(a, b answer, ownIDs bool) string {
+	if a.code != b.code {
+		return fmt.Sprintf("status %d, not %d", b.code, a.code)
+	}
+	ba, bb := a.body, b.body
+	if ownIDs {
+		ba = correlationIDs.ReplaceAll(ba, []byte(`"correlationId":"*"`))
+		bb = correlationIDs.ReplaceAll(bb, []byte(`"correlationId":"*"`))
+	}
+	if !bytes.Equal(ba, bb) {
+		return fmt.Sprintf("body %q, not %q", bb, ba)
+	}
+	ha, hb := a.header.Clone(), b.header.Clone()
+	for _, h := range []http.Header{ha, hb} {
+		h.Del("Date")
+		if ownIDs {
+			h.Del("Content-Length") // the made-up ids' lengths differ
+		}
+	}
+	if !reflect.DeepEqual(ha, hb) {
+		return fmt.Sprintf("headers %v, not %v", hb, ha)
+	}
+	return ""
+}
+
+// entriesDiff compares the call-log entries of one request.
+func entriesDiff(a, b []calllog.Entry, ownIDs bool) string {
+	a, b = slices.Clone(a), slices.Clone(b)
+	if ownIDs {
+		for i := range a {
+			a[i].ID = ""
+		}
+		for i := range b {
+			b[i].ID = ""
+		}
+	}
+	if (len(a) != 0 || len(b) != 0) && !reflect.DeepEqual(a, b) {
+		return fmt.Sprintf("%+v, not %+v", b, a)
+	}
+	return ""
 }
 
 // assertNoToken: no answer ever contains a token, in its body or headers.
@@ -473,6 +595,7 @@ func BenchmarkCheck(b *testing.B) {
 // The router answers odd paths itself instead of redirecting them, and a
 // client that sends headers but never its body is cut off.
 func TestServerLimits(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, p := range []string{"//oauth/v2/private-apps/get/access-token-info", "/apis/../oauth/v2/private-apps/get/access-token-info", "/x/./y"} {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))

@@ -1,6 +1,7 @@
 package tokenservice
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,7 +34,9 @@ type Serving struct {
 	// MaxConnections bounds the connections served at once; further ones
 	// wait in the listen backlog. Zero is no bound.
 	MaxConnections int
-	Handler        http.Handler
+	Server         *Server
+	// Engine is the HTTP engine; empty is EngineFastHTTP.
+	Engine Engine
 	// Cache must have synced before the first answer: an empty index would
 	// refuse every valid token.
 	Cache cache.Cache
@@ -68,7 +71,6 @@ func (s *Serving) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("token service listening on %s: %w", s.Addr, err)
 	}
-	srv := NewHTTPServer(s.Handler)
 	if s.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, s.MaxConnections)
 	}
@@ -82,24 +84,44 @@ func (s *Serving) Start(ctx context.Context) error {
 			return fmt.Errorf("token service certificate: %w", err)
 		}
 		go func() { _ = cw.Start(ctx) }()
-		srv.TLSConfig, err = ServingTLS(cw.GetCertificate, s.ClientCAFile)
+		cfg, err := ServingTLS(cw.GetCertificate, s.ClientCAFile)
 		if err != nil {
 			_ = ln.Close()
 			return err
 		}
-		ln = tls.NewListener(ln, srv.TLSConfig)
+		if s.Engine == EngineNetHTTP {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		ln = tls.NewListener(ln, cfg)
 	}
-	s.Log.Info("token service listening", "address", ln.Addr().String(), "tls", !s.Insecure)
+	engine := cmp.Or(s.Engine, EngineFastHTTP)
+	s.Log.Info("token service listening", "address", ln.Addr().String(), "tls", !s.Insecure, "engine", engine)
 	if s.Listening != nil {
 		s.Listening()
 	}
+	return Serve(ctx, ln, s.Server, engine, s.Log)
+}
+
+// Serve answers on ln with engine until ctx ends, then stops taking
+// requests and gives those under way 5 s.
+func Serve(ctx context.Context, ln net.Listener, srv *Server, engine Engine, log logr.Logger) error {
+	var serve func() error
+	var shutdown func(context.Context) error
+	switch engine {
+	case EngineNetHTTP:
+		hs := NewHTTPServer(srv.Handler())
+		serve, shutdown = func() error { return hs.Serve(ln) }, hs.Shutdown
+	default:
+		fs := NewFastServer(srv.FastHandler(), log)
+		serve, shutdown = func() error { return fs.Serve(ln) }, fs.ShutdownWithContext
+	}
 	go func() { //nolint:gosec // G118: the shutdown outlives ctx, which has ended
 		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(shutdown)
+		_ = shutdown(stop)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -1,0 +1,252 @@
+package tokenservice
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
+)
+
+// Engine is the HTTP engine of the token service's listener.
+type Engine string
+
+const (
+	// EngineFastHTTP serves /v1/check with valyala/fasthttp, whose
+	// per-header cost is a fraction of net/http's, and every other path
+	// through the net/http Handler (fasthttpadaptor). The default.
+	EngineFastHTTP Engine = "fasthttp"
+	// EngineNetHTTP serves everything with net/http (HTTP/2 included).
+	EngineNetHTTP Engine = "net/http"
+)
+
+// ParseEngine reads --token-service-http-engine.
+func ParseEngine(s string) (Engine, error) {
+	switch e := Engine(s); e {
+	case EngineFastHTTP, EngineNetHTTP:
+		return e, nil
+	}
+	return "", fmt.Errorf("--token-service-http-engine is %q; it takes %q or %q", s, EngineFastHTTP, EngineNetHTTP)
+}
+
+// FastHandler answers what Handler answers, header for header and byte for
+// byte in the body, for the fasthttp engine: /v1/check natively, anything
+// else through Handler.
+func (s *Server) FastHandler() fasthttp.RequestHandler {
+	other := fasthttpadaptor.NewFastHTTPHandler(s.Handler())
+	return func(ctx *fasthttp.RequestCtx) {
+		uri := ctx.Request.Header.RequestURI()
+		path, query, err := splitTarget(uri)
+		if err != nil {
+			// net/http refuses such a target before any handler.
+			writeErrorFast(ctx, http.StatusBadRequest, categoryValidation, "the request target is not a valid URI: "+err.Error(), correlationID())
+			return
+		}
+		if path != PathCheck && !strings.HasPrefix(path, PathCheck+"/") {
+			other(ctx)
+			return
+		}
+		start := time.Now()
+		now := s.Clock.Now()
+		c := checkRequest{method: methodName(ctx.Method()), host: string(ctx.Host()), uri: string(uri), path: path, query: query}
+		for k, v := range ctx.Request.Header.All() {
+			if name := checkHeaderName(k); name != "" {
+				c.set(name, string(v))
+			}
+		}
+		a := s.check(&c, now)
+		writeCheckFast(ctx, &a)
+		observe(PathCheck, a.code, start)
+		s.debugCheck(&c, &a)
+		s.logCheck(&c, a.decision, now)
+	}
+}
+
+// splitTarget reads a request target as net/http does, refusing what it
+// refuses (control characters, bad escapes): the decoded path and the raw
+// query. A plain origin-form target is read without url.Parse.
+func splitTarget(uri []byte) (path, query string, err error) {
+	if len(uri) > 0 && uri[0] == '/' && plain(uri) {
+		p, q, _ := bytes.Cut(uri, []byte("?"))
+		if bytes.IndexByte(p, '%') < 0 {
+			return string(p), string(q), nil
+		}
+	}
+	u, err := url.ParseRequestURI(string(uri))
+	if err != nil {
+		// The error quotes the target, which may hold a token.
+		return "", "", errors.New("it does not parse as a path or an absolute URL")
+	}
+	return u.Path, u.RawQuery, nil
+}
+
+// plain reports whether b holds no ASCII control character.
+func plain(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkHeaderName is the name of a header a check reads, or "": a switch
+// over the bytes, which compares without allocating.
+func checkHeaderName(k []byte) string {
+	switch string(k) {
+	case hdrAuthorization:
+		return hdrAuthorization
+	case hdrRequestID:
+		return hdrRequestID
+	case hdrOriginalURL:
+		return hdrOriginalURL
+	case hdrOriginalMethod:
+		return hdrOriginalMethod
+	case hdrForwardedURI:
+		return hdrForwardedURI
+	case hdrForwardedMethod:
+		return hdrForwardedMethod
+	case hdrForwardedHost:
+		return hdrForwardedHost
+	case hdrHTTPMethodOverride:
+		return hdrHTTPMethodOverride
+	case hdrMethodOverride:
+		return hdrMethodOverride
+	case hdrHTTPMethod:
+		return hdrHTTPMethod
+	}
+	return ""
+}
+
+// methodName returns the common methods without allocating.
+func methodName(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodHead:
+		return http.MethodHead
+	}
+	return string(m)
+}
+
+// writeCheckFast writes a check's answer with fasthttp: the headers
+// writeCheck writes, in the same canonical spelling.
+func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
+	h := &ctx.Response.Header
+	if a.rated {
+		setRateHeadersFast(h, a.rate)
+	}
+	switch a.code {
+	case http.StatusOK:
+		ident := &a.app.identity
+		h.Set(hdrNamespace, ident[0])
+		h.Set(hdrName, ident[1])
+		h.Set(hdrAppID, ident[2])
+		h.Set(hdrUser, ident[3])
+		if a.scopes != nil {
+			h.Set(hdrScopes, a.scopes[0])
+		} else {
+			h.Set(hdrScopes, ident[4])
+		}
+		if a.routeHeader != nil {
+			h.Set(hdrRoute, a.routeHeader[0])
+		}
+		return
+	case http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", wwwAuthenticate)
+	case http.StatusTooManyRequests:
+		var buf [20]byte
+		h.SetBytesV("Retry-After", strconv.AppendInt(buf[:0], a.retryAfter, 10))
+	}
+	writeErrorFast(ctx, a.code, a.category, a.message, a.id)
+}
+
+// setRateHeadersFast writes the five rate-limit headers without
+// allocating.
+func setRateHeadersFast(h *fasthttp.ResponseHeader, d ratelimit.Decision) {
+	var buf [20]byte
+	h.SetBytesV(hdrLimit, strconv.AppendInt(buf[:0], d.Limit, 10))
+	h.SetBytesV(hdrRemaining, strconv.AppendInt(buf[:0], d.Remaining, 10))
+	h.Set(hdrInterval, intervalMillis)
+	h.SetBytesV(hdrDaily, strconv.AppendInt(buf[:0], d.DailyLimit, 10))
+	h.SetBytesV(hdrDailyRemaining, strconv.AppendInt(buf[:0], d.DailyRemaining, 10))
+}
+
+// writeErrorFast writes the JSON error body writeErrorID writes.
+func writeErrorFast(ctx *fasthttp.RequestCtx, code int, category, message, id string) {
+	ctx.SetStatusCode(code)
+	ctx.Response.Header.SetContentType("application/json")
+	_ = json.NewEncoder(ctx).Encode(ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: id})
+}
+
+// maxHeaderBytes bounds a request's header section, as net/http's
+// MaxHeaderBytes does on the other engine: a gateway's X-Original-URL
+// (up to maxOriginalHeader) fits with room to spare.
+const maxHeaderBytes = 32 << 10
+
+// NewFastServer is the fasthttp server of the token service, with the
+// bounds NewHTTPServer gives the net/http one: 10 s to read a request and
+// to write an answer, 90 s idle between keep-alive requests, 32 KiB of
+// headers; bodies over 64 KiB are refused before a handler runs (the
+// handlers refuse over 16 KiB). Buffers of idle connections go back to a
+// pool, so ten thousand idle gateway connections do not hold 32 KiB each.
+// Answers carry no Server header and no default Content-Type; errors
+// before a handler are JSON like every other error; fasthttp's own log
+// lines go through the token redactor.
+func NewFastServer(h fasthttp.RequestHandler, log logr.Logger) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                      h,
+		ErrorHandler:                 fastRequestError,
+		ReadTimeout:                  10 * time.Second,
+		WriteTimeout:                 10 * time.Second,
+		IdleTimeout:                  90 * time.Second,
+		ReadBufferSize:               maxHeaderBytes,
+		MaxRequestBodySize:           4 * maxBody,
+		ReduceMemoryUsage:            true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		CloseOnShutdown:              true,
+		Logger:                       fastLogger{log},
+	}
+}
+
+// fastRequestError answers a request fasthttp could not read.
+func fastRequestError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		writeErrorFast(ctx, http.StatusRequestHeaderFieldsTooLarge, categoryValidation,
+			fmt.Sprintf("the request's headers are over %d bytes", maxHeaderBytes), correlationID())
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeErrorFast(ctx, http.StatusRequestEntityTooLarge, categoryValidation, fmt.Sprintf("the request body is over %d bytes", maxBody), correlationID())
+	case errors.As(err, &netErr) && netErr.Timeout():
+		writeErrorFast(ctx, http.StatusRequestTimeout, categoryValidation, "the request did not arrive within 10 s", correlationID())
+	default:
+		writeErrorFast(ctx, http.StatusBadRequest, categoryValidation, "the request is not valid HTTP/1.1", correlationID())
+	}
+}
+
+// fastLogger takes fasthttp's log lines, with anything that looks like a
+// token redacted.
+type fastLogger struct{ log logr.Logger }
+
+func (l fastLogger) Printf(format string, args ...any) {
+	l.log.V(1).Info(token.Redact(fmt.Sprintf(format, args...)))
+}
