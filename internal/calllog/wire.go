@@ -75,13 +75,23 @@ const hexDigits = "0123456789abcdef"
 
 // appendString writes s as a JSON string; bytes that are not UTF-8 become
 // U+FFFD, as encoding/json does.
+// plainJSON tells the ASCII bytes appendString copies as they are: not
+// control characters, quotes, backslashes, or the HTML characters
+// encoding/json escapes.
+var plainJSON = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plainJSON[c] {
 				i++
 				continue
 			}

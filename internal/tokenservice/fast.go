@@ -54,6 +54,11 @@ func (s *Server) FastHandler() fasthttp.RequestHandler {
 			writeErrorFast(ctx, http.StatusBadRequest, categoryValidation, "the request target is not a valid URI: "+err.Error(), correlationID())
 			return
 		}
+		if path == PathTokenReview && ctx.IsPost() {
+			start := time.Now()
+			observe(PathTokenReview, s.tokenReviewFast(ctx), start)
+			return
+		}
 		if path != PathCheck && !strings.HasPrefix(path, PathCheck+"/") {
 			other(ctx)
 			return
@@ -72,6 +77,42 @@ func (s *Server) FastHandler() fasthttp.RequestHandler {
 		s.debugCheck(&c, &a)
 		s.logCheck(&c, a.decision, now)
 	}
+}
+
+// tokenReviewFast answers a TokenReview as tokenReview does, without
+// making a net/http request of it: kube-apiserver asks one for every
+// token it has not cached. It returns the status code.
+func (s *Server) tokenReviewFast(ctx *fasthttp.RequestCtx) int {
+	if s.TokenReviewNeedsClientCert || s.Introspection.limited() {
+		certified := false
+		if ctx.IsTLS() {
+			st := ctx.TLSConnectionState()
+			certified = st != nil && len(st.VerifiedChains) > 0
+		}
+		switch {
+		case certified:
+		case s.TokenReviewNeedsClientCert:
+			refusals.WithLabelValues("no_client_certificate").Inc()
+			writeErrorFast(ctx, http.StatusUnauthorized, categoryAuthentication, noClientCertificate, correlationID())
+			return http.StatusUnauthorized
+		default:
+			source := ctx.RemoteIP().String()
+			if !s.Introspection.allow(source, s.Clock.Now()) {
+				ctx.Response.Header.Set("Retry-After", "1")
+				writeErrorFast(ctx, http.StatusTooManyRequests, categoryRateLimits, s.introspectionRefused(source), correlationID())
+				return http.StatusTooManyRequests
+			}
+		}
+	}
+	body := ctx.PostBody()
+	if len(body) > maxBody {
+		body = nil // as the net/http engine's limit reads it
+	}
+	code, out := s.review(body)
+	ctx.SetStatusCode(code)
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.SetBody(out)
+	return code
 }
 
 // splitTarget reads a request target as net/http does, refusing what it
@@ -144,7 +185,8 @@ func methodName(m []byte) string {
 }
 
 // writeCheckFast writes a check's answer with fasthttp: the headers
-// writeCheck writes, in the same canonical spelling.
+// writeCheck writes, in the same canonical spelling. The answer starts
+// with no headers, so each is added without looking for an earlier one.
 func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
 	h := &ctx.Response.Header
 	if a.rated {
@@ -153,17 +195,17 @@ func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
 	switch a.code {
 	case http.StatusOK:
 		ident := &a.app.identity
-		h.Set(hdrNamespace, ident[0])
-		h.Set(hdrName, ident[1])
-		h.Set(hdrAppID, ident[2])
-		h.Set(hdrUser, ident[3])
+		h.Add(hdrNamespace, ident[0])
+		h.Add(hdrName, ident[1])
+		h.Add(hdrAppID, ident[2])
+		h.Add(hdrUser, ident[3])
 		if a.scopes != nil {
-			h.Set(hdrScopes, a.scopes[0])
+			h.Add(hdrScopes, a.scopes[0])
 		} else {
-			h.Set(hdrScopes, ident[4])
+			h.Add(hdrScopes, ident[4])
 		}
 		if a.routeHeader != nil {
-			h.Set(hdrRoute, a.routeHeader[0])
+			h.Add(hdrRoute, a.routeHeader[0])
 		}
 		return
 	case http.StatusUnauthorized:
@@ -179,11 +221,11 @@ func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
 // allocating.
 func setRateHeadersFast(h *fasthttp.ResponseHeader, d ratelimit.Decision) {
 	var buf [20]byte
-	h.SetBytesV(hdrLimit, strconv.AppendInt(buf[:0], d.Limit, 10))
-	h.SetBytesV(hdrRemaining, strconv.AppendInt(buf[:0], d.Remaining, 10))
-	h.Set(hdrInterval, intervalMillis)
-	h.SetBytesV(hdrDaily, strconv.AppendInt(buf[:0], d.DailyLimit, 10))
-	h.SetBytesV(hdrDailyRemaining, strconv.AppendInt(buf[:0], d.DailyRemaining, 10))
+	h.AddBytesV(hdrLimit, strconv.AppendInt(buf[:0], d.Limit, 10))
+	h.AddBytesV(hdrRemaining, strconv.AppendInt(buf[:0], d.Remaining, 10))
+	h.Add(hdrInterval, intervalMillis)
+	h.AddBytesV(hdrDaily, strconv.AppendInt(buf[:0], d.DailyLimit, 10))
+	h.AddBytesV(hdrDailyRemaining, strconv.AppendInt(buf[:0], d.DailyRemaining, 10))
 }
 
 // writeErrorFast writes the JSON error body writeErrorID writes.

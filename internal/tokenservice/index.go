@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -32,6 +33,19 @@ type App struct {
 	CurrentExpiresAt *time.Time
 	// PreviousExpiresAt is when the previous token expires, if there is one.
 	PreviousExpiresAt *time.Time
+	// reviewJSON is the TokenReview answer that authenticates the app for
+	// no particular audience, made at its first review.
+	reviewJSON atomic.Pointer[[]byte]
+}
+
+// review is the TokenReview answer that authenticates the app.
+func (a *App) review() []byte {
+	if b := a.reviewJSON.Load(); b != nil {
+		return *b
+	}
+	b := reviewOf(a, nil)
+	a.reviewJSON.Store(&b)
+	return b
 }
 
 // Key is the app's namespace and name.

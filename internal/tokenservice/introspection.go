@@ -62,12 +62,21 @@ func (s *Server) introspectionAllowed(w http.ResponseWriter, r *http.Request) bo
 	if s.Introspection.allow(sourceOf(r), s.Clock.Now()) {
 		return true
 	}
-	refusals.WithLabelValues("rate_limit_introspection").Inc()
 	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusTooManyRequests, categoryRateLimits, "more than "+strconv.Itoa(s.Introspection.PerSecond)+
-		" token introspection calls per second from "+sourceOf(r)+" (--introspection-rate-limit); retry after a second")
+	writeError(w, http.StatusTooManyRequests, categoryRateLimits, s.introspectionRefused(sourceOf(r)))
 	return false
 }
+
+// introspectionRefused counts a call over the limit and says why it is
+// refused.
+func (s *Server) introspectionRefused(source string) string {
+	refusals.WithLabelValues("rate_limit_introspection").Inc()
+	return "more than " + strconv.Itoa(s.Introspection.PerSecond) +
+		" token introspection calls per second from " + source + " (--introspection-rate-limit); retry after a second"
+}
+
+// limited reports whether l limits anything.
+func (l *IntrospectionLimit) limited() bool { return l != nil && l.PerSecond > 0 }
 
 // clientAuthenticated says whether the caller presented a client
 // certificate that the serving TLS configuration verified.

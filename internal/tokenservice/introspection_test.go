@@ -2,9 +2,11 @@ package tokenservice
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+
+	"github.com/go-logr/logr"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
 )
@@ -63,8 +67,15 @@ func TestIntrospectionLimitPerSource(t *testing.T) {
 // --token-review-client-ca: a TokenReview with a certificate of that CA is
 // answered (and not counted against the introspection limit), one without
 // is refused with what to configure, one from another CA fails the
-// handshake, and gateways still check without certificates.
+// handshake, and gateways still check without certificates; on either
+// HTTP engine.
 func TestTokenReviewClientCertificate(t *testing.T) {
+	for _, engine := range []Engine{EngineNetHTTP, EngineFastHTTP} {
+		t.Run(string(engine), func(t *testing.T) { testTokenReviewClientCertificate(t, engine) })
+	}
+}
+
+func testTokenReviewClientCertificate(t *testing.T, engine Engine) {
 	f := newFixture(t)
 	dir := t.TempDir()
 	serverCA, err := certstest.NewCA("token-service-ca")
@@ -79,14 +90,19 @@ func TestTokenReviewClientCertificate(t *testing.T) {
 	s := *f.server
 	s.TokenReviewNeedsClientCert = true
 	s.Introspection = &IntrospectionLimit{PerSecond: 1}
-	srv := httptest.NewUnstartedServer(s.Handler())
 	serving, err := tls.LoadX509KeyPair(certFile, keyFile)
 	must(t, err)
-	srv.TLS, err = ServingTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &serving, nil }, caFile)
+	cfg, err := ServingTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &serving, nil }, caFile)
 	must(t, err)
-	srv.StartTLS()
-	defer srv.Close()
-	url := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serve := func(s *Server) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		go func() { _ = Serve(ctx, tls.NewListener(ln, cfg), s, engine, logr.Discard()) }()
+		return "https://localhost:" + strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+	}
+	url := serve(&s)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.Cert)
@@ -102,7 +118,11 @@ func TestTokenReviewClientCertificate(t *testing.T) {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	}
 	review, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: f.current.Reveal()}})
+	var postTo func(c *http.Client, url string) (int, string, error)
 	post := func(c *http.Client) (int, string, error) {
+		return postTo(c, url)
+	}
+	postTo = func(c *http.Client, url string) (int, string, error) {
 		resp, err := c.Post(url+PathTokenReview, "application/json", bytes.NewReader(review))
 		if err != nil {
 			return 0, "", err
@@ -139,6 +159,21 @@ func TestTokenReviewClientCertificate(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("a gateway's check without a certificate: %d", resp.StatusCode)
+	}
+
+	// Without the client-certificate requirement, uncertified reviews
+	// meet the introspection limit of 1 a second.
+	open := s
+	open.TokenReviewNeedsClientCert, open.Introspection = false, &IntrospectionLimit{PerSecond: 1}
+	openURL := serve(&open)
+	limited := 0
+	for range 3 {
+		if code, body, err := postTo(clientWith(nil), openURL); err == nil && code == http.StatusTooManyRequests && strings.Contains(body, "--introspection-rate-limit") {
+			limited++
+		}
+	}
+	if limited < 2 {
+		t.Errorf("%d of 3 uncertified reviews in a second were refused by the introspection limit of 1, want at least 2", limited)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -513,21 +514,43 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	if !clientAuthenticated(r) {
 		if s.TokenReviewNeedsClientCert {
 			refusals.WithLabelValues("no_client_certificate").Inc()
-			writeError(w, http.StatusUnauthorized, categoryAuthentication, "TokenReview needs a client certificate signed by "+
-				"the CA in --token-review-client-ca: give kube-apiserver's webhook kubeconfig a client-certificate and client-key")
+			writeError(w, http.StatusUnauthorized, categoryAuthentication, noClientCertificate)
 			return
 		}
 		if !s.introspectionAllowed(w, r) {
 			return
 		}
 	}
-	var review authnv1.TokenReview
-	if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
-		writeError(w, http.StatusBadRequest, categoryValidation, "the body must be an authentication.k8s.io/v1 TokenReview")
-		return
+	body, err := io.ReadAll(r.Body) // at most maxBody: onlyPost limits it
+	if err != nil {
+		body = nil
+	}
+	code, out := s.review(body)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(out)
+}
+
+const noClientCertificate = "TokenReview needs a client certificate signed by " +
+	"the CA in --token-review-client-ca: give kube-apiserver's webhook kubeconfig a client-certificate and client-key"
+
+// tokenReviewRequest is what a review reads of a TokenReview: its spec.
+type tokenReviewRequest struct {
+	Spec struct {
+		Token     string   `json:"token"`
+		Audiences []string `json:"audiences"`
+	} `json:"spec"`
+}
+
+// review answers a TokenReview's body: the status code and the JSON
+// answer, the same bytes for either engine. The answer that authenticates
+// an app for no particular audience is made once per app (App.review).
+func (s *Server) review(body []byte) (int, []byte) {
+	var review tokenReviewRequest
+	if body == nil || json.Unmarshal(body, &review) != nil {
+		return http.StatusBadRequest, errorJSON(categoryValidation, "the body must be an authentication.k8s.io/v1 TokenReview", correlationID())
 	}
 	now := s.Clock.Now()
-	resp := authnv1.TokenReview{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"}}
 	v := s.validate(review.Spec.Token, now)
 	audiences, ok := s.audiences(review.Spec.Audiences)
 	if v.status == http.StatusOK && !ok {
@@ -536,13 +559,26 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	s.logTokenReview(v, now)
 	if v.status != http.StatusOK {
 		refusals.WithLabelValues(v.reason).Inc()
+		resp := newTokenReview()
 		resp.Status.Error = v.message
-		writeJSON(w, http.StatusOK, resp)
-		return
+		return http.StatusOK, marshalLine(resp)
 	}
 	app := v.match.App
 	s.Usage.Record(app.Key(), now, true)
 	s.Limiter.Count(app.Namespace, now)
+	if audiences == nil {
+		return http.StatusOK, app.review()
+	}
+	return http.StatusOK, reviewOf(app, audiences)
+}
+
+func newTokenReview() authnv1.TokenReview {
+	return authnv1.TokenReview{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"}}
+}
+
+// reviewOf is the answer that authenticates app for audiences.
+func reviewOf(app *App, audiences []string) []byte {
+	resp := newTokenReview()
 	resp.Status = authnv1.TokenReviewStatus{
 		Authenticated: true,
 		Audiences:     audiences,
@@ -553,7 +589,13 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 			Extra:    map[string]authnv1.ExtraValue{"privateapps.dev/scopes": app.Scopes},
 		},
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return marshalLine(resp)
+}
+
+// marshalLine is v as json.Encoder writes it: JSON and a newline.
+func marshalLine(v any) []byte {
+	b, _ := json.Marshal(v)
+	return append(b, '\n')
 }
 
 // audiences answers which of the audiences a TokenReview asks for app
@@ -675,6 +717,11 @@ func writeError(w http.ResponseWriter, code int, category, message string) {
 // entry's, so the id a client reports finds the call.
 func writeErrorID(w http.ResponseWriter, code int, category, message, id string) {
 	writeJSON(w, code, ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: id})
+}
+
+// errorJSON is the error body writeErrorID writes.
+func errorJSON(category, message, id string) []byte {
+	return marshalLine(ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: id})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
