@@ -131,4 +131,3 @@ func TestFastServerLimits(t *testing.T) {
 		t.Fatalf("a client that never sends its body held the connection %s", held)
 	}
 }
-
