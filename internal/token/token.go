@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"unsafe"
 )
 
 const (
@@ -158,19 +159,21 @@ func base62Char(b byte) (byte, bool) {
 	return alphabet[int(b)%len(alphabet)], true
 }
 
-// crcIEEE is crc32.ChecksumIEEE over a string, without the allocation the
-// []byte conversion costs there.
+// crcIEEE is crc32.ChecksumIEEE over a string (the hardware-assisted one),
+// without copying it: ChecksumIEEE only reads its input.
 func crcIEEE(s string) uint32 {
-	crc := ^uint32(0)
-	for i := 0; i < len(s); i++ {
-		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8) //nolint:gosec // G115: the low byte is meant
-	}
-	return ^crc
+	return crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
-func isBase62(c byte) bool {
-	return ('0' <= c && c <= '9') || ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z')
-}
+func isBase62(c byte) bool { return base62[c] }
+
+// base62 tells the bytes of the alphabet.
+var base62 = func() (t [256]bool) {
+	for c := range t {
+		t[c] = ('0' <= c && c <= '9') || ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z')
+	}
+	return t
+}()
 
 // Redacted replaces a token in text.
 const Redacted = Prefix + "[REDACTED]"

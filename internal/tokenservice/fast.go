@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/go-logr/logr"
 	"github.com/valyala/fasthttp"
@@ -185,8 +186,8 @@ func methodName(m []byte) string {
 }
 
 // writeCheckFast writes a check's answer with fasthttp: the headers
-// writeCheck writes, in the same canonical spelling. The answer starts
-// with no headers, so each is added without looking for an earlier one.
+// writeCheck writes, in the same canonical spelling, named by keys that
+// need no normalizing.
 func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
 	h := &ctx.Response.Header
 	if a.rated {
@@ -195,17 +196,17 @@ func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
 	switch a.code {
 	case http.StatusOK:
 		ident := &a.app.identity
-		h.Add(hdrNamespace, ident[0])
-		h.Add(hdrName, ident[1])
-		h.Add(hdrAppID, ident[2])
-		h.Add(hdrUser, ident[3])
+		h.SetCanonical(keyNamespace, s2b(ident[0]))
+		h.SetCanonical(keyName, s2b(ident[1]))
+		h.SetCanonical(keyAppID, s2b(ident[2]))
+		h.SetCanonical(keyUser, s2b(ident[3]))
 		if a.scopes != nil {
-			h.Add(hdrScopes, a.scopes[0])
+			h.SetCanonical(keyScopes, s2b(a.scopes[0]))
 		} else {
-			h.Add(hdrScopes, ident[4])
+			h.SetCanonical(keyScopes, s2b(ident[4]))
 		}
 		if a.routeHeader != nil {
-			h.Add(hdrRoute, a.routeHeader[0])
+			h.SetCanonical(keyRoute, s2b(a.routeHeader[0]))
 		}
 		return
 	case http.StatusUnauthorized:
@@ -221,12 +222,31 @@ func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
 // allocating.
 func setRateHeadersFast(h *fasthttp.ResponseHeader, d ratelimit.Decision) {
 	var buf [20]byte
-	h.AddBytesV(hdrLimit, strconv.AppendInt(buf[:0], d.Limit, 10))
-	h.AddBytesV(hdrRemaining, strconv.AppendInt(buf[:0], d.Remaining, 10))
-	h.Add(hdrInterval, intervalMillis)
-	h.AddBytesV(hdrDaily, strconv.AppendInt(buf[:0], d.DailyLimit, 10))
-	h.AddBytesV(hdrDailyRemaining, strconv.AppendInt(buf[:0], d.DailyRemaining, 10))
+	h.SetCanonical(keyLimit, strconv.AppendInt(buf[:0], d.Limit, 10))
+	h.SetCanonical(keyRemaining, strconv.AppendInt(buf[:0], d.Remaining, 10))
+	h.SetCanonical(keyInterval, s2b(intervalMillis))
+	h.SetCanonical(keyDaily, strconv.AppendInt(buf[:0], d.DailyLimit, 10))
+	h.SetCanonical(keyDailyRemaining, strconv.AppendInt(buf[:0], d.DailyRemaining, 10))
 }
+
+// The answer headers' names as fasthttp takes them without normalizing:
+// canonical already, as net/http spells them.
+var (
+	keyLimit          = []byte(hdrLimit)
+	keyRemaining      = []byte(hdrRemaining)
+	keyInterval       = []byte(hdrInterval)
+	keyDaily          = []byte(hdrDaily)
+	keyDailyRemaining = []byte(hdrDailyRemaining)
+	keyNamespace      = []byte(hdrNamespace)
+	keyName           = []byte(hdrName)
+	keyAppID          = []byte(hdrAppID)
+	keyUser           = []byte(hdrUser)
+	keyScopes         = []byte(hdrScopes)
+	keyRoute          = []byte(hdrRoute)
+)
+
+// s2b is the bytes of s without copying; SetCanonical copies them.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // writeErrorFast writes the JSON error body writeErrorID writes.
 func writeErrorFast(ctx *fasthttp.RequestCtx, code int, category, message, id string) {
