@@ -74,7 +74,7 @@ fuzz: ## Fuzz the token parser, the route matcher, the token service's answers a
 	go test ./internal/ingest -run '^$$' -fuzz FuzzAccessLine -fuzztime 60s
 
 .PHONY: bench
-bench: envtest build ## Benchmark the token service (throughput, latency, revocation) and write docs/benchmarks.md.
+bench: test-deps envtest build ## Benchmark the token service (throughput, latency, TokenReview, revocation) with wrk and write docs/benchmarks.md.
 	go test ./internal/token ./internal/ratelimit ./internal/catalog ./internal/tokenservice -run '^$$' -bench . -benchmem | tee bin/bench-go.txt
 	go run ./hack/bench-tokenservice --manager bin/manager | tee bin/bench-tokenservice.md
 	{ cat bin/bench-tokenservice.md; echo; echo '```'; grep -E '^(Benchmark|cpu:)' bin/bench-go.txt; echo '```'; } | \

@@ -50,6 +50,7 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr string
+		pprofAddr              string
 		leaderElect            bool
 		leaseDuration          time.Duration
 		renewDeadline          time.Duration
@@ -74,6 +75,7 @@ func main() {
 		ins                    insightsFlags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's net/http/pprof profiles (heap, CPU), e.g. 127.0.0.1:6060; empty turns them off. Profiles name no token, but bind it to loopback.")
 	flag.IntVar(&appMetricsLimit, "app-metrics-limit", controller.DefaultAppMetricsLimit, "How many apps get metrics series of their own (up to eight each: calls, refusals, token times, state); past it, apps are left out in name order and privateapps_app_metrics_truncated is 1. Negative: none.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader among replicas; needed when running more than one.")
@@ -163,6 +165,7 @@ func main() {
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "privateapp-operator.privateapps.dev",
 		LeaderElectionNamespace: operatorNamespace, // empty: the pod's own namespace

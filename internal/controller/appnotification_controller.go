@@ -427,7 +427,7 @@ func (r *AppNotificationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *AppNotificationReconciler) notificationsOfApp(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list v1alpha1.AppNotificationList
-	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request

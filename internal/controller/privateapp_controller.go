@@ -319,7 +319,9 @@ func slotsChanged() predicate.Funcs {
 
 func (r *PrivateAppReconciler) appsWaitingForSlot(ctx context.Context, obj client.Object) []reconcile.Request {
 	var apps v1alpha1.PrivateAppList
-	if err := r.List(ctx, &apps, client.InNamespace(obj.GetNamespace())); err != nil {
+	// Read only: the cache's objects themselves, not copies (every event
+	// of a namespace's app lists the namespace).
+	if err := r.List(ctx, &apps, client.InNamespace(obj.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
@@ -336,7 +338,7 @@ func (r *PrivateAppReconciler) appsWaitingForSlot(ctx context.Context, obj clien
 
 func (r *PrivateAppReconciler) allApps(ctx context.Context, _ client.Object) []reconcile.Request {
 	var apps v1alpha1.PrivateAppList
-	if err := r.List(ctx, &apps); err != nil {
+	if err := r.List(ctx, &apps, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	reqs := make([]reconcile.Request, len(apps.Items))

@@ -89,7 +89,8 @@ func (r *TokenRotationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *TokenRotationReconciler) rotationsOfApp(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list v1alpha1.TokenRotationList
-	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{rotationAppField: obj.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{rotationAppField: obj.GetName()},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
