@@ -752,8 +752,11 @@ func callLogRuns(o options, w calllog.Writer) (off, on []float64, err error) {
 	logged := server(ix, nil)
 	q := calllog.NewQueue(w, calllog.QueueOptions{}, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = q.Start(ctx) }()
+	stopped := make(chan struct{})
+	go func() { _ = q.Start(ctx); close(stopped) }()
+	// The queue drains into w when stopped: it must be done before the
+	// caller closes w.
+	defer func() { cancel(); <-stopped }()
 	logged.Calls = q
 	return pairedRuns(o, server(ix, nil), logged, tok)
 }

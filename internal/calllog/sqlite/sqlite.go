@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -80,7 +81,8 @@ const columns = `namespace, app, id, time_ms, method, host, path, query, route, 
 
 // Store is a call log in one SQLite file.
 type Store struct {
-	db *sql.DB
+	db     *sql.DB
+	closed atomic.Bool
 }
 
 var _ calllog.Store = (*Store)(nil)
@@ -307,11 +309,11 @@ func (s *Store) DropBefore(ctx context.Context, day int64) error {
 }
 
 // Close closes the database.
+// Writes and reads after Close fail with database/sql's "database is
+// closed"; they never reach a nil handle.
 func (s *Store) Close() error {
-	if s.db == nil {
+	if s.closed.Swap(true) {
 		return errors.New("call log: closed twice")
 	}
-	err := s.db.Close()
-	s.db = nil
-	return err
+	return s.db.Close()
 }

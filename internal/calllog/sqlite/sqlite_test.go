@@ -142,3 +142,22 @@ func TestUpgradeKeepsEntries(t *testing.T) {
 		t.Fatalf("record counts after the upgrade: %+v, %v", counts, err)
 	}
 }
+
+// TestWriteAfterClose: a queue still draining when the store is closed
+// gets an error, not a crash.
+func TestWriteAfterClose(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "calls.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, []calllog.Entry{{ID: "a", Namespace: "ns", App: "app", Time: time.Now(), Method: "GET", Path: "/", Code: 200}}); err == nil {
+		t.Fatal("a write after Close succeeded")
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("a second Close succeeded")
+	}
+}
