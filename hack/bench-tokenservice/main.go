@@ -451,8 +451,13 @@ func alternate(o options, urls []string, headers []string) ([][]float64, error) 
 	return runs, nil
 }
 
+// spread lists the runs in the order they ran, so that a drift shows.
 func spread(runs []float64) string {
-	return fmt.Sprintf("%.0f to %.0f", slices.Min(runs), slices.Max(runs))
+	s := make([]string, len(runs))
+	for i, r := range runs {
+		s[i] = fmt.Sprintf("%.0f", r)
+	}
+	return "in order: " + strings.Join(s, ", ")
 }
 
 // serveToken serves srv on loopback with engine, as the manager does
