@@ -171,11 +171,11 @@ func run(o options) error {
 	}{{"plain HTTP", prod.Plain}, {"TLS", prod.TLS}} {
 		// Every side gets the gateway's request, headers and all: the bare
 		// handlers' figure is what answering it at all costs.
-		runs, err := alternate(o, []string{listener.urls.Bare, listener.urls.Headers, listener.urls.Check, listener.urls.NetHTTP}, prod.Request)
+		runs, err := alternate(o, []string{listener.urls.Bare, listener.urls.Headers, listener.urls.Check, listener.urls.NetHTTP, listener.urls.CheckNoLog}, prod.Request)
 		if err != nil {
 			return err
 		}
-		bare, headers, check, netHTTP := median(runs[0]), median(runs[1]), median(runs[2]), median(runs[3])
+		bare, headers, check, netHTTP, noLog := median(runs[0]), median(runs[1]), median(runs[2]), median(runs[3]), median(runs[4])
 		if listener.urls == prod.Plain {
 			maxCheck = check
 		}
@@ -187,20 +187,25 @@ func run(o options) error {
 			listener.name, check, spread(runs[2]), 100*check/bare, 100*check/headers)
 		fmt.Fprintf(&table, "| %s: the same on the net/http engine (`--token-service-http-engine=net/http`) | %.0f req/s (runs %s) = %.0f%% of bare | |\n",
 			listener.name, netHTTP, spread(runs[3]), 100*netHTTP/bare)
+		fmt.Fprintf(&table, "| %s: /v1/check (fasthttp) with the call log off, same process, same index and catalog | %.0f req/s (runs %s) = %.0f%% of bare; the call log on is %.1f%% of off (median of the rounds' paired ratios) | call log on at least 95%% of off |\n",
+			listener.name, noLog, spread(runs[4]), 100*noLog/bare, 100*pairedRatio(runs[4], runs[2]))
 	}
 	// Latency: the check and, at the same rate, the bare handler, whose
 	// figure is what the machine and the load generator add on their own.
 	for _, listener := range []struct {
-		name        string
-		check, bare string
-		tls         bool
-	}{{"plain HTTP", prod.Plain.Check, prod.Plain.Bare, false}, {"TLS", prod.TLS.Check, prod.TLS.Bare, true}} {
+		name               string
+		check, bare, noLog string
+		tls                bool
+	}{{"plain HTTP", prod.Plain.Check, prod.Plain.Bare, prod.Plain.CheckNoLog, false}, {"TLS", prod.TLS.Check, prod.TLS.Bare, prod.TLS.CheckNoLog, true}} {
 		lat, achieved := paced(listener.check, prod.Request, listener.tls, o.connections, o.duration, maxCheck/2)
 		floor, _ := paced(listener.bare, prod.Request, listener.tls, o.connections, o.duration, maxCheck/2)
+		noLog, _ := paced(listener.noLog, prod.Request, listener.tls, o.connections, o.duration, maxCheck/2)
 		fmt.Fprintf(&table, "| %s: /v1/check latency at half of the plain maximum, %.0f req/s asked (%.0f served), %d connections paced by the harness (wrk2-style) | p50 %s, **p99 %s**, p99.9 %s | p99 under 0.5 ms |\n",
 			listener.name, maxCheck/2, achieved, o.connections, pct(lat, 50), pct(lat, 99), pct(lat, 999))
 		fmt.Fprintf(&table, "| %s: the bare net/http handler at the same rate, same pacing (the machine's and the load generator's own share) | p50 %s, p99 %s, p99.9 %s | |\n",
 			listener.name, pct(floor, 50), pct(floor, 99), pct(floor, 999))
+		fmt.Fprintf(&table, "| %s: /v1/check with the call log off at the same rate | p50 %s, p99 %s, p99.9 %s | |\n",
+			listener.name, pct(noLog, 50), pct(noLog, 99), pct(noLog, 999))
 	}
 	received, err := getText(ingestProc.Received)
 	if err != nil {
@@ -249,6 +254,8 @@ func run(o options) error {
 // throughput rows compare.
 type sides struct {
 	Bare, Headers, Check, NetHTTP string
+	// CheckNoLog is Check's token service without a call log.
+	CheckNoLog string
 }
 
 // served is what a --serve process prints: its URLs, and for the token
@@ -302,6 +309,7 @@ func serveCheck(ingestURL string) error {
 	go func() { _ = q.Start(ctx) }()
 	srv := server(ix, staticCatalogs{set})
 	srv.Calls = q
+	noLog := server(ix, staticCatalogs{set})
 	s := served{Request: []string{"Authorization: Bearer " + tok.Reveal(), "X-Original-Method: GET",
 		"X-Original-URL: https://api.example.com/area7/v3/objects/type247/12345?properties=email"}}
 	b, _ := json.Marshal(map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": map[string]any{"token": tok.Reveal()}})
@@ -320,8 +328,12 @@ func serveCheck(ingestURL string) error {
 		if l.s.NetHTTP, err = serveToken(ctx, srv, tokenservice.EngineNetHTTP, l.cfg); err != nil {
 			return err
 		}
+		if l.s.CheckNoLog, err = serveToken(ctx, noLog, tokenservice.EngineFastHTTP, l.cfg); err != nil {
+			return err
+		}
 		l.s.Check += tokenservice.PathCheck
 		l.s.NetHTTP += tokenservice.PathCheck
+		l.s.CheckNoLog += tokenservice.PathCheck
 	}
 	debug, err := serveHTTP(http.HandlerFunc(httppprof.Profile), nil)
 	if err != nil {
