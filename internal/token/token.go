@@ -162,7 +162,7 @@ func base62Char(b byte) (byte, bool) {
 // crcIEEE is crc32.ChecksumIEEE over a string (the hardware-assisted one),
 // without copying it: ChecksumIEEE only reads its input.
 func crcIEEE(s string) uint32 {
-	return crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(s), len(s)))
+	return crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(s), len(s))) //nolint:gosec // G103: read only, never written or kept
 }
 
 func isBase62(c byte) bool { return base62[c] }

@@ -246,7 +246,7 @@ var (
 )
 
 // s2b is the bytes of s without copying; SetCanonical copies them.
-func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) } //nolint:gosec // G103: SetCanonical copies, never writes
 
 // writeErrorFast writes the JSON error body writeErrorID writes.
 func writeErrorFast(ctx *fasthttp.RequestCtx, code int, category, message, id string) {
