@@ -87,6 +87,8 @@ func TestEnginesAnswerAlike(t *testing.T) {
 		{name: "a target that does not parse", request: get(PathCheck+"/%zz", auth), statusOnly: true},
 		{name: "a control character in a check's query", request: get(PathCheck+"?scope=\x12", auth), statusOnly: true},
 		{name: "a control character in another path's query", request: get(PathAccessTokenInfo+"?\x12", auth), statusOnly: true},
+		{name: "two Host headers", request: "GET " + PathCheck + "/crm/v3/objects/contacts/7 HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n" + auth + "Connection: close\r\n\r\n", statusOnly: true},
+		{name: "Content-Length and chunked at once", request: "POST " + PathTokenReview + " HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n", statusOnly: true},
 		{name: "headers over 32 KiB", request: get(PathCheck, auth+"X-Big: "+strings.Repeat("b", 40<<10)+"\r\n"), statusOnly: true},
 	}
 	for _, tt := range tests {
