@@ -95,7 +95,7 @@ func main() {
 	flag.StringVar(&ts.redisAddr, "rate-limit-redis", "", "host:port of a Redis that every token-service replica shares its rate-limit counters in; empty counts per replica (N replicas allow N times the limits).")
 	flag.StringVar(&ts.redisPasswordFile, "rate-limit-redis-password-file", "", "File with the Redis password (AUTH), e.g. mounted from a Secret.")
 	flag.BoolVar(&ts.redisTLS, "rate-limit-redis-tls", false, "Connect to Redis over TLS (system roots).")
-	flag.IntVar(&ts.maxConnections, "token-service-max-connections", 10000, "Connections the token service serves at once; more wait in the listen backlog. 0 is no bound.")
+	flag.IntVar(&ts.maxConnections, "token-service-max-connections", 4096, "Connections the token service serves at once; more wait in the listen backlog. 0 is no bound. A connection can hold 48 KiB while a request arrives, so 4096 is at most 192 MiB.")
 	flag.BoolVar(&ts.routeHeader, "token-service-route-header", false, "Name the matched APICatalog route in X-PrivateApp-Route on allowed checks, for gateways to log or pass on (one more answer header on every check).")
 	flag.StringVar(&ts.engine, "token-service-http-engine", string(tokenservice.EngineFastHTTP), "HTTP engine of the token service: fasthttp (serves /v1/check at close to the cost of answering at all; HTTP/1.1) or net/http (HTTP/1.1 and HTTP/2). Both give the same answers (docs/token-service.md#http-engine).")
 	flag.StringVar(&ts.audiences, "token-review-audiences", "", "Comma-separated audiences a TokenReview may authenticate app tokens for. Empty is audience-unaware, as kube-apiserver expects of a token webhook: app tokens are valid for the Kubernetes API's own audiences only, and a TokenReview that asks for another audience is refused.")

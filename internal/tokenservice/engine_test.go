@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // rawRequest sends request bytes as they are, on a connection of their
@@ -87,6 +89,8 @@ func TestEnginesAnswerAlike(t *testing.T) {
 		{name: "a target that does not parse", request: get(PathCheck+"/%zz", auth), statusOnly: true},
 		{name: "a control character in a check's query", request: get(PathCheck+"?scope=\x12", auth), statusOnly: true},
 		{name: "a control character in another path's query", request: get(PathAccessTokenInfo+"?\x12", auth), statusOnly: true},
+		{name: "a Host with user info", request: "GET " + PathCheck + "/crm/v3/objects/contacts/7 HTTP/1.1\r\nHost: x@api.example.com\r\n" + auth + "Connection: close\r\n\r\n", statusOnly: true},
+		{name: "Envoy's path prefix with a Host in capitals", request: "GET " + PathCheck + "/crm/v3/objects/contacts/7 HTTP/1.1\r\nHost: API.Example.com\r\n" + auth + "Connection: close\r\n\r\n"},
 		{name: "two Host headers", request: "GET " + PathCheck + "/crm/v3/objects/contacts/7 HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n" + auth + "Connection: close\r\n\r\n", statusOnly: true},
 		{name: "Content-Length and chunked at once", request: "POST " + PathTokenReview + " HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n", statusOnly: true},
 		{name: "headers over 32 KiB", request: get(PathCheck, auth+"X-Big: "+strings.Repeat("b", 40<<10)+"\r\n"), statusOnly: true},
@@ -131,5 +135,23 @@ func TestFastServerLimits(t *testing.T) {
 	_, _ = io.Copy(io.Discard, conn)
 	if held := time.Since(start); held > 15*time.Second {
 		t.Fatalf("a client that never sends its body held the connection %s", held)
+	}
+}
+
+// TestFastHandlerSurvivesAPanic: fasthttp does not recover a handler's
+// panic; FastHandler does, answering 500 without the request's details.
+func TestFastHandlerSurvivesAPanic(t *testing.T) {
+	f := newFixture(t)
+	broken := *f.server
+	broken.Usage = nil // Record on a nil Usage panics
+	h := broken.FastHandler()
+	var req fasthttp.Request
+	req.SetRequestURI(PathCheck)
+	req.Header.Set("Authorization", "Bearer "+f.current.Reveal())
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, nil, nil)
+	h(&ctx)
+	if code := ctx.Response.StatusCode(); code != http.StatusInternalServerError || strings.Contains(string(ctx.Response.Body()), f.current.Reveal()) {
+		t.Fatalf("%d %s", code, ctx.Response.Body())
 	}
 }

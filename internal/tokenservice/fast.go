@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
@@ -48,12 +50,34 @@ func ParseEngine(s string) (Engine, error) {
 func (s *Server) FastHandler() fasthttp.RequestHandler {
 	other := fasthttpadaptor.NewFastHTTPHandler(s.Handler())
 	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			// net/http survives a handler's panic by closing its connection;
+			// fasthttp does not recover, so a panic would end the process.
+			if r := recover(); r != nil {
+				s.Log.Error(fmt.Errorf("%v", r), "the token service's handler panicked; answered 500", "stack", string(debug.Stack()))
+				ctx.Response.Reset()
+				writeErrorFast(ctx, http.StatusInternalServerError, categoryValidation, "the token service failed on this request", correlationID())
+				ctx.SetConnectionClose()
+			}
+		}()
 		uri := ctx.Request.Header.RequestURI()
-		path, query, err := splitTarget(uri)
+		path, query, host, err := splitTarget(uri)
 		if err != nil {
 			// net/http refuses such a target before any handler.
 			writeErrorFast(ctx, http.StatusBadRequest, categoryValidation, "the request target is not a valid URI: "+err.Error(), correlationID())
 			return
+		}
+		if host == "" {
+			// The Host header as sent: fasthttp's ctx.Host() is its own
+			// reading of it (user info dropped, lower-cased), which would
+			// check another host than the one a gateway or upstream reads.
+			raw := ctx.Request.Header.Peek(fasthttp.HeaderHost)
+			if !httpguts.ValidHostHeader(string(raw)) {
+				// net/http refuses it before any handler, too.
+				writeErrorFast(ctx, http.StatusBadRequest, categoryValidation, "the Host header is not a valid host", correlationID())
+				return
+			}
+			host = string(raw)
 		}
 		if path == PathTokenReview && ctx.IsPost() {
 			start := time.Now()
@@ -66,7 +90,7 @@ func (s *Server) FastHandler() fasthttp.RequestHandler {
 		}
 		start := time.Now()
 		now := s.Clock.Now()
-		c := checkRequest{method: methodName(ctx.Method()), host: string(ctx.Host()), uri: string(uri), path: path, query: query}
+		c := checkRequest{method: methodName(ctx.Method()), host: host, uri: string(uri), path: path, query: query}
 		for k, v := range ctx.Request.Header.All() {
 			if name := checkHeaderName(k); name != "" {
 				c.set(name, string(v))
@@ -117,21 +141,22 @@ func (s *Server) tokenReviewFast(ctx *fasthttp.RequestCtx) int {
 }
 
 // splitTarget reads a request target as net/http does, refusing what it
-// refuses (control characters, bad escapes): the decoded path and the raw
-// query. A plain origin-form target is read without url.Parse.
-func splitTarget(uri []byte) (path, query string, err error) {
+// refuses (control characters, bad escapes): the decoded path, the raw
+// query, and the host an absolute-form target names (net/http's r.Host
+// for it). A plain origin-form target is read without url.Parse.
+func splitTarget(uri []byte) (path, query, host string, err error) {
 	if len(uri) > 0 && uri[0] == '/' && plain(uri) {
 		p, q, _ := bytes.Cut(uri, []byte("?"))
 		if bytes.IndexByte(p, '%') < 0 {
-			return string(p), string(q), nil
+			return string(p), string(q), "", nil
 		}
 	}
 	u, err := url.ParseRequestURI(string(uri))
 	if err != nil {
 		// The error quotes the target, which may hold a token.
-		return "", "", errors.New("it does not parse as a path or an absolute URL")
+		return "", "", "", errors.New("it does not parse as a path or an absolute URL")
 	}
-	return u.Path, u.RawQuery, nil
+	return u.Path, u.RawQuery, u.Host, nil
 }
 
 // plain reports whether b holds no ASCII control character.
@@ -263,9 +288,10 @@ const maxHeaderBytes = 32 << 10
 // NewFastServer is the fasthttp server of the token service, with the
 // bounds NewHTTPServer gives the net/http one: 10 s to read a request and
 // to write an answer, 90 s idle between keep-alive requests, 32 KiB of
-// headers; bodies over 64 KiB are refused before a handler runs (the
-// handlers refuse over 16 KiB). Buffers of idle connections go back to a
-// pool, so ten thousand idle gateway connections do not hold 32 KiB each.
+// headers, 16 KiB of body (refused before a handler runs: fasthttp
+// allocates a declared body before it arrives, so the bound is what a
+// stalled request can make it hold, 48 KiB a connection with the header
+// buffer). Buffers of idle connections go back to a pool.
 // Answers carry no Server header and no default Content-Type; errors
 // before a handler are JSON like every other error; fasthttp's own log
 // lines go through the token redactor.
@@ -277,7 +303,7 @@ func NewFastServer(h fasthttp.RequestHandler, log logr.Logger) *fasthttp.Server 
 		WriteTimeout:                 10 * time.Second,
 		IdleTimeout:                  90 * time.Second,
 		ReadBufferSize:               maxHeaderBytes,
-		MaxRequestBodySize:           4 * maxBody,
+		MaxRequestBodySize:           maxBody,
 		ReduceMemoryUsage:            true,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
@@ -305,10 +331,11 @@ func fastRequestError(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-// fastLogger takes fasthttp's log lines, with anything that looks like a
-// token redacted.
+// fastLogger takes fasthttp's log lines without their arguments: some
+// quote a request's bytes (its headers, credentials of any kind), so only
+// the message's form is logged.
 type fastLogger struct{ log logr.Logger }
 
-func (l fastLogger) Printf(format string, args ...any) {
-	l.log.V(1).Info(token.Redact(fmt.Sprintf(format, args...)))
+func (l fastLogger) Printf(format string, _ ...any) {
+	l.log.V(1).Info("fasthttp: " + token.Redact(format))
 }
