@@ -802,21 +802,11 @@ func pairedRuns(o options, a, b *tokenservice.Server, tok token.Token) (ra, rb [
 	}
 	headers := []string{"Authorization: Bearer " + tok.Reveal(), "X-Original-Method: GET",
 		"X-Original-URL: https://api.example.com/area7/v3/objects/type247/12345?properties=email"}
-	for i := range o.rounds {
-		order := []*[]float64{&ra, &rb}
-		urls := []string{first, second}
-		if i%2 == 1 {
-			order[0], order[1], urls[0], urls[1] = order[1], order[0], urls[1], urls[0]
-		}
-		for j := range 2 {
-			r, err := wrk(urls[j]+tokenservice.PathCheck, headers, o.connections, o.duration)
-			if err != nil {
-				return nil, nil, err
-			}
-			*order[j] = append(*order[j], r)
-		}
+	runs, err := alternate(o, []string{first + tokenservice.PathCheck, second + tokenservice.PathCheck}, headers)
+	if err != nil {
+		return nil, nil, err
 	}
-	return ra, rb, nil
+	return runs[0], runs[1], nil
 }
 
 // countingIngest is an ingest endpoint that only counts what it gets: the

@@ -2,7 +2,6 @@ package tokenservice
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -277,7 +276,7 @@ func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) } 
 func writeErrorFast(ctx *fasthttp.RequestCtx, code int, category, message, id string) {
 	ctx.SetStatusCode(code)
 	ctx.Response.Header.SetContentType("application/json")
-	_ = json.NewEncoder(ctx).Encode(ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: id})
+	ctx.SetBody(errorJSON(category, message, id))
 }
 
 // maxHeaderBytes bounds a request's header section, as net/http's

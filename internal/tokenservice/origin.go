@@ -69,7 +69,7 @@ func (h *header) add(v string) {
 	h.n++
 }
 
-// set records a header a check reads; it reports false for any other.
+// set records a header a check reads; any other is ignored.
 func (c *checkRequest) set(name, value string) {
 	switch name {
 	case hdrAuthorization:
@@ -93,15 +93,12 @@ func (c *checkRequest) set(name, value string) {
 	}
 }
 
-// checkHeaders are the header names checkRequest keeps.
-var checkHeaders = []string{hdrAuthorization, hdrRequestID, hdrOriginalURL, hdrOriginalMethod, hdrForwardedURI,
-	hdrForwardedMethod, hdrForwardedHost, hdrHTTPMethodOverride, hdrMethodOverride, hdrHTTPMethod}
-
-// checkRequestOf reads a net/http request.
+// checkRequestOf reads a net/http request; set keeps the headers a check
+// reads and ignores the others.
 func checkRequestOf(r *http.Request) checkRequest {
 	c := checkRequest{method: r.Method, host: r.Host, uri: r.RequestURI, path: r.URL.Path, query: r.URL.RawQuery}
-	for _, k := range checkHeaders {
-		for _, v := range r.Header[k] {
+	for k, vs := range r.Header {
+		for _, v := range vs {
 			c.set(k, v)
 		}
 	}
