@@ -129,6 +129,7 @@ func main() {
 	flag.StringVar(&ins.remoteTokenFile, "call-log-token-file", "", "File with the shared secret presented to --call-log-url.")
 	flag.StringVar(&ins.postgresFile, "call-log-postgres-dsn-file", "", "File with a PostgreSQL connection string (postgres://user:password@host/db?sslmode=verify-full) for a call log that several replicas share; instead of --call-log-sqlite.")
 	flag.DurationVar(&ins.retention, "call-log-retention", calllog.DefaultRetention, "How long the call log keeps calls, in whole UTC days (720h is 30 days).")
+	flag.DurationVar(&ins.reportWait, "call-log-gateway-report-wait", calllog.DefaultReportWait, "How long a call allowed for a gateway that reports its calls (gateway=<name> in its check URL) waits for that gateway's access-log line before it shows reason no_gateway_report; longer than the gateway lets a request run.")
 	flag.StringVar(&ins.sensitive, "call-log-sensitive-params", "", "Comma-separated query parameters whose values the call log redacts, besides the usual credential names (see docs/calllog.md).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -393,7 +394,7 @@ type insightsFlags struct {
 	remoteURL, remoteCA         string
 	remoteTokenFile             string
 	apiService                  string
-	retention                   time.Duration
+	retention, reportWait       time.Duration
 	ingestAddr, ingestTokenFile string
 	ingestClientCA, syslogAddr  string
 }
@@ -418,6 +419,13 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 		return nil, err
 	}
 	if err := mgr.Add(&calllog.Retention{Store: store, Keep: f.retention, Clock: clock.RealClock{}, Log: log}); err != nil {
+		return nil, err
+	}
+	if f.reportWait <= 0 {
+		return nil, fmt.Errorf("--call-log-gateway-report-wait is %s; give how long a gateway's report may take, e.g. 5m", f.reportWait)
+	}
+	metrics.Registry.MustRegister(calllog.GatewayReportsMissing)
+	if err := mgr.Add(&calllog.GatewayReports{Store: store, Wait: f.reportWait, Clock: clock.RealClock{}, Log: log}); err != nil {
 		return nil, err
 	}
 	if f.ingestAddr != "" || f.syslogAddr != "" {

@@ -45,6 +45,13 @@ const (
 // ReasonAllowed is the Reason of a call the token service allowed.
 const ReasonAllowed = "allowed"
 
+// ReasonNoGatewayReport is the Reason of a call the token service allowed
+// for a gateway that reports its calls (Entry.Gateway), when the gateway's
+// report did not arrive within the wait (Unreported): the 200 is the token
+// service's, and what the client got is unknown. A late report still
+// completes the entry.
+const ReasonNoGatewayReport = "no_gateway_report"
+
 // MethodTokenReview is the Method of a TokenReview: an authentication of an
 // app by the kube-apiserver, not an API call (the API server caches its
 // answers; the calls themselves come from the audit webhook).
@@ -55,7 +62,9 @@ const (
 	MaxIDLength    = 128
 	MaxPathLength  = 2048
 	MaxQueryLength = 2048
-	maxShort       = 253
+	// MaxGatewayLength is the longest gateway name.
+	MaxGatewayLength = 63
+	maxShort         = 253
 )
 
 // Entry is one call of one app.
@@ -89,6 +98,10 @@ type Entry struct {
 	// Latency is how long the answer took, where known; zero is unknown.
 	Latency time.Duration `json:"latency,omitempty"`
 	Source  string        `json:"source"`
+	// Gateway names the gateway whose access log will report the call
+	// (the gateway parameter of its check URL), on an allowed check that
+	// carries the gateway's request id; empty when no report is awaited.
+	Gateway string `json:"gateway,omitempty"`
 	// Final is set on entries that carry the code the client got: a token
 	// service refusal, a gateway's report, an audit event. An allowed
 	// check is not final: the upstream's answer is still to come.
@@ -137,6 +150,7 @@ func (e *Entry) Normalize() {
 	e.Namespace, e.App, e.Host = cut(e.Namespace, maxShort), cut(e.App, maxShort), cut(e.Host, maxShort)
 	e.Method, e.Route, e.Reason = cut(e.Method, 32), cut(e.Route, 2*maxShort+1), cut(e.Reason, 64)
 	e.RecordType, e.RecordAction = cut(e.RecordType, maxShort), cut(e.RecordAction, 16)
+	e.Gateway = cut(e.Gateway, MaxGatewayLength)
 	e.Path, e.Query = cut(e.Path, MaxPathLength), cut(e.Query, MaxQueryLength)
 	if e.Latency < 0 {
 		e.Latency = 0
@@ -183,10 +197,28 @@ func Merge(old, new Entry) Entry {
 	fill(&out.Path, new.Path)
 	fill(&out.Query, new.Query)
 	fill(&out.Route, new.Route)
+	fill(&out.Gateway, new.Gateway)
 	if out.RecordType == "" {
 		out.RecordType, out.RecordAction = new.RecordType, new.RecordAction
 	}
 	return out
+}
+
+// AwaitsReport reports whether e is an allowed check whose gateway's report
+// has not arrived (yet): what Unreported marks once it is overdue.
+func (e *Entry) AwaitsReport() bool {
+	return !e.Final && e.Gateway != "" && e.Reason == ReasonAllowed
+}
+
+// MarkUnreported is the reference of Store.MarkUnreported for one entry:
+// an entry that awaits a report and is older than before gets
+// ReasonNoGatewayReport; it reports whether e changed.
+func MarkUnreported(e *Entry, before time.Time) bool {
+	if !e.AwaitsReport() || !e.Time.Before(before) {
+		return false
+	}
+	e.Reason = ReasonNoGatewayReport
+	return true
 }
 
 // Query selects entries, newest first.
@@ -203,6 +235,8 @@ type Query struct {
 	From, To time.Time
 	// URLContains is a substring of the path and query ("path?query").
 	URLContains string
+	// Reason is an exact reason (missing_scope, no_gateway_report, ...).
+	Reason string
 	// Limit is the most entries a page holds (1 to MaxLimit).
 	Limit int
 	// Continue is the previous page's Continue.
@@ -311,7 +345,8 @@ func (q *Query) Matches(e Entry) bool {
 		q.CodeClass != 0 && e.Code/100 != q.CodeClass,
 		!q.From.IsZero() && e.Time.Before(q.From),
 		!q.To.IsZero() && !e.Time.Before(q.To),
-		q.URLContains != "" && !strings.Contains(e.Path+"?"+e.Query, q.URLContains):
+		q.URLContains != "" && !strings.Contains(e.Path+"?"+e.Query, q.URLContains),
+		q.Reason != "" && e.Reason != q.Reason:
 		return false
 	}
 	return true
@@ -334,5 +369,34 @@ type Store interface {
 	CountRecords(ctx context.Context, q RecordQuery) ([]RecordCount, error)
 	// DropBefore removes every entry of the UTC days before day.
 	DropBefore(ctx context.Context, day int64) error
+	// MarkUnreported gives every entry that awaits a gateway's report
+	// (Entry.AwaitsReport) and is older than before the reason
+	// ReasonNoGatewayReport, and returns how many it marked per gateway.
+	// Several replicas may mark at once; each entry is counted by one.
+	MarkUnreported(ctx context.Context, before time.Time) (map[string]int, error)
 	Close() error
+}
+
+// Rows is what CountGateways reads: database/sql's and pgx's rows alike.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// CountGateways counts rows of one gateway name each, per name: what a
+// backend's MarkUnreported returns.
+func CountGateways(rows Rows) (map[string]int, error) {
+	counts := map[string]int{}
+	for rows.Next() {
+		var gateway string
+		if err := rows.Scan(&gateway); err != nil {
+			return nil, fmt.Errorf("call log: marking calls without a gateway report: %w", err)
+		}
+		counts[gateway]++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("call log: marking calls without a gateway report: %w", err)
+	}
+	return counts, nil
 }

@@ -1,6 +1,7 @@
 package insights
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -58,6 +59,13 @@ var callFields = map[string]func(q *calllog.Query, value string, now time.Time) 
 	"until": func(q *calllog.Query, v string, now time.Time) (err error) {
 		q.To, err = parseTime("until", v, now)
 		return err
+	},
+	"reason": func(q *calllog.Query, v string, _ time.Time) error {
+		if v == "" || len(v) > 64 || strings.Trim(v, "abcdefghijklmnopqrstuvwxyz_") != "" {
+			return fmt.Errorf("reason=%q is not a reason (allowed, no_gateway_report, missing_scope, rate_limit_app, ...)", v)
+		}
+		q.Reason = v
+		return nil
 	},
 	"url": func(q *calllog.Query, v string, _ time.Time) error {
 		if v == "" || len(v) > 256 {
@@ -167,7 +175,7 @@ func toCall(e *calllog.Entry) insightsv1alpha1.Call {
 			CreationTimestamp: metav1.NewTime(e.Time.Truncate(time.Second))},
 		Time: metav1.NewMicroTime(e.Time), App: e.App, Method: e.Method, Host: e.Host, Path: e.Path, Query: e.Query,
 		Route: e.Route, Code: int32(e.Code), //nolint:gosec // G115: an HTTP status code
-		DecidedBy: e.DecidedBy, Reason: e.Reason, Source: e.Source,
+		DecidedBy: e.DecidedBy, Reason: e.Reason, Source: e.Source, Gateway: e.Gateway,
 	}
 	if e.Latency > 0 {
 		c.Latency = &metav1.Duration{Duration: e.Latency}
@@ -185,6 +193,7 @@ var callColumns = []metav1.TableColumnDefinition{
 	{Name: "Latency", Type: "string", Description: "How long the answer took, where known."},
 	{Name: "Route", Type: "string", Priority: 1, Description: "The APICatalog route."},
 	{Name: "Source", Type: "string", Priority: 1, Description: "gateway or kubernetes."},
+	{Name: "Gateway", Type: "string", Priority: 1, Description: "The gateway that reports the call, if one does."},
 	{Name: "ID", Type: "string", Priority: 1, Description: "The correlation id."},
 }
 
@@ -214,13 +223,10 @@ func (c *calls) ConvertToTable(_ context.Context, object runtime.Object, _ runti
 		if call.Latency != nil {
 			latency = call.Latency.Duration.String()
 		}
-		route := call.Route
-		if route == "" {
-			route = "-"
-		}
+		route, gateway := cmp.Or(call.Route, "-"), cmp.Or(call.Gateway, "-")
 		table.Rows = append(table.Rows, metav1.TableRow{
 			Cells: []any{call.Time.UTC().Format("2006-01-02T15:04:05.000Z"), call.App, call.Method, call.Code, truncate(url, 80),
-				decided, latency, route, call.Source, call.Name},
+				decided, latency, route, call.Source, gateway, call.Name},
 			Object: runtime.RawExtension{Object: call},
 		})
 	}

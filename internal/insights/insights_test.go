@@ -187,6 +187,8 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 		"since=3d":                            "a3,a2,a1,old",
 		"since=3d,until=1h":                   "old",
 		"app=billing-sync,code=2xx,since=30d": "a1,old",
+		"reason=missing_scope":                "a2",
+		"reason=no_gateway_report":            "",
 	} {
 		l, err := list(alice, "team-a", selector)
 		if err != nil {
@@ -214,8 +216,11 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 		t.Errorf("paging one at a time gives %q, want a3,a2,a1", got)
 	}
 	// A bad selector says what is wrong.
-	if _, err := list(alice, "team-a", "status=500"); err == nil || !strings.Contains(err.Error(), "use app, code, method, since, until, url") {
+	if _, err := list(alice, "team-a", "status=500"); err == nil || !strings.Contains(err.Error(), "use app, code, method, reason, since, until, url") {
 		t.Errorf("an unknown field selector gives %v", err)
+	}
+	if _, err := list(alice, "team-a", "reason=Missing Scope"); err == nil || !strings.Contains(err.Error(), "is not a reason") {
+		t.Errorf("a bad reason gives %v", err)
 	}
 	// Not another namespace's, nor every namespace's.
 	for _, ns := range []string{"team-b", ""} {

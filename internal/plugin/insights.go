@@ -36,14 +36,14 @@ func callRows(calls []insightsv1alpha1.Call) [][]string {
 }
 
 func (e *env) logsCommand() *cobra.Command {
-	var method, status, since, until, url string
+	var method, status, reason, since, until, url string
 	var limit int64
 	cmd := &cobra.Command{
 		Use: "logs APP", Short: "The app's API calls from the call log, newest first",
 		Args: oneApp, ValidArgsFunction: e.appNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fields := client.MatchingFields{"app": args[0], "since": since}
-			for k, v := range map[string]string{"method": method, "code": status, "until": until, "url": url} {
+			for k, v := range map[string]string{"method": method, "code": status, "reason": reason, "until": until, "url": url} {
 				if v != "" {
 					fields[k] = v
 				}
@@ -70,6 +70,7 @@ func (e *env) logsCommand() *cobra.Command {
 	f.StringVar(&method, "method", "", "Only this HTTP method (GET, POST, ...).")
 	f.StringVar(&status, "status", "", "Only this response code (404) or class (4xx).")
 	f.StringVar(&since, "since", "24h", "From when: a duration before now (15m, 7d) or a time (2026-11-24T08:00:00Z); the log keeps 30 days.")
+	f.StringVar(&reason, "reason", "", "Only calls with this reason (missing_scope, rate_limit_app, no_gateway_report, ...).")
 	f.StringVar(&until, "until", "", "Until when, as --since.")
 	f.StringVar(&url, "url", "", "Only calls whose path and query contain this.")
 	f.Int64Var(&limit, "limit", 100, "The most calls to show.")

@@ -39,10 +39,15 @@ func randomHex(n int) string {
 // the token service's own. A request id that is not plain text is
 // replaced, never echoed.
 func callID(r *checkRequest) string {
-	if r.requestID.n == 1 && validRequestID(r.requestID.value) {
+	if gatewayNamed(r) {
 		return r.requestID.value
 	}
 	return newCallID()
+}
+
+// gatewayNamed reports whether the gateway's request id is the call's id.
+func gatewayNamed(r *checkRequest) bool {
+	return r.requestID.n == 1 && validRequestID(r.requestID.value)
 }
 
 // newCallID is the token service's own id: one allocation.
@@ -97,8 +102,31 @@ func (s *Server) logCheck(r *checkRequest, d decision, at time.Time) {
 	}
 	if d.code == http.StatusOK {
 		e.Reason = calllog.ReasonAllowed
+		if gatewayNamed(r) {
+			// Only a call the gateway named can meet its report.
+			e.Gateway = reportingGateway(r)
+		}
 	}
 	s.Calls.Add(e)
+}
+
+// reportingGateway is the gateway parameter of the check URL: the name of
+// a gateway that reports its calls from its access log, so that the call
+// log waits for that report (calllog.GatewayReports). In path-prefix mode
+// the query is the client's, and names nothing; a name that is not plain
+// text is ignored.
+func reportingGateway(r *checkRequest) string {
+	if r.query == "" || prefixMode(r) {
+		return ""
+	}
+	for rest := r.query; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "&")
+		if name, ok := strings.CutPrefix(part, "gateway="); ok && len(name) <= calllog.MaxGatewayLength && validRequestID(name) {
+			return name
+		}
+	}
+	return ""
 }
 
 // loggedRequest reads the original request for the log, from the first

@@ -118,6 +118,43 @@ func TestChecksAreLogged(t *testing.T) {
 	}
 }
 
+// TestReportingGateway: a check URL's gateway parameter names the gateway
+// whose access log will report an allowed call, when the gateway named the
+// call; otherwise no report is awaited.
+func TestReportingGateway(t *testing.T) {
+	f := newFixture(t)
+	tok := f.current.Reveal()
+	for _, c := range []struct {
+		name, target, requestID, want string
+	}{
+		{"named by its check URL", PathCheck + "?scope=crm.objects.contacts.read&gateway=edge-1", "rid-1", "edge-1"},
+		{"no gateway parameter", PathCheck + "?scope=crm.objects.contacts.read", "rid-2", ""},
+		{"the gateway sent no request id: its report cannot meet the check", PathCheck + "?gateway=edge-1", "", ""},
+		{"a name that is not plain text", PathCheck + "?gateway=%3Cb%3E", "rid-3", ""},
+		{"a name over 63 characters", PathCheck + "?gateway=" + strings.Repeat("g", 64), "rid-4", ""},
+		{"path-prefix mode: the query is the client's", PathCheck + "/crm/v3/objects/contacts/1?gateway=edge-1", "rid-5", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := map[string]string{"X-Original-Method": "GET", "X-Original-URL": "https://api.example.com/crm/v3/objects/contacts/1"}
+			if c.requestID != "" {
+				h["X-Request-Id"] = c.requestID
+			}
+			if a := f.checkAs(t, "GET", c.target, tok, h); a.code != 200 {
+				t.Fatalf("check: %d %s", a.code, a.body)
+			}
+			got := f.calls.take()
+			if len(got) != 1 || got[0].Gateway != c.want || got[0].Reason != calllog.ReasonAllowed {
+				t.Fatalf("logged %+v, want one allowed check awaiting gateway %q", got, c.want)
+			}
+		})
+	}
+	// A refusal is final: it awaits nothing.
+	f.checkAs(t, "GET", PathCheck+"?scope=crm.scope.nobody.holds&gateway=edge-1", tok, map[string]string{"X-Request-Id": "rid-6"})
+	if got := f.calls.take(); len(got) != 1 || got[0].Code != 403 || got[0].Gateway != "" {
+		t.Errorf("a refusal logged as %+v, want a 403 that awaits no report", got)
+	}
+}
+
 func TestTokenReviewsAreLogged(t *testing.T) {
 	f := newFixture(t)
 	review := func(tok string) {

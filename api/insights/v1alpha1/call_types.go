@@ -47,7 +47,10 @@ type Call struct {
 	// upstream (the gateway reported it) or kube-apiserver.
 	DecidedBy string `json:"decidedBy"`
 	// reason says why the token service refused the call (missing_scope,
-	// no_route, rate_limit_app, expired, ...), or "allowed".
+	// no_route, rate_limit_app, expired, ...), "allowed", or
+	// "no_gateway_report": it allowed the call for a gateway that reports
+	// its calls, and that gateway's report did not arrive in time, so the
+	// code is the token service's 200 and what the client got is unknown.
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// latency is how long the answer took, where known.
@@ -55,6 +58,10 @@ type Call struct {
 	Latency *metav1.Duration `json:"latency,omitempty"`
 	// source is where the call came in: gateway or kubernetes.
 	Source string `json:"source"`
+	// gateway is the gateway that reports the call from its access log, as
+	// its check URL names it (gateway=<name>); empty when none does.
+	// +optional
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // CallList is a page of calls, newest first.

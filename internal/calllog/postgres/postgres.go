@@ -60,10 +60,15 @@ var migrations = []string{
 	`ALTER TABLE calls ADD COLUMN record_type text COLLATE "C" NOT NULL DEFAULT '';
 	ALTER TABLE calls ADD COLUMN record_action text COLLATE "C" NOT NULL DEFAULT '';
 	CREATE INDEX calls_records ON calls (namespace, app, day, record_type, record_action, code) WHERE record_type <> '';`,
+	// Gateway reports: the allowed checks whose gateway's report is
+	// awaited are the only rows in the index, so the sweep that marks the
+	// overdue ones reads nothing else.
+	`ALTER TABLE calls ADD COLUMN gateway text NOT NULL DEFAULT '';
+	CREATE INDEX calls_awaiting_report ON calls (time_ms) WHERE NOT final AND gateway <> '' AND reason = 'allowed';`,
 }
 
-const upsert = `INSERT INTO calls AS c (namespace, app, day, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+const upsert = `INSERT INTO calls AS c (namespace, app, day, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action, gateway)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 ON CONFLICT (namespace, app, day, id) DO UPDATE SET
 	code       = CASE WHEN NOT c.final AND excluded.final THEN excluded.code ELSE c.code END,
 	decided_by = CASE WHEN NOT c.final AND excluded.final THEN excluded.decided_by ELSE c.decided_by END,
@@ -78,10 +83,11 @@ ON CONFLICT (namespace, app, day, id) DO UPDATE SET
 	path       = CASE WHEN c.path = '' THEN excluded.path ELSE c.path END,
 	query      = CASE WHEN c.query = '' THEN excluded.query ELSE c.query END,
 	route      = CASE WHEN c.route = '' THEN excluded.route ELSE c.route END,
+	gateway    = CASE WHEN c.gateway = '' THEN excluded.gateway ELSE c.gateway END,
 	record_action = CASE WHEN c.record_type = '' THEN excluded.record_action ELSE c.record_action END,
 	record_type   = CASE WHEN c.record_type = '' THEN excluded.record_type ELSE c.record_type END`
 
-const columns = `namespace, app, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action`
+const columns = `namespace, app, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action, gateway`
 
 // Store is a call log in PostgreSQL.
 type Store struct {
@@ -237,7 +243,7 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 // upsertArgs are the arguments of upsert for e, kept under day.
 func upsertArgs(e *calllog.Entry, day int64) []any {
 	return []any{e.Namespace, e.App, day, e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
-		e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction}
+		e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction, e.Gateway}
 }
 
 // List answers a query, newest first.
@@ -280,6 +286,9 @@ func (s *Store) List(ctx context.Context, q calllog.Query) (calllog.Page, error)
 		args = append(args, q.URLContains)
 		where = append(where, "strpos(path || '?' || query, $"+strconv.Itoa(len(args))+") > 0")
 	}
+	if q.Reason != "" {
+		add("reason = ?", q.Reason)
+	}
 	if q.Continue != "" {
 		c, _ := calllog.DecodeCursor(q.Continue)
 		add("(time_ms, id, namespace, app) < (?, ?, ?, ?)", c.TimeMillis, c.ID, c.Namespace, c.App)
@@ -301,7 +310,7 @@ func (s *Store) List(ctx context.Context, q calllog.Query) (calllog.Page, error)
 		var ms, latency int64
 		var code int16
 		if err := rows.Scan(&e.Namespace, &e.App, &e.ID, &ms, &e.Method, &e.Host, &e.Path, &e.Query, &e.Route, &code,
-			&e.DecidedBy, &e.Reason, &latency, &e.Source, &e.Final, &e.RecordType, &e.RecordAction); err != nil {
+			&e.DecidedBy, &e.Reason, &latency, &e.Source, &e.Final, &e.RecordType, &e.RecordAction, &e.Gateway); err != nil {
 			return calllog.Page{}, fmt.Errorf("call log: %w", err)
 		}
 		e.Code, e.Time, e.Latency = int(code), time.UnixMilli(ms).UTC(), time.Duration(latency)*time.Microsecond
@@ -373,6 +382,22 @@ func (s *Store) DropBefore(ctx context.Context, day int64) error {
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// MarkUnreported marks the allowed checks whose gateway's report is
+// overdue. Two replicas marking at once do not count an entry twice: the
+// second waits for the first's row lock and then finds the reason changed.
+func (s *Store) MarkUnreported(ctx context.Context, before time.Time) (map[string]int, error) {
+	// The conditions repeat calls_awaiting_report's, as constants, so that
+	// PostgreSQL uses the index; the day bound skips later partitions.
+	rows, err := s.pool.Query(ctx, `UPDATE calls SET reason = 'no_gateway_report'
+		WHERE NOT final AND gateway <> '' AND reason = 'allowed' AND day <= $1 AND time_ms < $2 RETURNING gateway`,
+		calllog.DayOf(before), before.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("call log: marking calls without a gateway report: %w", err)
+	}
+	defer rows.Close()
+	return calllog.CountGateways(rows)
 }
 
 // Close closes the pool.

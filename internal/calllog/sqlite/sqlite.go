@@ -23,7 +23,7 @@ import (
 
 // schemaVersion is kept in PRAGMA user_version; a file written by a newer
 // version is refused rather than misread.
-const schemaVersion = 2
+const schemaVersion = 3
 
 var migrations = []string{
 	`CREATE TABLE calls (
@@ -54,12 +54,17 @@ var migrations = []string{
 	`ALTER TABLE calls ADD COLUMN record_type TEXT NOT NULL DEFAULT '';
 	ALTER TABLE calls ADD COLUMN record_action TEXT NOT NULL DEFAULT '';
 	CREATE INDEX calls_records ON calls (namespace, app, day, record_type, record_action, code) WHERE record_type <> '';`,
+	// Gateway reports: the allowed checks whose gateway's report is
+	// awaited are the only rows in the index, so the sweep that marks the
+	// overdue ones reads nothing else.
+	`ALTER TABLE calls ADD COLUMN gateway TEXT NOT NULL DEFAULT '';
+	CREATE INDEX calls_awaiting_report ON calls (time_ms) WHERE final = 0 AND gateway <> '' AND reason = 'allowed';`,
 }
 
 // upsert merges a report into the entry of the same call by the rules of
 // calllog.Merge.
-const upsert = `INSERT INTO calls (namespace, app, day, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+const upsert = `INSERT INTO calls (namespace, app, day, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action, gateway)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (namespace, app, day, id) DO UPDATE SET
 	code       = CASE WHEN NOT calls.final AND excluded.final THEN excluded.code ELSE calls.code END,
 	decided_by = CASE WHEN NOT calls.final AND excluded.final THEN excluded.decided_by ELSE calls.decided_by END,
@@ -74,10 +79,11 @@ ON CONFLICT (namespace, app, day, id) DO UPDATE SET
 	path       = CASE WHEN calls.path = '' THEN excluded.path ELSE calls.path END,
 	query      = CASE WHEN calls.query = '' THEN excluded.query ELSE calls.query END,
 	route      = CASE WHEN calls.route = '' THEN excluded.route ELSE calls.route END,
+	gateway    = CASE WHEN calls.gateway = '' THEN excluded.gateway ELSE calls.gateway END,
 	record_action = CASE WHEN calls.record_type = '' THEN excluded.record_action ELSE calls.record_action END,
 	record_type   = CASE WHEN calls.record_type = '' THEN excluded.record_type ELSE calls.record_type END`
 
-const columns = `namespace, app, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action`
+const columns = `namespace, app, id, time_ms, method, host, path, query, route, code, decided_by, reason, latency_us, source, final, record_type, record_action, gateway`
 
 // Store is a call log in one SQLite file.
 type Store struct {
@@ -163,7 +169,7 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 			return fmt.Errorf("call log: %w", err)
 		}
 		if _, err := st.ExecContext(ctx, e.Namespace, e.App, day, e.ID, e.Time.UnixMilli(), e.Method, e.Host, e.Path, e.Query,
-			e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction); err != nil {
+			e.Route, e.Code, e.DecidedBy, e.Reason, e.Latency.Microseconds(), e.Source, e.Final, e.RecordType, e.RecordAction, e.Gateway); err != nil {
 			return fmt.Errorf("call log: writing an entry: %w", err)
 		}
 	}
@@ -226,6 +232,9 @@ func (s *Store) List(ctx context.Context, q calllog.Query) (calllog.Page, error)
 	if q.URLContains != "" {
 		add("instr(path || '?' || query, ?) > 0", q.URLContains)
 	}
+	if q.Reason != "" {
+		add("reason = ?", q.Reason)
+	}
 	if q.Continue != "" {
 		c, _ := calllog.DecodeCursor(q.Continue)
 		add("(time_ms, id, namespace, app) < (?, ?, ?, ?)", c.TimeMillis, c.ID, c.Namespace, c.App)
@@ -248,7 +257,7 @@ func (s *Store) List(ctx context.Context, q calllog.Query) (calllog.Page, error)
 		var e calllog.Entry
 		var ms, latency int64
 		if err := rows.Scan(&e.Namespace, &e.App, &e.ID, &ms, &e.Method, &e.Host, &e.Path, &e.Query, &e.Route, &e.Code,
-			&e.DecidedBy, &e.Reason, &latency, &e.Source, &e.Final, &e.RecordType, &e.RecordAction); err != nil {
+			&e.DecidedBy, &e.Reason, &latency, &e.Source, &e.Final, &e.RecordType, &e.RecordAction, &e.Gateway); err != nil {
 			return calllog.Page{}, fmt.Errorf("call log: %w", err)
 		}
 		e.Time, e.Latency = time.UnixMilli(ms).UTC(), time.Duration(latency)*time.Microsecond
@@ -306,6 +315,20 @@ func (s *Store) DropBefore(ctx context.Context, day int64) error {
 		return fmt.Errorf("call log: dropping days before %s: %w", calllog.StartOfDay(day).Format(time.DateOnly), err)
 	}
 	return nil
+}
+
+// MarkUnreported marks the allowed checks whose gateway's report is
+// overdue.
+func (s *Store) MarkUnreported(ctx context.Context, before time.Time) (map[string]int, error) {
+	// The conditions repeat calls_awaiting_report's, as constants, so that
+	// SQLite uses the index.
+	rows, err := s.db.QueryContext(ctx, `UPDATE calls SET reason = 'no_gateway_report'
+		WHERE final = 0 AND gateway <> '' AND reason = 'allowed' AND time_ms < ? RETURNING gateway`, before.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("call log: marking calls without a gateway report: %w", err)
+	}
+	defer rows.Close()
+	return calllog.CountGateways(rows)
 }
 
 // Close closes the database.

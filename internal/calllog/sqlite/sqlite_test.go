@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
@@ -159,5 +160,60 @@ func TestWriteAfterClose(t *testing.T) {
 	}
 	if err := s.Close(); err == nil {
 		t.Fatal("a second Close succeeded")
+	}
+}
+
+// TestGatewayReportsSweep: an allowed check whose gateway reports calls
+// shows no_gateway_report once the wait has passed without the report, is
+// counted once per gateway, and the count's labels stay bounded however
+// many gateway names checks bring.
+func TestGatewayReportsSweep(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "calls.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(now)
+	var entries []calllog.Entry
+	for i := range calllog.MaxGatewayLabels + 3 {
+		e := calllog.Entry{ID: strconv.Itoa(i), Time: now, Namespace: "ns", App: "app", Method: "GET", Path: "/x", Code: 200,
+			DecidedBy: calllog.DecidedByTokenService, Reason: calllog.ReasonAllowed, Source: calllog.SourceGateway,
+			Gateway: fmt.Sprintf("sweep-test-%02d", i)}
+		e.Normalize()
+		entries = append(entries, e)
+	}
+	if err := s.Write(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	g := &calllog.GatewayReports{Store: s, Wait: time.Minute, Clock: clk, Log: logr.Discard()}
+	unreported := func() int {
+		p, err := s.List(ctx, calllog.Query{Reason: calllog.ReasonNoGatewayReport})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Entries)
+	}
+	go func() { _ = g.Start(ctx) }()
+	for !clk.HasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	if n := unreported(); n != 0 {
+		t.Fatalf("%d calls marked before the wait passed", n)
+	}
+	clk.Step(time.Minute + time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for unreported() != len(entries) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls marked after the wait", unreported(), len(entries))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	other := testutil.ToFloat64(calllog.GatewayReportsMissing.WithLabelValues("other"))
+	first := testutil.ToFloat64(calllog.GatewayReportsMissing.WithLabelValues("sweep-test-00"))
+	if other+first*calllog.MaxGatewayLabels != float64(len(entries)) || other != 3 {
+		t.Errorf("counted %v as other and %v for the first gateway; want 3 past the %d labels kept", other, first, calllog.MaxGatewayLabels)
 	}
 }

@@ -26,6 +26,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Filters", func(t *testing.T) { filters(t, open(t)) })
 	t.Run("Records", func(t *testing.T) { records(t, open(t)) })
 	t.Run("Retention", func(t *testing.T) { retention(t, open(t)) })
+	t.Run("GatewayReports", func(t *testing.T) { gatewayReports(t, open(t)) })
 	t.Run("BadQueries", func(t *testing.T) { badQueries(t, open(t)) })
 }
 
@@ -68,7 +69,7 @@ func same(a, b calllog.Entry) bool {
 	return a.ID == b.ID && a.Time.Equal(b.Time) && a.Namespace == b.Namespace && a.App == b.App && a.Method == b.Method &&
 		a.Host == b.Host && a.Path == b.Path && a.Query == b.Query && a.Route == b.Route && a.Code == b.Code &&
 		a.DecidedBy == b.DecidedBy && a.Reason == b.Reason && a.Latency == b.Latency && a.Source == b.Source && a.Final == b.Final &&
-		a.RecordType == b.RecordType && a.RecordAction == b.RecordAction
+		a.RecordType == b.RecordType && a.RecordAction == b.RecordAction && a.Gateway == b.Gateway
 }
 
 func roundTrip(t *testing.T, s calllog.Store) {
@@ -209,6 +210,12 @@ func corpus(n int) []calllog.Entry {
 		if i%3 != 0 {
 			e.RecordType, e.RecordAction = types[r.IntN(len(types))], calllog.RecordActions[r.IntN(len(calllog.RecordActions))]
 		}
+		if i%11 == 0 {
+			e.Code, e.Reason, e.Final = 403, "missing_scope", true
+		}
+		if i%13 == 0 {
+			e.Gateway = "edge"
+		}
 		if i%7 == 0 {
 			// Same millisecond as another entry: the order falls to the id.
 			e.Time = out[i/2].Time
@@ -248,6 +255,8 @@ func filters(t *testing.T, s calllog.Store) {
 		{CodeClass: 4, From: base.Add(-48 * time.Hour), To: base.Add(-24 * time.Hour)},
 		{URLContains: "batch/read?prop"},
 		{Namespace: "team-c", URLContains: "no such path"},
+		{Reason: "missing_scope"},
+		{Namespace: "team-a", Reason: calllog.ReasonAllowed, Code: 403},
 	}
 	for _, q := range queries {
 		t.Run(fmt.Sprintf("%+v", q), func(t *testing.T) {
@@ -357,6 +366,87 @@ func retention(t *testing.T, s calllog.Store) {
 	oldest := got[len(got)-1]
 	if oldest.ID != "first-29" || calllog.DayOf(oldest.Time) != today-29 {
 		t.Errorf("the oldest entry kept is %s of %s, want first-29 of %s", oldest.ID, oldest.Time, calllog.StartOfDay(today-29))
+	}
+}
+
+// gatewayReports marks the allowed checks whose gateway's report is overdue,
+// and no other entry, against calllog.MarkUnreported; a late report still
+// completes a marked entry.
+func gatewayReports(t *testing.T, s calllog.Store) {
+	closeAtEnd(t, s)
+	ctx := context.Background()
+	before := base.Add(time.Minute)
+	awaiting := func(id, gateway string, at time.Time) calllog.Entry {
+		e := entry(id, at)
+		e.Gateway = gateway
+		return e
+	}
+	reported := awaiting("reported", "edge", base)
+	report := calllog.Entry{ID: "reported", Time: base.Add(time.Second), Namespace: reported.Namespace, App: reported.App,
+		Code: 201, DecidedBy: calllog.DecidedByUpstream, Latency: 30 * time.Millisecond, Source: calllog.SourceGateway, Final: true}
+	refused := awaiting("refused", "edge", base)
+	refused.Code, refused.Reason, refused.Final = 403, "missing_scope", true
+	entries := []calllog.Entry{
+		awaiting("lost-1", "edge", base),
+		awaiting("lost-2", "edge", base.Add(59*time.Second)),
+		awaiting("lost-3", "internal", base.Add(-24*time.Hour)),
+		awaiting("in-time", "edge", before), // not yet overdue
+		entry("no-gateway", base),           // nobody reports it: the 200 is final enough
+		refused,                             // a refusal awaits nothing
+		reported, report,                    // the report came
+	}
+	write(t, s, entries...)
+	want := map[key]calllog.Entry{}
+	for _, e := range entries {
+		e.Normalize()
+		k := key{e.Namespace, e.App, e.ID, e.Day()}
+		if old, ok := want[k]; ok {
+			e = calllog.Merge(old, e)
+		}
+		want[k] = e
+	}
+	wantCounts := map[string]int{}
+	for k, e := range want {
+		if calllog.MarkUnreported(&e, before) {
+			wantCounts[e.Gateway]++
+		}
+		want[k] = e
+	}
+	counts, err := s.MarkUnreported(ctx, before)
+	if err != nil {
+		t.Fatalf("MarkUnreported: %v", err)
+	}
+	if !maps.Equal(counts, wantCounts) {
+		t.Errorf("MarkUnreported counted %v, want %v", counts, wantCounts)
+	}
+	got := list(t, s, calllog.Query{From: base.Add(-48 * time.Hour)}).Entries
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for _, e := range got {
+		if w := want[key{e.Namespace, e.App, e.ID, e.Day()}]; !same(e, w) {
+			t.Errorf("after marking, the log holds\n%+v\nwant\n%+v", e, w)
+		}
+	}
+	if again, err := s.MarkUnreported(ctx, before); err != nil || len(again) != 0 {
+		t.Errorf("marking again counted %v (%v), want nothing: an entry is counted once", again, err)
+	}
+	unreported := list(t, s, calllog.Query{From: base.Add(-48 * time.Hour), Reason: calllog.ReasonNoGatewayReport}).Entries
+	if len(unreported) != 3 {
+		t.Errorf("reason=%s lists %d entries, want 3: %+v", calllog.ReasonNoGatewayReport, len(unreported), unreported)
+	}
+
+	// The report of lost-1 comes late: the entry becomes the upstream's.
+	late := report
+	late.ID, late.Code = "lost-1", 504
+	write(t, s, late)
+	got = list(t, s, calllog.Query{From: base.Add(-48 * time.Hour), App: reported.App, Code: 504}).Entries
+	marked := entries[0]
+	marked.Normalize()
+	calllog.MarkUnreported(&marked, before)
+	late.Normalize()
+	if w := calllog.Merge(marked, late); len(got) != 1 || !same(got[0], w) {
+		t.Errorf("a late report left\n%+v\nwant\n%+v", got, w)
 	}
 }
 

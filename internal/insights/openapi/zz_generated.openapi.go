@@ -303,7 +303,7 @@ func schema_privateapp_operator_api_insights_v1alpha1_Call(ref common.ReferenceC
 					},
 					"reason": {
 						SchemaProps: spec.SchemaProps{
-							Description: "reason says why the token service refused the call (missing_scope, no_route, rate_limit_app, expired, ...), or \"allowed\".",
+							Description: "reason says why the token service refused the call (missing_scope, no_route, rate_limit_app, expired, ...), \"allowed\", or \"no_gateway_report\": it allowed the call for a gateway that reports its calls, and that gateway's report did not arrive in time, so the code is the token service's 200 and what the client got is unknown.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -318,6 +318,13 @@ func schema_privateapp_operator_api_insights_v1alpha1_Call(ref common.ReferenceC
 						SchemaProps: spec.SchemaProps{
 							Description: "source is where the call came in: gateway or kubernetes.",
 							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"gateway": {
+						SchemaProps: spec.SchemaProps{
+							Description: "gateway is the gateway that reports the call from its access log, as its check URL names it (gateway=<name>); empty when none does.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
