@@ -44,7 +44,7 @@ http {
     listen %[2]s;
     location = /_privateapp_check {
       internal;
-      proxy_pass http://%[3]s/v1/check;
+      proxy_pass http://%[3]s/v1/check?gateway=dev-nginx;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-Method $request_method;

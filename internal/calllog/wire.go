@@ -63,6 +63,10 @@ func AppendJSON(b []byte, entries []Entry) []byte {
 		}
 		b = append(b, `,"source":`...)
 		b = appendString(b, e.Source)
+		if e.Gateway != "" {
+			b = append(b, `,"gateway":`...)
+			b = appendString(b, e.Gateway)
+		}
 		if e.Final {
 			b = append(b, `,"final":true`...)
 		}

@@ -15,7 +15,7 @@ func TestAppendJSON(t *testing.T) {
 		{ID: "a", Time: at, Namespace: "ns", App: "app", Method: "GET", Path: "/x", Code: 200, DecidedBy: DecidedByTokenService, Source: SourceGateway},
 		{ID: "b\"\\<>&", Time: at.Truncate(time.Second), Namespace: "ns", App: "app", Method: "POST", Host: "h", Path: "/\x00\x1f\n\r\t\u2028\u2029é日本\xff\xfe",
 			Query: "q=%20&x=<script>", Route: "crm/r", RecordType: "contacts\"", RecordAction: "Merged", Code: 503, DecidedBy: DecidedByUpstream, Reason: "why", Latency: 1500 * time.Microsecond,
-			Source: SourceKubernetes, Final: true},
+			Source: SourceKubernetes, Gateway: "edge-1", Final: true},
 	}
 	want, err := json.Marshal(entries)
 	if err != nil {

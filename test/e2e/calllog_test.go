@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -89,15 +91,28 @@ type callLogStack struct {
 	t                            *testing.T
 	tmp, adminKubeconfig, secret string
 	tokenService, nginx          string
+	ingest, insightsMetrics      string
+	caPEM                        []byte
 	env                          *envtest.Environment
 	c                            client.Client
 	mgr                          *managerProcess
+	// insights is the process with the store, the insights API and the
+	// ingest listeners: mgr itself, or, split as in the chart, a process
+	// of its own that mgr's token service sends its decisions to.
+	insights *managerProcess
 }
 
-// startCallLogStack starts it all; nginx asks the token service at
-// checkURL (a path and query of the token service) and passes allowed
-// calls to upstream.
+// startCallLogStack starts it all in one manager process; nginx asks the
+// token service at checkURL (a path and query of the token service) and
+// passes allowed calls to upstream.
 func startCallLogStack(t *testing.T, ctx context.Context, checkURL string, upstream http.Handler) *callLogStack {
+	return startCallLogStackShaped(t, ctx, checkURL, upstream, false)
+}
+
+// startCallLogStackShaped starts it all; split runs the insights component
+// in a process of its own (s.insights), with a gateway report wait of 3 s
+// and its metrics on s.insightsMetrics.
+func startCallLogStackShaped(t *testing.T, ctx context.Context, checkURL string, upstream http.Handler, split bool) *callLogStack {
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
 		t.Fatal("this test runs a real nginx: install Debian's nginx-light (.ci/run does)")
@@ -141,14 +156,32 @@ current-context: audit
 			Set("audit-webhook-batch-max-wait", "1s")
 	})
 	s.c = c
+	s.ingest, s.caPEM = ingestAddr, caPEM
+	insightsArgs := []string{"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
+		"--call-log-sqlite=" + filepath.Join(s.tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
+		"--call-log-ingest-token-file=" + secretFile, "--call-log-syslog-bind-address=" + syslogAddr}
 	s.mgr = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "manager.log"),
-		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure",
-			"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
-			"--call-log-sqlite=" + filepath.Join(s.tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
-			"--call-log-ingest-token-file=" + secretFile, "--call-log-syslog-bind-address=" + syslogAddr,
-			"--usage-flush-interval=2s"}}
+		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--usage-flush-interval=2s"}}
+	if split {
+		caFile := s.writeFile("ca.crt", string(caPEM))
+		s.mgr.args = append(s.mgr.args, "--call-log-url=https://localhost:"+ingestPort, "--call-log-ca-file="+caFile,
+			"--call-log-token-file="+secretFile)
+		s.insightsMetrics = freeAddress(t)
+		s.insights = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "insights.log"),
+			args: append([]string{"--run-controllers=false", "--token-service-bind-address=", "--metrics-bind-address=" + s.insightsMetrics,
+				"--call-log-gateway-report-wait=3s"}, insightsArgs...)}
+		s.insights.start()
+		t.Cleanup(s.insights.kill)
+	} else {
+		s.mgr.args = append(s.mgr.args, insightsArgs...)
+		s.insights = s.mgr
+	}
 	s.mgr.start()
 	t.Cleanup(s.mgr.kill)
+	// nginx logs its first request (the probe below) at once: were the
+	// syslog listener not bound yet, the kernel's "port unreachable" would
+	// fail the next line nginx sends, the first call a test counts.
+	s.insights.waitLogged(ctx, syslogListening)
 
 	_, insightsPort, _ := net.SplitHostPort(insightsAddr)
 	must(t, insightstest.Register(ctx, c, namespace, service, insightsPort, caPEM))
@@ -165,6 +198,10 @@ current-context: audit
 	waitUntil(t, ctx, "nginx answers", func() bool { return s.call(http.MethodGet, "", "/", nil) != 0 })
 	return s
 }
+
+// syslogListening is what the manager logs once its syslog listener is
+// bound and read.
+const syslogListening = "listening for gateway access logs over syslog"
 
 func (s *callLogStack) writeFile(name, content string) string {
 	p := filepath.Join(s.tmp, name)
@@ -214,7 +251,7 @@ func (s *callLogStack) kubectl(args ...string) string {
 func TestCallLog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s := startCallLogStack(t, ctx, "/v1/check?scope=crm.objects.contacts.read", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := startCallLogStack(t, ctx, "/v1/check?scope=crm.objects.contacts.read&gateway=edge", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(20 * time.Millisecond)
 		if r.URL.Path == "/fail" {
 			http.Error(w, "upstream trouble", http.StatusInternalServerError)
@@ -296,6 +333,9 @@ func TestCallLog(t *testing.T) {
 		if c.App == "reader" && c.Route != "" {
 			t.Errorf("a route with no APICatalog: %+v", c)
 		}
+		if c.App == "reader" && c.Gateway != "edge" {
+			t.Errorf("a call through the gateway that reports as edge does not name it: %+v", c)
+		}
 	}
 	// Once each: no entry of a checked call stayed behind as "allowed".
 	for _, c := range list.Items {
@@ -313,6 +353,139 @@ func TestCallLog(t *testing.T) {
 		if strings.Contains(all, tok) {
 			t.Fatal("a token or the shared secret is in the manager's log or the call log")
 		}
+	}
+}
+
+// TestCallLogWithoutGatewayReports: while the insights component is down,
+// nginx's access-log lines are lost. The calls it allowed then show
+// no_gateway_report once the wait is over (not the token service's 200 as
+// if it were final), they are counted per gateway, a late report still
+// completes one, and the calls made after the restart are complete again
+// but for the first, whose line Linux fails with the error nginx's socket
+// kept from the outage.
+func TestCallLogWithoutGatewayReports(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := startCallLogStackShaped(t, ctx, "/v1/check?gateway=edge", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+	}), true)
+	_, tok := createReadyApp(t, ctx, s.c, "default", "reader", "crm.objects.contacts.read")
+	get := func(path string) {
+		t.Helper()
+		if code := s.call(http.MethodGet, tok, path, nil); code != http.StatusOK {
+			t.Fatalf("GET %s through nginx: %d, want 200", path, code)
+		}
+	}
+	waitUntil(t, ctx, "the reader's token works through nginx", func() bool { return s.call(http.MethodGet, tok, "/warm-up", nil) == 200 })
+	get("/before")
+	byPath := func() map[string]insightsv1alpha1.Call {
+		raw, err := exec.Command("kubectl", "--kubeconfig", s.adminKubeconfig, "get", "calls", "-n", "default", "-o", "json").Output()
+		var list insightsv1alpha1.CallList
+		if err != nil || json.Unmarshal(raw, &list) != nil {
+			return nil
+		}
+		out := map[string]insightsv1alpha1.Call{}
+		for _, c := range list.Items {
+			out[c.Path] = c
+		}
+		return out
+	}
+	complete := func(c insightsv1alpha1.Call) bool {
+		return c.DecidedBy == insightsv1alpha1.DecidedByUpstream && c.Code == 200 && c.Latency != nil && c.Gateway == "edge"
+	}
+	unreported := func(c insightsv1alpha1.Call) bool {
+		return c.DecidedBy == insightsv1alpha1.DecidedByTokenService && c.Reason == "no_gateway_report" && c.Code == 200 && c.Gateway == "edge"
+	}
+	waitUntil(t, ctx, "the call before the outage is complete", func() bool { return complete(byPath()["/before"]) })
+
+	s.insights.kill()
+	down := []string{"/down/1", "/down/2", "/down/3"}
+	for _, p := range down {
+		get(p)
+	}
+	s.insights.start()
+	s.insights.waitLogged(ctx, syslogListening)
+	after := []string{"/after/1", "/after/2", "/after/3"}
+	for _, p := range after {
+		get(p)
+	}
+
+	var calls map[string]insightsv1alpha1.Call
+	waitUntil(t, ctx, "the calls made during the outage show no_gateway_report, and the later ones are complete", func() bool {
+		calls = byPath()
+		for _, p := range down {
+			if !unreported(calls[p]) {
+				return false
+			}
+		}
+		for _, p := range after[1:] {
+			if !complete(calls[p]) {
+				return false
+			}
+		}
+		// The first line after the restart may be lost too.
+		return complete(calls[after[0]]) || unreported(calls[after[0]])
+	})
+	if c := calls["/before"]; !complete(c) {
+		t.Errorf("the call before the outage changed: %+v", c)
+	}
+	listed := s.kubectl("get", "calls", "-n", "default", "--field-selector", "reason=no_gateway_report", "-o", "wide")
+	for _, p := range down {
+		if !strings.Contains(listed, p) {
+			t.Errorf("--field-selector reason=no_gateway_report does not list %s:\n%s", p, listed)
+		}
+	}
+	if strings.Contains(listed, "/before") || strings.Contains(listed, "/after/2") || !strings.Contains(listed, "token-service: no_gateway_report") ||
+		!strings.Contains(listed, " edge ") {
+		t.Errorf("kubectl get calls --field-selector reason=no_gateway_report -o wide:\n%s", listed)
+	}
+
+	// The missing reports are counted for the gateway.
+	missing := func() float64 {
+		resp, err := http.Get("http://" + s.insightsMetrics + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for line := range strings.SplitSeq(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, `privateapps_calllog_gateway_reports_missing_total{gateway="edge"} `); ok {
+				var f float64
+				_, _ = fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return 0
+	}
+	if n := missing(); n < float64(len(down)) || n > float64(len(down)+1) {
+		t.Errorf("privateapps_calllog_gateway_reports_missing_total{gateway=\"edge\"} is %v, want %d (or one more)", n, len(down))
+	}
+
+	// A report that comes late still completes its call.
+	late := calls[down[0]]
+	line := fmt.Sprintf(`{"time":"%d.000","id":%q,"namespace":"default","app":"reader","method":"GET","uri":%q,"status":"504","duration":"0.250"}`,
+		time.Now().Unix(), late.Name, late.Path)
+	_, ingestPort, _ := net.SplitHostPort(s.ingest)
+	req, _ := http.NewRequest(http.MethodPost, "https://localhost:"+ingestPort+"/ingest/v1/access-log", strings.NewReader(line+"\n"))
+	req.Header.Set("Authorization", "Bearer "+s.secret)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(s.caPEM)
+	ingestClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	resp, err := ingestClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("posting the late report: %d", resp.StatusCode)
+	}
+	waitUntil(t, ctx, "the late report completes the call", func() bool {
+		c := byPath()[late.Path]
+		return c.Name == late.Name && c.DecidedBy == insightsv1alpha1.DecidedByUpstream && c.Code == 504 && c.Reason == ""
+	})
+
+	logText, _ := os.ReadFile(s.mgr.log)
+	insightsLog, _ := os.ReadFile(s.insights.log)
+	if all := string(logText) + string(insightsLog) + listed; strings.Contains(all, tok) || strings.Contains(all, s.secret) {
+		t.Fatal("a token or the shared secret is in a log or the call log")
 	}
 }
 

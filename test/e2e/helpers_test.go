@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -85,12 +87,17 @@ type managerProcess struct {
 	// args replace the default of running without the token service.
 	args []string
 	cmd  *exec.Cmd
+	// logStart is the size of the log when the process last started.
+	logStart int64
 }
 
 func (m *managerProcess) start() {
 	m.t.Helper()
 	logFile, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(m.t, err)
+	info, err := logFile.Stat()
+	must(m.t, err)
+	m.logStart = info.Size()
 	args := m.args
 	if args == nil {
 		args = []string{"--token-service-bind-address="}
@@ -109,6 +116,16 @@ func (m *managerProcess) kill() {
 	_ = m.cmd.Process.Kill()
 	_ = m.cmd.Wait()
 	m.cmd = nil
+}
+
+// waitLogged waits until the process, since it last started, has logged a
+// line that contains what.
+func (m *managerProcess) waitLogged(ctx context.Context, what string) {
+	m.t.Helper()
+	waitUntil(m.t, ctx, fmt.Sprintf("%s logs %q", filepath.Base(m.log), what), func() bool {
+		b, err := os.ReadFile(m.log)
+		return err == nil && int64(len(b)) >= m.logStart && strings.Contains(string(b[m.logStart:]), what)
+	})
 }
 
 func waitUntil(t *testing.T, ctx context.Context, what string, ok func() bool) {
