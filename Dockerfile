@@ -1,6 +1,9 @@
 # The manager image: a static binary on a distroless base, run as non-root.
 # Build with `docker build -t privateapp-operator:dev .` where a Docker engine
-# exists (there is none on the project's build machines).
+# exists. Where none does, `make image` (hack/image) makes the same image from
+# this file: it runs the build stage's `go build` lines as written and takes
+# the final stage's COPY --from=build, USER, ENTRYPOINT and LABELs; keep them
+# in these forms (TestImage checks both agree).
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -12,6 +15,9 @@ ARG TARGETOS=linux TARGETARCH=amd64
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w" -o /manager ./cmd
 
 FROM gcr.io/distroless/static:nonroot
+LABEL org.opencontainers.image.title="privateapp-operator" \
+      org.opencontainers.image.description="Scoped access tokens for private apps, declared as Kubernetes resources" \
+      org.opencontainers.image.source="https://github.com/privateapps-dev/privateapp-operator"
 COPY --from=build /manager /manager
 USER 65532:65532
 ENTRYPOINT ["/manager"]

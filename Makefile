@@ -102,8 +102,12 @@ run: build ## Run the manager against the cluster of the current kubeconfig (tok
 
 IMG ?= privateapp-operator:dev
 
+.PHONY: image
+image: ## Write the manager image as an OCI archive (bin/image/privateapp-operator.tar) from the Dockerfile, without Docker; PUSH=<registry>/<repo>:<tag> also pushes it.
+	go run ./hack/image --tag $(IMG) --out bin/image/privateapp-operator.tar $(if $(PUSH),--push $(PUSH))
+
 .PHONY: docker-build
-docker-build: ## Build the manager image (needs a Docker engine; none runs on the build machines).
+docker-build: ## Build the manager image with a Docker engine (none runs on the build machines: `make image` makes the same image without one).
 	docker build -t $(IMG) .
 
 .PHONY: envtest
