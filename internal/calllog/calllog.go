@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultRetention is how long entries are kept: HubSpot's 30 days.
@@ -142,27 +143,43 @@ func (e *Entry) NeighbourDay() (day int64, ok bool) {
 // StartOfDay is the UTC midnight that begins day.
 func StartOfDay(day int64) time.Time { return time.Unix(day*86400, 0).UTC() }
 
-// Normalize makes an entry fit the store: UTC time at millisecond
-// precision, every field cut to its limit.
+// Normalize makes an entry fit every store: UTC time at millisecond
+// precision, every text field valid UTF-8 without NUL bytes (PostgreSQL
+// refuses both, and one refused row would hold back its batch), cut to its
+// limit on a character boundary.
 func (e *Entry) Normalize() {
 	e.Time = e.Time.UTC().Truncate(time.Millisecond)
-	e.ID = cut(e.ID, MaxIDLength)
-	e.Namespace, e.App, e.Host = cut(e.Namespace, maxShort), cut(e.App, maxShort), cut(e.Host, maxShort)
-	e.Method, e.Route, e.Reason = cut(e.Method, 32), cut(e.Route, 2*maxShort+1), cut(e.Reason, 64)
-	e.RecordType, e.RecordAction = cut(e.RecordType, maxShort), cut(e.RecordAction, 16)
-	e.Gateway = cut(e.Gateway, MaxGatewayLength)
-	e.Path, e.Query = cut(e.Path, MaxPathLength), cut(e.Query, MaxQueryLength)
+	e.ID = text(e.ID, MaxIDLength)
+	e.Namespace, e.App, e.Host = text(e.Namespace, maxShort), text(e.App, maxShort), text(e.Host, maxShort)
+	e.Method, e.Route, e.Reason = text(e.Method, 32), text(e.Route, 2*maxShort+1), text(e.Reason, 64)
+	e.RecordType, e.RecordAction = text(e.RecordType, maxShort), text(e.RecordAction, 16)
+	e.Gateway, e.DecidedBy, e.Source = text(e.Gateway, MaxGatewayLength), text(e.DecidedBy, 32), text(e.Source, 32)
+	e.Path, e.Query = text(e.Path, MaxPathLength), text(e.Query, MaxQueryLength)
 	if e.Latency < 0 {
 		e.Latency = 0
 	}
 }
 
-func cut(s string, n int) string {
+// text is s as valid UTF-8 without NUL bytes (a NUL, or a run of bytes
+// that are not UTF-8, becomes U+FFFD), cut to at most n bytes without
+// splitting a character.
+func text(s string, n int) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n]
 }
+
+// ValidCode reports whether code is an HTTP status code, as an entry must
+// carry.
+func ValidCode(code int) bool { return code >= 100 && code <= 599 }
 
 // Merge is the entry a store keeps when a second report of the same call
 // (same namespace, app and id, on the same UTC day or, within

@@ -22,7 +22,8 @@ var (
 	})
 	// Dropped counts entries that never reach the log, by reason: queue_full
 	// (the writer is behind or the store is down), write_failed (a batch
-	// failed after its retries), and the ingest endpoints' reasons.
+	// failed after its retries), refused_by_store (the store refused the
+	// row itself), and the ingest endpoints' reasons.
 	Dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "privateapps_calllog_entries_dropped_total",
 		Help: "Call-log entries dropped, by reason; the calls themselves were answered as usual.",
@@ -36,10 +37,13 @@ var (
 // The queue's own reasons start at zero, so a dashboard or alert sees the
 // series before the first drop.
 func init() {
-	for _, reason := range []string{"queue_full", "write_failed"} {
+	for _, reason := range []string{"queue_full", "write_failed", DropRefusedByStore} {
 		Dropped.WithLabelValues(reason)
 	}
 }
+
+// DropRefusedByStore is the drop reason of a row the store refused.
+const DropRefusedByStore = "refused_by_store"
 
 // Collectors are the call log's metrics, for the process's registry.
 func Collectors() []prometheus.Collector {

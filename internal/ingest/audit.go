@@ -36,7 +36,7 @@ func AuditEntry(ev *auditv1.Event) (e calllog.Entry, ok bool) {
 		return calllog.Entry{}, false
 	}
 	code := http.StatusInternalServerError
-	if ev.ResponseStatus != nil && ev.ResponseStatus.Code != 0 {
+	if ev.ResponseStatus != nil && calllog.ValidCode(int(ev.ResponseStatus.Code)) {
 		code = int(ev.ResponseStatus.Code)
 	}
 	method := verbMethods[ev.Verb]

@@ -71,6 +71,11 @@ func TestAuditEntry(t *testing.T) {
 	if !ok || e != want {
 		t.Errorf("entry\n%+v\nwant\n%+v", e, want)
 	}
+	odd := ev
+	odd.ResponseStatus = &metav1.Status{Code: 9999}
+	if e, ok := AuditEntry(&odd); !ok || e.Code != 500 {
+		t.Errorf("an audit event with status code 9999 is logged with %d (%v), want 500 as for one without a code", e.Code, ok)
+	}
 	other := ev
 	other.User.Username = "system:serviceaccount:default:x"
 	if _, ok := AuditEntry(&other); ok {
@@ -162,7 +167,13 @@ func TestServer(t *testing.T) {
 	if code, res := post(PathAudit, "Bearer a-shared-secret-of-some-length", string(body)); code != 200 || res.Accepted != 1 {
 		t.Errorf("an audit batch: %d %+v", code, res)
 	}
-	if n := len(got.e); n != 2 {
-		t.Errorf("%d entries reached the log, want 2", n)
+	// A token-service batch whose code is no HTTP status: dropped, the rest kept.
+	calls := `[{"id":"c1","time":"2026-11-24T10:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":200,"decidedBy":"token-service","source":"gateway"},` +
+		`{"id":"c2","time":"2026-11-24T10:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":70000,"decidedBy":"token-service","source":"gateway"}]`
+	if code, res := post(PathCalls, "Bearer a-shared-secret-of-some-length", calls); code != 200 || res.Accepted != 1 || res.Dropped[DropMalformed] != 1 {
+		t.Errorf("a calls batch with a code of 70000: %d %+v, want one accepted and one dropped as malformed", code, res)
+	}
+	if n := len(got.e); n != 3 {
+		t.Errorf("%d entries reached the log, want 3", n)
 	}
 }

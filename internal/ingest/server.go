@@ -180,7 +180,7 @@ func (s *Server) calls(ctx context.Context, body []byte, res *Result) error {
 		return &tooManyError{len(entries), s.MaxEntries}
 	}
 	for _, e := range entries {
-		if e.ID == "" || e.Namespace == "" || e.App == "" {
+		if e.ID == "" || e.Namespace == "" || e.App == "" || !calllog.ValidCode(e.Code) {
 			res.Dropped[DropMalformed]++
 			continue
 		}

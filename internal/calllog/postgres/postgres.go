@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,7 +185,11 @@ func contains(days []int64, d int64) bool {
 	return false
 }
 
-// Write stores a batch in one transaction.
+// Write stores a batch in one transaction. A row that PostgreSQL refuses
+// (a data exception: a value out of range, bytes that are not UTF-8) does
+// not hold back the others: the batch is then written row by row, and each
+// refused row is dropped and counted (reason refused_by_store), since
+// retrying it would fail forever and stop the log.
 func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -192,6 +197,41 @@ func (s *Store) Write(ctx context.Context, entries []calllog.Entry) error {
 	if err := s.ensurePartitions(ctx, entries); err != nil {
 		return err
 	}
+	err := s.write(ctx, entries)
+	if !s.refusedRow(ctx, err) {
+		return err
+	}
+	for i := range entries {
+		// Upserts merge: rows written again are the same calls.
+		err := s.write(ctx, entries[i:i+1])
+		switch {
+		case s.refusedRow(ctx, err):
+			calllog.Dropped.WithLabelValues(calllog.DropRefusedByStore).Inc()
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// refusedRow reports whether err is a refusal of a row's values, not the
+// database being unavailable or busy: a data exception (SQLSTATE class
+// 22) or an integrity violation (23, but for a partition dropped under
+// the write), or an error pgx gave before the server saw the row (a value
+// it cannot encode) while the database answers.
+func (s *Store) refusedRow(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23") && pgErr.Code != "23514"
+	}
+	var netErr net.Error
+	return !errors.As(err, &netErr) && !pgconn.Timeout(err) && s.pool.Ping(ctx) == nil
+}
+
+func (s *Store) write(ctx context.Context, entries []calllog.Entry) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Entries near a UTC midnight may merge into a report of their call
 		// kept under the neighbouring day: they are written one by one

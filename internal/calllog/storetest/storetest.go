@@ -10,8 +10,10 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 )
@@ -27,6 +29,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Records", func(t *testing.T) { records(t, open(t)) })
 	t.Run("Retention", func(t *testing.T) { retention(t, open(t)) })
 	t.Run("GatewayReports", func(t *testing.T) { gatewayReports(t, open(t)) })
+	t.Run("HostileText", func(t *testing.T) { hostileText(t, open(t)) })
 	t.Run("BadQueries", func(t *testing.T) { badQueries(t, open(t)) })
 }
 
@@ -447,6 +450,59 @@ func gatewayReports(t *testing.T, s calllog.Store) {
 	late.Normalize()
 	if w := calllog.Merge(marked, late); len(got) != 1 || !same(got[0], w) {
 		t.Errorf("a late report left\n%+v\nwant\n%+v", got, w)
+	}
+}
+
+// hostileText: what a client can put into a URL or a gateway into a line
+// (a character split by the length limit, NUL bytes, bytes that are not
+// UTF-8) is stored and read back as valid UTF-8, and a row the store
+// refuses does not keep the rest of its batch out of the log.
+func hostileText(t *testing.T, s calllog.Store) {
+	closeAtEnd(t, s)
+	split := entry("split", base)
+	split.Path = "/" + strings.Repeat("a", calllog.MaxPathLength-2) + "é" // é's second byte is past the limit
+	nul := entry("nul", base)
+	nul.Query, nul.Host, nul.Method = "q=a\x00b", "api\x00.example.com", "GE\x00T"
+	invalid := entry("invalid", base)
+	invalid.Path, invalid.Query, invalid.Route = "/crm/\xff\xfe/x", "name=\xc3", "crm/\xe2\x82"
+	write(t, s, split, nul, invalid)
+	got := list(t, s, calllog.Query{From: base.Add(-time.Hour)}).Entries
+	if len(got) != 3 {
+		t.Fatalf("%d entries, want 3", len(got))
+	}
+	for _, e := range got {
+		for _, v := range []string{e.ID, e.Namespace, e.App, e.Method, e.Host, e.Path, e.Query, e.Route, e.Reason, e.DecidedBy, e.Source} {
+			if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				t.Errorf("entry %s holds %q: not valid UTF-8, or a NUL", e.ID, v)
+			}
+		}
+		if len(e.Path) > calllog.MaxPathLength {
+			t.Errorf("entry %s has a path of %d bytes, over %d", e.ID, len(e.Path), calllog.MaxPathLength)
+		}
+	}
+	for i := range got {
+		if got[i].ID == "split" && got[i].Path != split.Path[:calllog.MaxPathLength-1] {
+			t.Errorf("the path cut at a character boundary is %d bytes ending %q", len(got[i].Path), got[i].Path[len(got[i].Path)-3:])
+		}
+	}
+
+	// A code no HTTP status has: the ingest endpoints drop such entries,
+	// but a store that refuses the row must still write the others.
+	odd := entry("odd", base.Add(time.Second))
+	odd.Code, odd.Final = 70000, true
+	good := []calllog.Entry{entry("good-1", base.Add(time.Second)), odd, entry("good-2", base.Add(time.Second))}
+	for i := range good {
+		good[i].Normalize()
+	}
+	if err := s.Write(context.Background(), good); err != nil {
+		t.Fatalf("a batch with one odd row failed: %v; the queue would retry it forever and log nothing after it", err)
+	}
+	ids := map[string]bool{}
+	for _, e := range list(t, s, calllog.Query{From: base.Add(-time.Hour)}).Entries {
+		ids[e.ID] = true
+	}
+	if !ids["good-1"] || !ids["good-2"] {
+		t.Errorf("the rows beside an odd one are not in the log: %v", ids)
 	}
 }
 
