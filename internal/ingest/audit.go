@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
@@ -56,6 +57,16 @@ func AuditEntry(ev *auditv1.Event) (e calllog.Entry, ok bool) {
 	return e, true
 }
 
+// dryRun reports whether a request asked for a dry run, reading its query
+// as the kube-apiserver does (net/url, escapes decoded, pairs that do not
+// parse ignored): a request that names dryRun and succeeds ran dry, since
+// the API server refuses any value but All.
+func dryRun(requestURI string) bool {
+	_, rawQuery, _ := strings.Cut(requestURI, "?")
+	q, _ := url.ParseQuery(rawQuery)
+	return q.Has("dryRun")
+}
+
 // kubernetesRecord is what a Kubernetes API call does to a record, for
 // record insights: the resource (with its group, as kubectl names it) is
 // the record type; create is Created, update and patch Updated (also of a
@@ -63,7 +74,7 @@ func AuditEntry(ev *auditv1.Event) (e calllog.Entry, ok bool) {
 // deletecollection Deleted. Creating a subresource (an eviction, a token)
 // creates no record of the resource, and a dry run changes nothing.
 func kubernetesRecord(ev *auditv1.Event) (recordType, action string) {
-	if ev.ObjectRef == nil || ev.ObjectRef.Resource == "" || strings.Contains(ev.RequestURI, "dryRun=") {
+	if ev.ObjectRef == nil || ev.ObjectRef.Resource == "" || dryRun(ev.RequestURI) {
 		return "", ""
 	}
 	switch ev.Verb {

@@ -97,6 +97,9 @@ func TestAuditEntry(t *testing.T) {
 		{"deletecollection", "pods", "", "", "/api/v1/namespaces/default/pods", "pods", "Deleted"},
 		{"create", "pods", "", "eviction", "/api/v1/namespaces/default/pods/p/eviction", "", ""},
 		{"create", "configmaps", "", "", "/api/v1/namespaces/default/configmaps?dryRun=All", "", ""},
+		{"create", "configmaps", "", "", "/api/v1/namespaces/default/configmaps?dry%52un=All", "", ""},
+		{"create", "configmaps", "", "", "/api/v1/namespaces/default/configmaps?fieldManager=x&xdryRun=1", "configmaps", "Created"},
+		{"create", "configmaps", "", "", "/api/v1/namespaces/default/configmaps?fieldManager=dryRun%3D", "configmaps", "Created"},
 		{"get", "configmaps", "", "", "/api/v1/namespaces/default/configmaps/x", "", ""},
 		{"list", "configmaps", "", "", "/api/v1/namespaces/default/configmaps", "", ""},
 	} {

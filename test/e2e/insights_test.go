@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -79,6 +81,23 @@ func TestRecordInsights(t *testing.T) {
 	}
 	asApp("create", "configmap", "settings", "--from-literal=a=b")
 	asApp("create", "configmap", "dry", "--from-literal=a=b", "--dry-run=server")
+	// The same dry run with the parameter's name percent-encoded, which the
+	// API server decodes (kubectl would normalize it: plain HTTP here).
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(s.env.Config.CAData)
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(s.env.Config.Host, "/")+"/api/v1/namespaces/default/configmaps?dry%52un=All",
+		strings.NewReader(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dry-encoded"}}`))
+	req.Header.Set("Authorization", "Bearer "+deployer)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}).Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("a dry-run create with dry%%52un=All: %d, want 201", resp.StatusCode)
+	}
+	if out, err := exec.Command("kubectl", "--kubeconfig", s.adminKubeconfig, "get", "configmap", "dry-encoded", "-n", "default").CombinedOutput(); err == nil {
+		t.Fatalf("dry%%52un=All created the ConfigMap: the API server does not decode it as a dry run:\n%s", out)
+	}
 	asApp("patch", "configmap", "settings", "-p", `{"data":{"a":"c"}}`)
 	asApp("delete", "configmap", "settings")
 	asApp("delete", "configmap", "nothing-here")
