@@ -512,11 +512,12 @@ func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log lo
 	}
 	metrics.Registry.MustRegister(ingest.Collectors()...)
 	apps := ingest.CachedApps{Reader: mgr.GetCache()}
+	window := ingest.Window{Retention: f.retention}
 	if f.ingestAddr != "" {
 		if len(secret) == 0 && f.ingestClientCA == "" {
 			return errors.New("--call-log-ingest-bind-address needs --call-log-ingest-token-file or --call-log-ingest-client-ca: every sender is authenticated")
 		}
-		srv := &ingest.Server{Log: queue, Apps: apps, Token: secret, Logger: log}
+		srv := &ingest.Server{Log: queue.Sanitizing(), Apps: apps, Token: secret, Window: window, Logger: log}
 		l := &ingest.HTTPS{Addr: f.ingestAddr, CertFile: f.cert, KeyFile: f.key, ClientCAFile: f.ingestClientCA, Handler: srv.Handler(), Log: log}
 		if err := l.Listen(); err != nil {
 			return err
@@ -526,7 +527,7 @@ func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log lo
 		}
 	}
 	if f.syslogAddr != "" {
-		s := &ingest.Syslog{Addr: f.syslogAddr, Key: secret, Log: queue, Apps: apps, Logger: log}
+		s := &ingest.Syslog{Addr: f.syslogAddr, Key: secret, Log: queue.Sanitizing(), Apps: apps, Window: window, Logger: log}
 		if err := s.Listen(); err != nil {
 			return fmt.Errorf("--call-log-syslog-bind-address: %w (and --call-log-ingest-token-file gives the key)", err)
 		}

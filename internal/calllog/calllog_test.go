@@ -139,6 +139,33 @@ func TestQueueNeverBlocks(t *testing.T) {
 	}
 }
 
+// TestQueueBoundsBytes: what a sender puts into entries cannot make the
+// queue hold more than its bytes bound; entries from outside the process
+// are cut (and redacted) before they wait, so a batch of huge URLs waits
+// as entries of their limits.
+func TestQueueBoundsBytes(t *testing.T) {
+	q := NewQueue(&blockingWriter{release: make(chan struct{})}, QueueOptions{Size: 1000, MaxBytes: 64 << 10}, logr.Discard())
+	huge := strings.Repeat("a", 1<<20)
+	for range 10 {
+		q.Add(Entry{ID: "raw", Namespace: "ns", App: "a", Path: "/" + huge})
+	}
+	if q.Len() != 0 || q.Bytes() != 0 {
+		t.Fatalf("%d entries of a megabyte each wait (%d bytes) in a queue bounded at 64 KiB", q.Len(), q.Bytes())
+	}
+	tok := newToken(t)
+	in := q.Sanitizing()
+	for range 100 {
+		in.Add(Entry{ID: "cut", Time: time.Now(), Namespace: "ns", App: "a", Path: "/" + huge, Query: "access_token=" + tok + "&q=" + huge})
+	}
+	if q.Len() == 0 || q.Bytes() > 64<<10 {
+		t.Fatalf("%d cut entries wait, %d bytes, want some and at most 64 KiB", q.Len(), q.Bytes())
+	}
+	e := <-q.ch
+	if len(e.Path) > MaxPathLength || len(e.Query) > MaxQueryLength || strings.Contains(e.Query, tok) {
+		t.Errorf("an entry waits with a path of %d bytes, a query of %d, token redacted: %v", len(e.Path), len(e.Query), !strings.Contains(e.Query, tok))
+	}
+}
+
 func newToken(t *testing.T) string {
 	tok, err := token.New()
 	if err != nil {

@@ -70,6 +70,9 @@ type QueueOptions struct {
 	// Redactor removes secrets from paths and queries before they leave
 	// the process (default NewRedactor()).
 	Redactor *Redactor
+	// MaxBytes bounds the text of the entries waiting (default 32 MiB);
+	// more are dropped, as when Size is reached.
+	MaxBytes int64
 }
 
 // Queue hands entries from the hot path to a Writer in batches. Add never
@@ -82,6 +85,7 @@ type Queue struct {
 	ch   chan Entry
 	log  logr.Logger
 
+	bytes      atomic.Int64 // the text of the entries in ch
 	dropped    atomic.Int64
 	lastReport atomic.Int64
 	mu         sync.Mutex // serializes reports
@@ -107,17 +111,52 @@ func NewQueue(w Writer, opts QueueOptions, log logr.Logger) *Queue {
 	if opts.Redactor == nil {
 		opts.Redactor = NewRedactor()
 	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 32 << 20
+	}
 	return &Queue{w: w, opts: opts, ch: make(chan Entry, opts.Size), log: log}
 }
 
 // Add queues an entry, or drops it when the queue is full.
 func (q *Queue) Add(e Entry) {
+	n := e.textSize()
+	if q.bytes.Add(n) > q.opts.MaxBytes {
+		q.bytes.Add(-n)
+		q.drop("queue_full", 1)
+		return
+	}
 	select {
 	case q.ch <- e:
 	default:
+		q.bytes.Add(-n)
 		q.drop("queue_full", 1)
 	}
 }
+
+// take accounts for an entry leaving the channel.
+func (q *Queue) take(e Entry) Entry {
+	q.bytes.Add(-e.textSize())
+	return q.clean(e)
+}
+
+// Sanitizing is the queue for senders whose entries come from outside the
+// process (the ingest endpoints): each is redacted and cut to the entry's
+// limits before it waits, so that what waits is bounded by those limits,
+// not by what a sender put into a batch.
+func (q *Queue) Sanitizing() interface{ Add(Entry) } { return sanitizing{q} }
+
+type sanitizing struct{ q *Queue }
+
+func (s sanitizing) Add(e Entry) { s.q.Add(s.q.clean(e)) }
+
+// textSize is about how many bytes the entry's text holds.
+func (e *Entry) textSize() int64 {
+	return int64(len(e.ID) + len(e.Namespace) + len(e.App) + len(e.Method) + len(e.Host) + len(e.Path) + len(e.Query) +
+		len(e.Route) + len(e.RecordType) + len(e.RecordAction) + len(e.DecidedBy) + len(e.Reason) + len(e.Source) + len(e.Gateway))
+}
+
+// Bytes is the text of the entries waiting.
+func (q *Queue) Bytes() int64 { return q.bytes.Load() }
 
 // drop counts lost entries and says so in the log at most every 10 seconds.
 func (q *Queue) drop(reason string, n int) {
@@ -199,7 +238,7 @@ func (q *Queue) Start(ctx context.Context) error {
 					if len(batch) == 0 {
 						oldest = now
 					}
-					batch = append(batch, q.clean(e))
+					batch = append(batch, q.take(e))
 					continue
 				default:
 				}
@@ -241,7 +280,7 @@ func (q *Queue) drain(batch []Entry) {
 		for len(batch) < q.opts.Batch {
 			select {
 			case e := <-q.ch:
-				batch = append(batch, q.clean(e))
+				batch = append(batch, q.take(e))
 			default:
 				break fill
 			}

@@ -30,6 +30,21 @@ func (r *Retention) FirstKeptDay(now time.Time) int64 {
 	return DayOf(now) - days + 1
 }
 
+// MaxFutureSkew is how far ahead of the receiver's clock a sender's time
+// may be: more than clock skew, less than what would sit on top of every
+// listing.
+const MaxFutureSkew = 10 * time.Minute
+
+// InWindow reports whether an entry at t belongs in a log that keeps keep
+// (DefaultRetention when zero) at now: not before the first day kept (it
+// would be dropped at once, and on PostgreSQL make a partition of its own),
+// nor more than MaxFutureSkew ahead (retention would never drop it, and it
+// would head every list).
+func InWindow(t, now time.Time, keep time.Duration) bool {
+	r := Retention{Keep: keep}
+	return !t.Before(StartOfDay(r.FirstKeptDay(now))) && !t.After(now.Add(MaxFutureSkew))
+}
+
 // NeedLeaderElection is false: dropping a day twice is harmless.
 func (r *Retention) NeedLeaderElection() bool { return false }
 

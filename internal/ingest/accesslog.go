@@ -52,6 +52,9 @@ const (
 	DropUnknownApp = "unknown_app"
 	DropBadKey     = "bad_key"
 	DropTooLarge   = "too_large"
+	// DropOutOfWindow: a time before the days the log keeps, or more
+	// than calllog.MaxFutureSkew ahead of the receiver's clock.
+	DropOutOfWindow = "out_of_window"
 )
 
 // dropError is a reason to drop a line, with what was wrong.

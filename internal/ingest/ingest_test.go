@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 )
@@ -126,7 +128,9 @@ func (a apps) Exists(_ context.Context, ns, name string) bool { return a[ns+"/"+
 
 func TestServer(t *testing.T) {
 	got := &collected{}
-	srv := &Server{Log: got, Apps: apps{"team-a/crm": true}, Token: []byte("a-shared-secret-of-some-length"), MaxEntries: 3, MaxBody: 4096}
+	now := time.Unix(1764000000, 0)
+	srv := &Server{Log: got, Apps: apps{"team-a/crm": true}, Token: []byte("a-shared-secret-of-some-length"), MaxEntries: 3, MaxBody: 4096,
+		Window: Window{Clock: clocktesting.NewFakePassiveClock(now)}}
 	ts := httptest.NewTLSServer(srv.Handler())
 	defer ts.Close()
 	post := func(path, auth, body string) (int, Result) {
@@ -166,17 +170,27 @@ func TestServer(t *testing.T) {
 		t.Errorf("a body over the limit: %d, want 413", code)
 	}
 	body, _ := json.Marshal(auditv1.EventList{Items: []auditv1.Event{{AuditID: "a", Stage: auditv1.StageResponseComplete, Verb: "get",
-		RequestURI: "/api/v1/namespaces/team-a/pods", User: authnv1.UserInfo{Username: "privateapp:team-a:crm"}, ResponseStatus: &metav1.Status{Code: 200}}}})
+		RequestURI: "/api/v1/namespaces/team-a/pods", User: authnv1.UserInfo{Username: "privateapp:team-a:crm"}, ResponseStatus: &metav1.Status{Code: 200},
+		RequestReceivedTimestamp: metav1.NewMicroTime(now)}}})
 	if code, res := post(PathAudit, "Bearer a-shared-secret-of-some-length", string(body)); code != 200 || res.Accepted != 1 {
 		t.Errorf("an audit batch: %d %+v", code, res)
 	}
 	// A token-service batch whose code is no HTTP status: dropped, the rest kept.
-	calls := `[{"id":"c1","time":"2026-11-24T10:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":200,"decidedBy":"token-service","source":"gateway"},` +
-		`{"id":"c2","time":"2026-11-24T10:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":70000,"decidedBy":"token-service","source":"gateway"}]`
+	calls := `[{"id":"c1","time":"2025-11-24T16:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":200,"decidedBy":"token-service","source":"gateway"},` +
+		`{"id":"c2","time":"2025-11-24T16:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":70000,"decidedBy":"token-service","source":"gateway"}]`
 	if code, res := post(PathCalls, "Bearer a-shared-secret-of-some-length", calls); code != 200 || res.Accepted != 1 || res.Dropped[DropMalformed] != 1 {
 		t.Errorf("a calls batch with a code of 70000: %d %+v, want one accepted and one dropped as malformed", code, res)
 	}
 	if n := len(got.e); n != 3 {
 		t.Errorf("%d entries reached the log, want 3", n)
+	}
+	// Times a sender chooses: an hour ahead would head every list and
+	// never be dropped; 31 days back is past what the log keeps.
+	at := func(t time.Time) string {
+		return fmt.Sprintf(`{"time":%d,"id":"w","namespace":"team-a","app":"crm","method":"GET","uri":"/x","status":200}`, t.Unix())
+	}
+	lines = strings.Join([]string{at(now.Add(time.Hour)), at(now.Add(-31 * 24 * time.Hour)), at(now.Add(time.Minute))}, "\n")
+	if code, res := post(PathAccessLog, "Bearer a-shared-secret-of-some-length", lines); code != 200 || res.Accepted != 1 || res.Dropped[DropOutOfWindow] != 2 {
+		t.Errorf("lines an hour ahead, 31 days back and a minute ahead: %d %+v, want the last accepted and two out_of_window", code, res)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
@@ -68,6 +69,9 @@ type Server struct {
 	Log   Adder
 	Apps  Apps
 	Token []byte
+	// Window says which times entries may carry (see calllog.InWindow);
+	// others are dropped as out_of_window.
+	Window Window
 	// MaxBody and MaxEntries bound one request; bigger ones are refused
 	// with 413 and counted (defaults DefaultMaxBody, DefaultMaxEntries).
 	MaxBody    int64
@@ -160,8 +164,29 @@ func (s *Server) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), s.Token) == 1
 }
 
+// Window is the span of times the log takes from senders: the days it
+// keeps (Retention, calllog.DefaultRetention when zero), up to
+// calllog.MaxFutureSkew ahead of Clock (the real clock when nil).
+type Window struct {
+	Retention time.Duration
+	Clock     clock.PassiveClock
+}
+
+// Holds reports whether t is in the window now.
+func (w Window) Holds(t time.Time) bool {
+	c := w.Clock
+	if c == nil {
+		c = clock.RealClock{}
+	}
+	return calllog.InWindow(t, c.Now(), w.Retention)
+}
+
 // add queues an entry of a known app.
 func (s *Server) add(ctx context.Context, e calllog.Entry, res *Result) {
+	if !s.Window.Holds(e.Time) {
+		res.Dropped[DropOutOfWindow]++
+		return
+	}
 	if s.Apps != nil && !s.Apps.Exists(ctx, e.Namespace, e.App) {
 		res.Dropped[DropUnknownApp]++
 		return
@@ -236,6 +261,7 @@ type Syslog struct {
 	Key    []byte
 	Log    Adder
 	Apps   Apps
+	Window Window
 	Logger logr.Logger
 
 	conn net.PacketConn
@@ -296,6 +322,10 @@ func (s *Syslog) datagram(ctx context.Context, b []byte) {
 	e, err := ParseAccessLine(b[i:], s.Key)
 	if err != nil {
 		calllog.Dropped.WithLabelValues(Reason(err)).Inc()
+		return
+	}
+	if !s.Window.Holds(e.Time) {
+		calllog.Dropped.WithLabelValues(DropOutOfWindow).Inc()
 		return
 	}
 	if s.Apps != nil && !s.Apps.Exists(ctx, e.Namespace, e.App) {
