@@ -64,7 +64,7 @@ func TestImage(t *testing.T) {
 		t.Errorf("two builds of the same sources differ: %x and %x", sha256.Sum256(first), sha256.Sum256(second))
 	}
 
-	blobs := untar(t, first)
+	_, blobs := untar(t, first)
 	var index struct {
 		Manifests []struct {
 			Digest      string            `json:"digest"`
@@ -127,7 +127,7 @@ func TestImage(t *testing.T) {
 	must(t, err)
 	layer, err := io.ReadAll(zr)
 	must(t, err)
-	files := untarHeaders(t, layer)
+	files, contents := untar(t, layer)
 	for name, want := range map[string]struct {
 		mode int64
 		uid  int
@@ -141,7 +141,6 @@ func TestImage(t *testing.T) {
 			t.Errorf("%s has mode %o and owner %d, want %o and %d", name, h.Mode, h.Uid, want.mode, want.uid)
 		}
 	}
-	contents := untar(t, layer)
 	if !strings.Contains(string(contents["etc/passwd"]), "nonroot:x:65532:65532:") || !strings.Contains(string(contents["etc/ssl/certs/ca-certificates.crt"]), "BEGIN CERTIFICATE") {
 		t.Errorf("/etc/passwd or the CA bundle is not what the manager needs")
 	}
@@ -173,34 +172,23 @@ func TestImage(t *testing.T) {
 	}
 }
 
-func untarHeaders(t *testing.T, b []byte) map[string]*tar.Header {
+// untar reads a tar archive: each entry's header, and the contents of its
+// regular files.
+func untar(t *testing.T, b []byte) (map[string]*tar.Header, map[string][]byte) {
 	t.Helper()
-	out := map[string]*tar.Header{}
+	headers, contents := map[string]*tar.Header{}, map[string][]byte{}
 	tr := tar.NewReader(bytes.NewReader(b))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return out
+			return headers, contents
 		}
 		must(t, err)
-		out[h.Name] = h
-	}
-}
-
-func untar(t *testing.T, b []byte) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		must(t, err)
+		headers[h.Name] = h
 		if h.Typeflag == tar.TypeReg {
 			data, err := io.ReadAll(tr)
 			must(t, err)
-			out[h.Name] = data
+			contents[h.Name] = data
 		}
 	}
 }
