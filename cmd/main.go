@@ -91,7 +91,7 @@ func main() {
 	flag.StringVar(&ts.cert, "token-service-tls-cert", "", "TLS certificate of the token service (PEM); reloaded when it changes.")
 	flag.StringVar(&ts.key, "token-service-tls-key", "", "TLS key of the token service (PEM).")
 	flag.BoolVar(&ts.insecure, "token-service-insecure", false, "Serve the token service over plain HTTP; for local use only.")
-	flag.StringVar(&ts.limitsFile, "limits-file", "", "YAML file with the rate limits by edition (see docs/token-service.md); the defaults are PRODUCT.md's.")
+	flag.StringVar(&ts.limitsFile, "limits-file", "", "YAML file with the rate limits by edition (see docs/token-service.md); the defaults are in docs/token-service.md#rate-limits.")
 	flag.StringVar(&ts.redisAddr, "rate-limit-redis", "", "host:port of a Redis that every token-service replica shares its rate-limit counters in; empty counts per replica (N replicas allow N times the limits).")
 	flag.StringVar(&ts.redisPasswordFile, "rate-limit-redis-password-file", "", "File with the Redis password (AUTH), e.g. mounted from a Secret.")
 	flag.BoolVar(&ts.redisTLS, "rate-limit-redis-tls", false, "Connect to Redis over TLS (system roots).")

@@ -37,7 +37,7 @@ const (
 	// DefaultGracePeriod is how long an old token keeps working when nothing
 	// else is said: after a delayed rotation, or after a Secret repair.
 	DefaultGracePeriod = 168 * time.Hour
-	// DefaultMaxAppsPerNamespace is the app cap of PRODUCT.md.
+	// DefaultMaxAppsPerNamespace is the app cap: at most 20 apps of a namespace hold tokens.
 	DefaultMaxAppsPerNamespace = 20
 	// uninstallRecordingBound is how long a deleted app waits for its
 	// AppUninstalled notification to be recorded before it goes anyway.

@@ -10,7 +10,7 @@ import (
 )
 
 // LimitsConfig is the rate-limit table by edition, as the cluster admin
-// configures it (--limits-file). Zero fields take the defaults of PRODUCT.md.
+// configures it (--limits-file). Zero fields take the defaults of DefaultLimits.
 type LimitsConfig struct {
 	// DefaultEdition applies to namespaces without the edition label.
 	DefaultEdition string `json:"defaultEdition,omitempty"`
@@ -29,7 +29,7 @@ type EditionLimits struct {
 	PerDay int64 `json:"perDay"`
 }
 
-// DefaultLimits is PRODUCT.md's table.
+// DefaultLimits are the rate limits by edition that docs/token-service.md#rate-limits lists.
 func DefaultLimits() LimitsConfig {
 	return LimitsConfig{
 		DefaultEdition: "free",
