@@ -29,6 +29,9 @@ func TestRedactQuery(t *testing.T) {
 		{"a lower-case digest is kept", "sha=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "sha=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
 		{"an encoded token", "q=" + strings.Replace(tok, "_", "%5F", 1), "q=REDACTED"},
 		{"unparseable", "a=%zz&b=1", "REDACTED&b=1"},
+		{"a sensitive parameter after a semicolon", "a=1;hapikey=abc;b=2", "a=1;hapikey=REDACTED;b=2"},
+		{"a token after a semicolon", "a=1;q=" + tok, "a=1;q=REDACTED"},
+		{"an encoded token as a name", strings.Replace(tok, "_", "%5F", 1) + "=1&b=2", "REDACTED&b=2"},
 		{"empty", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -37,8 +40,21 @@ func TestRedactQuery(t *testing.T) {
 			}
 		})
 	}
-	if got := r.Path("/v3/" + tok + "/x"); strings.Contains(got, tok) {
-		t.Errorf("Path kept the token: %q", token.Redact(got))
+	for _, c := range []struct{ in, want string }{
+		{"/v3/" + tok + "/x", "/v3/" + token.Redacted + "/x"},
+		{"/v3/" + strings.Replace(tok, "_", "%5F", 1) + "/x", "/v3/" + token.Redacted + "/x"},
+		{"/v3/%70" + tok[1:] + "/x", "/v3/" + token.Redacted + "/x"},
+		{"/v3/a%2Fb/%zz/c%20d", "/v3/a%2Fb/" + token.Redacted + "/c%20d"},
+		{"/crm/v3/objects/contacts/1", "/crm/v3/objects/contacts/1"},
+	} {
+		if got := r.Path(c.in); got != c.want {
+			t.Errorf("Path(%q) = %q, want %q", token.Redact(c.in), token.Redact(got), c.want)
+		}
+	}
+	for in, want := range map[string]string{"user:" + tok + "@api.example.com": "api.example.com", "api.example.com:8443": "api.example.com:8443"} {
+		if got := r.Host(in); got != want {
+			t.Errorf("Host(%q) = %q, want %q", token.Redact(in), token.Redact(got), want)
+		}
 	}
 }
 

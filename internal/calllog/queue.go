@@ -309,8 +309,4 @@ func (q *Queue) write(ctx context.Context, batch []Entry) error {
 }
 
 // clean redacts and normalizes an entry off the hot path.
-func (q *Queue) clean(e Entry) Entry {
-	e.Path, e.Query = q.opts.Redactor.Path(e.Path), q.opts.Redactor.Query(e.Query)
-	e.Normalize()
-	return e
-}
+func (q *Queue) clean(e Entry) Entry { return q.opts.Redactor.Entry(e) }

@@ -34,26 +34,70 @@ func NewRedactor(extra ...string) *Redactor {
 	return r
 }
 
-// Path redacts tokens from a path.
-func (r *Redactor) Path(p string) string { return token.Redact(p) }
+// Path redacts tokens from a path, as sent and as the server decodes it:
+// a segment that holds a token once percent-decoded (pat%5F...) is
+// replaced whole, and so is one that does not decode.
+func (r *Redactor) Path(p string) string {
+	p = token.Redact(p)
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	segments := strings.Split(p, "/")
+	for i, seg := range segments {
+		if !strings.Contains(seg, "%") {
+			continue
+		}
+		if dec, err := url.PathUnescape(seg); err != nil || token.Redact(dec) != dec {
+			segments[i] = token.Redacted
+		}
+	}
+	return strings.Join(segments, "/")
+}
+
+// Host is the host of a request as the log keeps it: without user info
+// (user:password@ in an authority), tokens redacted, encoded ones too.
+func (r *Redactor) Host(h string) string {
+	if i := strings.LastIndexByte(h, '@'); i >= 0 {
+		h = h[i+1:]
+	}
+	if dec, err := url.PathUnescape(h); err != nil || token.Redact(dec) != dec {
+		return token.Redacted
+	}
+	return h
+}
+
+// Entry is e as the log may keep it: tokens and secrets redacted from its
+// path, query, host and method, then normalized (Normalize).
+func (r *Redactor) Entry(e Entry) Entry {
+	e.Path, e.Query, e.Host, e.Method = r.Path(e.Path), r.Query(e.Query), r.Host(e.Host), token.Redact(e.Method)
+	e.Normalize()
+	return e
+}
 
 // Query redacts the values of sensitive parameters and values that look like
-// credentials, keeping the rest as sent. A part that does not parse is
-// redacted whole: the log cannot tell what it holds.
+// credentials, keeping the rest as sent. Parameters are separated by & and
+// by ; (which some servers also read as a separator), and names and values
+// are judged decoded. A part that does not parse is redacted whole: the
+// log cannot tell what it holds.
 func (r *Redactor) Query(raw string) string {
 	if raw == "" {
 		return ""
 	}
 	var b strings.Builder
-	for i, part := range strings.Split(raw, "&") {
-		if i > 0 {
-			b.WriteByte('&')
+	for raw != "" {
+		end := strings.IndexAny(raw, "&;")
+		if end < 0 {
+			end = len(raw)
 		}
+		part := raw[:end]
 		name, value, hasValue := strings.Cut(part, "=")
 		dn, err1 := url.QueryUnescape(name)
 		dv, err2 := url.QueryUnescape(value)
 		switch {
 		case err1 != nil || err2 != nil:
+			b.WriteString(RedactedValue)
+		case token.Redact(name) == name && looksLikeSecret(dn):
+			// A secret as a name that only its decoded form shows.
 			b.WriteString(RedactedValue)
 		case !hasValue:
 			b.WriteString(token.Redact(name))
@@ -63,6 +107,11 @@ func (r *Redactor) Query(raw string) string {
 		default:
 			b.WriteString(token.Redact(part))
 		}
+		if end < len(raw) {
+			b.WriteByte(raw[end])
+			end++
+		}
+		raw = raw[end:]
 	}
 	return b.String()
 }

@@ -5,11 +5,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
 
 // tokenShaped matches what a secret scanner would take for a token.
@@ -30,6 +34,7 @@ func FuzzRequests(f *testing.F) {
 		{"bearer\t" + fx.prev.Reveal(), "", `{"tokenKey":` + "\x00", "//crm/../../x"},
 		{"", "", `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"pat_abc"}}`, "http://h:1/a%2Fb?c"},
 		{"Bearer " + fx.current.Reveal(), "?scope=pat_Q1w2E3r4T5y6", "", "/crm/v3/pat_abcdefgh12345678/x"},
+		{"Bearer " + fx.current.Reveal(), "", "", "https://user:pat_Q1w2E3r4T5y6@api.example.com/crm/v3/pat%5Fabcdefgh12345678/x?a=1;q=pat%5FQ1w2E3r4T5y6"},
 	} {
 		f.Add(seed.auth, seed.query, seed.body, seed.original)
 	}
@@ -49,6 +54,20 @@ func FuzzRequests(f *testing.F) {
 			}
 		}
 	}
+	redactor := calllog.NewRedactor()
+	// What the call log keeps of the checks: nothing token-shaped, as sent
+	// or percent-decoded (a server reads pat%5F... as pat_...).
+	logged := func(t *testing.T, engine string) {
+		for _, e := range fx.calls.take() {
+			e = redactor.Entry(e)
+			for _, v := range []string{e.Path, e.Query, e.Host, e.Method} {
+				dec, err := url.PathUnescape(strings.ReplaceAll(v, "+", " "))
+				if tokenShaped.MatchString(v) || err == nil && tokenShaped.MatchString(dec) {
+					t.Fatalf("%s: the call log keeps a token-like %q", engine, token.Redact(v))
+				}
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, auth, query, body, original string) {
 		for _, ep := range []struct{ method, path string }{
 			{http.MethodGet, PathCheck}, {http.MethodGet, PathCheck + "/" + strings.TrimPrefix(original, "/")},
@@ -62,6 +81,7 @@ func FuzzRequests(f *testing.F) {
 			handler.ServeHTTP(rec, req)
 			out, _ := io.ReadAll(rec.Body)
 			check(t, "net/http", ep.path, rec.Code, out, auth, query, body, original)
+			logged(t, "net/http")
 
 			var fr fasthttp.Request
 			fr.Header.SetMethod(ep.method)
@@ -73,6 +93,7 @@ func FuzzRequests(f *testing.F) {
 			ctx.Init(&fr, nil, nil)
 			fast(&ctx)
 			check(t, "fasthttp", ep.path, ctx.Response.StatusCode(), ctx.Response.Body(), auth, query, body, original)
+			logged(t, "fasthttp")
 		}
 	})
 }
