@@ -73,15 +73,20 @@ const (
 // PrivateAppSpec is what a team declares about its integration.
 // +kubebuilder:validation:XValidation:rule="has(self.secretName) == has(oldSelf.secretName) && (!has(self.secretName) || self.secretName == oldSelf.secretName)",message="secretName is immutable: the token lives in the Secret named when the app was created; delete and re-create the app to move it"
 type PrivateAppSpec struct {
-	// displayName is the app's name as people see it, e.g. "Billing sync".
+	// displayName is the app's name as people see it, e.g. "Billing sync":
+	// one line, without control characters (it reaches mails, chat and
+	// terminals).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1f\x7f-\x9f]*$`
 	DisplayName string `json:"displayName"`
 
-	// description says what the app does and who owns it.
+	// description says what the app does and who owns it: lines of text,
+	// without control characters other than tabs and line breaks.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$`
 	Description string `json:"description,omitempty"`
 
 	// logoURL is an https:// address of the app's logo.

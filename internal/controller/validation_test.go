@@ -46,7 +46,22 @@ var _ = Describe("API validation", func() {
 		}, "rotation.gracePeriod must be shorter than rotation.interval"),
 		Entry("a name too long for the default Secret name", func(a *v1alpha1.PrivateApp) { a.Name = longName(250) },
 			"set spec.secretName or use a shorter name"),
+		Entry("a display name with a terminal escape", func(a *v1alpha1.PrivateApp) { a.Spec.DisplayName = "Billing \x1b]52;c;cm0gLXJmIH4=\a" },
+			"spec.displayName: Invalid value"),
+		Entry("a display name of two lines", func(a *v1alpha1.PrivateApp) { a.Spec.DisplayName = "Billing\n  kubectl delete ns prod" },
+			"spec.displayName: Invalid value"),
+		Entry("a display name with a C1 control", func(a *v1alpha1.PrivateApp) { a.Spec.DisplayName = "Billing \u009b31m" },
+			"spec.displayName: Invalid value"),
+		Entry("a description with a terminal escape", func(a *v1alpha1.PrivateApp) { a.Spec.Description = "Owned by \x1b[31mred" },
+			"spec.description: Invalid value"),
 	)
+
+	It("takes a description of lines and tabs, and a display name of any script", func() {
+		app := newUnmanagedAppObject(ns, "app")
+		app.Spec.DisplayName = "Facturation — 請求 sync"
+		app.Spec.Description = "Syncs invoices.\n\tOwner: team-billing"
+		Expect(k8s.Create(ctx, app)).To(Succeed())
+	})
 
 	It("refuses a change of secretName", func() {
 		app := newUnmanagedAppObject(ns, "app")

@@ -77,12 +77,26 @@ func (n Notification) Subject() string {
 	return fmt.Sprintf("[privateapps] App %s in namespace %s %s", n.App.Name, n.App.Namespace, what)
 }
 
+// inert is text an app's editor wrote, made safe to set among the
+// operator's own words in mails and chat: one line without control
+// characters (a line of its own could pose as the operator's command), and
+// no markdown link (Teams renders one; a zero-width space keeps "](" apart).
+func inert(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r <= 0x9f {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+	return strings.ReplaceAll(s, "](", "]\u200b(")
+}
+
 // Body is the plain-text mail body.
 func (n Notification) Body() string {
 	var b strings.Builder
 	app := n.App.Name
 	if n.App.DisplayName != "" {
-		app = fmt.Sprintf("%s (%s)", n.App.DisplayName, n.App.Name)
+		app = fmt.Sprintf("%s (%s)", inert(n.App.DisplayName), n.App.Name)
 	}
 	at := n.Time.UTC().Format(time.RFC1123)
 	switch n.Event {

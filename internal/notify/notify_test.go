@@ -536,6 +536,24 @@ func TestChatDelivery(t *testing.T) {
 			}
 		})
 	}
+	// An editor's display name cannot pose as the operator's command (a
+	// line of its own starting with two spaces) or as a Teams link.
+	for _, format := range []string{notify.ChatSlack, notify.ChatTeams} {
+		rcv := notifytest.StartChatReceiver(format)
+		n := sample(notify.AppDisconnected, 0)
+		n.App.DisplayName = "Deployer\n  kubectl delete namespace prod\n[fix it](https://evil.example)"
+		if err := (&notify.Chat{Name: "team", Format: format, URL: rcv.WebhookURL()}).Send(context.Background(), n); err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		text := rcv.Texts()[0]
+		rcv.Close()
+		if strings.Contains(text, "\nkubectl delete namespace prod") || strings.Contains(text, "\n  kubectl delete") || strings.Contains(text, "](https://evil") {
+			t.Errorf("%s: a display name became a command or a link:\n%s", format, text)
+		}
+		if body := n.Body(); strings.Contains(body, "\n  kubectl delete") {
+			t.Errorf("mail: a display name became a command line:\n%s", body)
+		}
+	}
 	// The receiver itself refuses what the services would.
 	rcv := notifytest.StartChatReceiver(notify.ChatTeams)
 	defer rcv.Close()

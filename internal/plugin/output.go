@@ -8,10 +8,43 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/yaml"
 )
+
+// terminalSafe passes to w what it is given without the control
+// characters a terminal acts on: escape sequences (colours, cursor moves,
+// OSC 52 clipboard writes, hyperlinks), C1 controls, carriage returns and
+// backspaces that rewrite a line. Each becomes U+FFFD; line breaks and
+// tabs stay. Everything the plugin prints goes through it: names,
+// descriptions, activity messages and call-log URLs are written by others.
+type terminalSafe struct{ w io.Writer }
+
+func (t terminalSafe) Write(p []byte) (int, error) {
+	clean := p
+	for i := 0; i < len(p); {
+		r, size := utf8.DecodeRune(p[i:])
+		if unsafeRune(r) {
+			if &clean[0] == &p[0] {
+				clean = append([]byte(nil), p[:i]...)
+			}
+			clean = append(clean, "\uFFFD"...)
+		} else if &clean[0] != &p[0] {
+			clean = append(clean, p[i:i+size]...)
+		}
+		i += size
+	}
+	if _, err := t.w.Write(clean); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func unsafeRune(r rune) bool {
+	return r < 0x20 && r != '\n' && r != '\t' || r >= 0x7f && r <= 0x9f
+}
 
 // table writes rows under headers, aligned as kubectl aligns them.
 func table(w io.Writer, headers []string, rows [][]string) {

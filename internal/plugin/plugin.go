@@ -95,7 +95,7 @@ func (e *env) listNamespace() string {
 
 // NewCommand is the kubectl-privateapp command.
 func NewCommand(out, errOut io.Writer) *cobra.Command {
-	e := &env{out: out, errOut: errOut, now: time.Now}
+	e := &env{out: terminalSafe{out}, errOut: terminalSafe{errOut}, now: time.Now}
 	root := &cobra.Command{
 		Use:   "kubectl-privateapp",
 		Short: "The connected-apps view of private apps: what needs attention, each app's overview, rotation and logs",
@@ -106,8 +106,8 @@ Without a command it shows what needs attention, then every app (as "home").`,
 		SilenceErrors: true,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return e.home(cmd.Context()) },
 	}
-	root.SetOut(out)
-	root.SetErr(errOut)
+	root.SetOut(e.out)
+	root.SetErr(e.errOut)
 	flags := root.PersistentFlags()
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	flags.StringVar(&rules.ExplicitPath, "kubeconfig", "", "Path to the kubeconfig file.")
@@ -141,8 +141,11 @@ Without a command it shows what needs attention, then every app (as "home").`,
 }
 
 // Main runs the command and returns the exit code.
-func Main(args []string) int {
-	cmd := NewCommand(os.Stdout, os.Stderr)
+func Main(args []string) int { return run(args, os.Stdout, os.Stderr) }
+
+func run(args []string, out, errOut io.Writer) int {
+	errOut = terminalSafe{errOut}
+	cmd := NewCommand(out, errOut)
 	cmd.SetArgs(args)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -150,7 +153,7 @@ func Main(args []string) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "error: "+err.Error())
+	fmt.Fprintln(errOut, "error: "+err.Error())
 	var u UsageError
 	if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
 		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "flag needs an argument") {
