@@ -96,6 +96,9 @@ func (s *Server) FastHandler() fasthttp.RequestHandler {
 			}
 		}
 		a := s.check(&c, now)
+		if a.code == http.StatusUnauthorized && s.Introspection.limited() {
+			s.meterRefusal(&a, ctx.RemoteIP().String(), now)
+		}
 		writeCheckFast(ctx, &a)
 		observe(PathCheck, a.code, start)
 		s.debugCheck(&c, &a)

@@ -67,6 +67,23 @@ func (s *Server) introspectionAllowed(w http.ResponseWriter, r *http.Request) bo
 	return false
 }
 
+// meterRefusal takes a check whose token did not authenticate from its
+// source's introspection budget. Past it, the answer is still 401 (what a
+// gateway passes on) but says only that the token was not accepted: which
+// tokens exist, whose they are and when they expired is what the limit
+// protects, and /v1/check must not tell it for free. The call log keeps the
+// reason, for the app's admins.
+func (s *Server) meterRefusal(a *checkAnswer, source string, now time.Time) {
+	if s.Introspection.allow(source, now) {
+		return
+	}
+	refusals.WithLabelValues("rate_limit_introspection").Inc()
+	a.message = withheld
+}
+
+// withheld is a refused token's message past the introspection limit.
+var withheld = "the token is not accepted (more failed checks per second from this address than --introspection-rate-limit allows: details withheld)"
+
 // introspectionRefused counts a call over the limit and says why it is
 // refused.
 func (s *Server) introspectionRefused(source string) string {

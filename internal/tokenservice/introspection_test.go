@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-
 	"github.com/go-logr/logr"
+	"github.com/valyala/fasthttp"
+	authnv1 "k8s.io/api/authentication/v1"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
 )
@@ -60,6 +60,59 @@ func TestIntrospectionLimitPerSource(t *testing.T) {
 	f.clock.Step(time.Second)
 	if w := call(PathAccessTokenInfo, "10.0.0.1"); w.Code != http.StatusOK {
 		t.Errorf("the next second: %d", w.Code)
+	}
+}
+
+// TestCheckIsNoFreeOracle: refused tokens take from their source's
+// introspection budget at /v1/check; past it the answer is still 401, on
+// both engines, but no longer says which tokens exist or when they
+// expired. Valid tokens are never metered, and other sources keep the
+// details.
+func TestCheckIsNoFreeOracle(t *testing.T) {
+	f := newFixture(t)
+	f.clock.SetTime(t0.Add(2 * time.Hour)) // the previous token has expired
+	limited := *f.server
+	limited.Introspection = &IntrospectionLimit{PerSecond: 2}
+	h, fast := limited.Handler(), limited.FastHandler()
+	engines := map[string]func(tok, source string) (int, string){
+		"net/http": func(tok, source string) (int, string) {
+			r := httptest.NewRequest(http.MethodGet, PathCheck, nil)
+			r.RemoteAddr = source + ":40000"
+			r.Header.Set("Authorization", "Bearer "+tok)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w.Code, w.Body.String()
+		},
+		"fasthttp": func(tok, source string) (int, string) {
+			var req fasthttp.Request
+			req.SetRequestURI(PathCheck)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&req, &net.TCPAddr{IP: net.ParseIP(source), Port: 40000}, nil)
+			fast(&ctx)
+			return ctx.Response.StatusCode(), string(ctx.Response.Body())
+		},
+	}
+	for name, check := range engines {
+		t.Run(name, func(t *testing.T) {
+			source := map[string]string{"net/http": "10.0.1.1", "fasthttp": "10.0.2.1"}[name]
+			expired := f.prev.Reveal()
+			for i := range 2 {
+				if code, body := check(expired, source); code != http.StatusUnauthorized || !strings.Contains(body, "expired at") {
+					t.Fatalf("refusal %d within the budget: %d %s", i+1, code, body)
+				}
+			}
+			if code, _ := check(f.current.Reveal(), source); code != http.StatusOK {
+				t.Errorf("a valid token past the budget of refusals: %d", code)
+			}
+			code, body := check(expired, source)
+			if code != http.StatusUnauthorized || strings.Contains(body, "expired") || !strings.Contains(body, "details withheld") {
+				t.Errorf("a refusal past the budget: %d %s; want 401 without the expiry", code, body)
+			}
+			if code, body := check(expired, "10.0.9.9"); code != http.StatusUnauthorized || !strings.Contains(body, "expired at") {
+				t.Errorf("another source: %d %s", code, body)
+			}
+		})
 	}
 }
 

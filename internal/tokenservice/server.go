@@ -140,6 +140,9 @@ func (s *Server) Handler() http.Handler {
 		now := s.Clock.Now()
 		c := checkRequestOf(r)
 		a := s.check(&c, now)
+		if a.code == http.StatusUnauthorized && s.Introspection.limited() {
+			s.meterRefusal(&a, sourceOf(r), now)
+		}
 		writeCheck(w, &a)
 		observe(PathCheck, a.code, start)
 		s.debugCheck(&c, &a)
