@@ -18,6 +18,9 @@ type Set struct {
 	// request no route matches is refused unless a catalog in force allows
 	// it.
 	enabled bool
+	// byHost is true when a catalog in force, or one of its routes, names
+	// hosts: then a request of no known host cannot be decided.
+	byHost bool
 }
 
 // domain is the part of the URL space a catalog in force speaks for.
@@ -75,7 +78,9 @@ func Compile(catalogs []Catalog) (*Set, []Result) {
 		}
 		for _, e := range entries {
 			inForce.insert(e)
+			set.byHost = set.byHost || len(e.hosts) > 0
 		}
+		set.byHost = set.byHost || len(c.Hosts) > 0
 		for _, s := range c.Scopes {
 			set.offered[s] = struct{}{}
 		}
@@ -89,6 +94,10 @@ func Compile(catalogs []Catalog) (*Set, []Result) {
 	slices.Sort(set.offeredList)
 	return set, results
 }
+
+// ByHost reports whether catalogs in force route by host: a request whose
+// host is unknown cannot be decided then.
+func (s *Set) ByHost() bool { return s.byHost }
 
 // Enabled reports whether any catalog exists. Without one, routes decide
 // nothing and every scope may be asked for.

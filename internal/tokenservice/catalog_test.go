@@ -192,9 +192,9 @@ func TestOriginOf(t *testing.T) {
 			header: map[string]string{"X-Original-URL": "https://api.example.com:1:2:3/admin"}, wantErr: "is not a host name"},
 		{name: "an IPv6 host", method: "GET", target: PathCheck,
 			header: map[string]string{"X-Original-URL": "http://[::1]:8080/a"}, want: origin{method: "GET", host: "::1", path: "/a", from: fromOriginalURL}},
-		{name: "a relative copy takes the host of the other", method: "GET", target: PathCheck,
+		{name: "a relative copy does not take the host of another family (a client's copy)", method: "GET", target: PathCheck,
 			header: map[string]string{"X-Original-URL": "/admin/users", "X-Forwarded-Uri": "/admin/users", "X-Forwarded-Host": "billing.example.com"},
-			want:   origin{method: "GET", host: "billing.example.com", path: "/admin/users", from: fromOriginalURL}},
+			want:   origin{method: "GET", path: "/admin/users", from: fromOriginalURL}},
 		{name: "a method override", method: "POST", target: PathCheck,
 			header: map[string]string{"X-Original-URL": "/a", "X-HTTP-Method-Override": "DELETE"}, wantErr: "X-Http-Method-Override"},
 		{name: "Envoy, an encoded slash survives an unusual byte", method: "GET", target: PathCheck + "/crm/x/admin/..%2F..%2Fpublic/\xc3\xa9",
@@ -274,5 +274,28 @@ func BenchmarkCheckWithCatalog(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientCannotPickTheHost: where the gateway names the request by a
+// relative X-Original-URL, a client's copy of X-Forwarded-Host does not
+// choose the host the catalogs route by; with catalogs that route by host
+// the check is refused as hostless, on both engines (the fixture's twin).
+func TestClientCannotPickTheHost(t *testing.T) {
+	f := newFixture(t)
+	open := catalog.Catalog{Name: "billing", Hosts: []string{"billing.example.com"}, AllowUnmatched: true,
+		Scopes: []string{"billing.invoices.read"}}
+	f.catalogs.use(t, crmCatalog, open)
+	tok := f.current.Reveal()
+	forged := map[string]string{"X-Original-Method": "GET", "X-Original-URL": "/admin/users",
+		"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/admin/users", "X-Forwarded-Host": "billing.example.com"}
+	a := f.checkAs(t, "GET", PathCheck, tok, forged)
+	if a.code != http.StatusForbidden || !strings.Contains(string(a.body), "does not say which host") {
+		t.Errorf("a relative X-Original-URL with a client's X-Forwarded-Host: %d %s; want 403, the host unknown", a.code, a.body)
+	}
+	// The gateway's own absolute URL names the host: billing lets it through.
+	a = f.checkAs(t, "GET", PathCheck, tok, map[string]string{"X-Original-Method": "GET", "X-Original-URL": "https://billing.example.com/admin/users"})
+	if a.code != http.StatusOK {
+		t.Errorf("the absolute URL of billing's host: %d %s", a.code, a.body)
 	}
 }

@@ -204,11 +204,9 @@ func originOf(r *checkRequest) (origin, error) {
 				"configure the gateway to set (or drop) the headers a client sends, see docs/token-service.md#gateways",
 				o.from, describe(o), other.from, describe(other))
 		}
-		// A copy without a host (a relative X-Original-URL) takes the
-		// host another one names, so host-specific routes still apply.
-		if o.host == "" {
-			o.host = other.host
-		}
+		// A copy without a host (a relative X-Original-URL) does not take
+		// the host another family names: the gateway set one family, and
+		// the other may be a client's copy it passed along.
 	}
 	return o, nil
 }

@@ -378,6 +378,10 @@ func decideRoute(cat *catalog.Set, r *checkRequest) (route *catalog.Target, refu
 			"nginx sends X-Original-URL and X-Original-Method, ForwardAuth gateways X-Forwarded-Uri, -Method and -Host, " +
 			"and Envoy the original path after /v1/check (path_prefix); see docs/token-service.md#gateways"
 	}
+	if o.host == "" && cat.ByHost() {
+		return nil, "no_route", categoryNoRoute, "the check does not say which host the request is for, and APICatalogs route by host: " +
+			"send the absolute URL (nginx: X-Original-URL $scheme://$http_host$request_uri; ForwardAuth: X-Forwarded-Host); see docs/token-service.md#gateways"
+	}
 	if !catalog.KnownMethod(o.method) {
 		return nil, "bad_request", categoryValidation, fmt.Sprintf("the method %q is not one a catalog route can name (%s)",
 			token.Redact(truncate(o.method, 20)), strings.Join(catalog.Methods, ", "))
