@@ -514,9 +514,9 @@ func (s *Server) accessTokenInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
-// tokenReview is Kubernetes webhook token authentication. Calls count as
-// usage but are not refused by rate limits: the API server has its own
-// fairness and caches answers.
+// tokenReview is Kubernetes webhook token authentication. An
+// authentication counts as a call of the app, and past the app's or the
+// account's limit the answer is "not authenticated", with the reason.
 func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	if !clientAuthenticated(r) {
 		if s.TokenReviewNeedsClientCert {
@@ -563,6 +563,22 @@ func (s *Server) review(body []byte) (int, []byte) {
 	if v.status == http.StatusOK && !ok {
 		v = verdict{status: http.StatusUnauthorized, reason: "audience", match: v.match, message: s.audienceMessage(review.Spec.Audiences)}
 	}
+	if v.status == http.StatusOK {
+		// An authentication is a call of the app like a check: it takes
+		// from the app's window and the account's day, so that one app's
+		// token cannot spend the account's day through TokenReviews.
+		app := v.match.App
+		dec := s.Limiter.Take(app.key, app.Namespace, s.limitsFor(app.Namespace), now)
+		s.Usage.Record(app.Key(), now, dec.Allowed())
+		if !dec.Allowed() {
+			which, limit, reason := "its limit of %d calls per 10 seconds", dec.Limit, "rate_limit_app"
+			if dec.Refused == ratelimit.AccountDay {
+				which, limit, reason = "its account's limit of %d calls per day (UTC)", dec.DailyLimit, "rate_limit_account"
+			}
+			v = verdict{status: http.StatusTooManyRequests, reason: reason, match: v.match, message: fmt.Sprintf(
+				"app %s/%s reached "+which+"; retry after %d s", app.Namespace, app.Name, limit, int64(math.Ceil(dec.RetryAfter.Seconds())))}
+		}
+	}
 	s.logTokenReview(v, now)
 	if v.status != http.StatusOK {
 		refusals.WithLabelValues(v.reason).Inc()
@@ -571,8 +587,6 @@ func (s *Server) review(body []byte) (int, []byte) {
 		return http.StatusOK, marshalLine(resp)
 	}
 	app := v.match.App
-	s.Usage.Record(app.Key(), now, true)
-	s.Limiter.Count(app.Namespace, now)
 	if audiences == nil {
 		return http.StatusOK, app.review()
 	}

@@ -712,3 +712,62 @@ func BenchmarkReview(b *testing.B) {
 		}
 	}
 }
+
+// TestTokenReviewsTakeFromTheLimits: an app authenticating to the
+// Kubernetes API makes calls like any other: they take from its window and
+// its account's day, and past either the answer is "not authenticated"
+// with the reason, so one app's token cannot spend its account's day
+// through TokenReviews. On both engines (the fixture's twin).
+func TestTokenReviewsTakeFromTheLimits(t *testing.T) {
+	f := newFixture(t)
+	a, b := mustNew(t), mustNew(t)
+	f.tokens = append(f.tokens, a.Reveal(), b.Reveal())
+	f.ix.Set(app("tiny", "a", a, nil, time.Time{}, nil))
+	f.ix.Set(app("tiny", "b", b, nil, time.Time{}, nil))
+	f.clock.SetTime(t0.Add(2500 * time.Millisecond))
+	review := func(tok token.Token) string {
+		t.Helper()
+		body, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: tok.Reveal()}})
+		got := f.do(t, http.MethodPost, PathTokenReview, "", body)
+		if got.code != http.StatusOK {
+			t.Fatalf("TokenReview: %d %s", got.code, got.body)
+		}
+		var r authnv1.TokenReview
+		if err := json.Unmarshal(got.body, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status.Authenticated {
+			return "ok"
+		}
+		return r.Status.Error
+	}
+	var got []string
+	for range 4 {
+		got = append(got, review(a))
+	}
+	if got[0] != "ok" || got[2] != "ok" || !strings.Contains(got[3], "limit of 3 calls per 10 seconds") {
+		t.Fatalf("four authentications with 3 per window: %q", got)
+	}
+	// The account's day (5) holds across apps and kinds of calls: 3 used.
+	if c := f.do(t, http.MethodGet, PathCheck, "Bearer "+b.Reveal(), nil).code; c != 200 {
+		t.Fatalf("a check of b: %d", c)
+	}
+	if r := review(b); r != "ok" {
+		t.Fatalf("b's authentication within the day: %q", r)
+	}
+	if r := review(b); !strings.Contains(r, "account's limit of 5 calls per day") {
+		t.Fatalf("b's authentication past the account's day: %q", r)
+	}
+	refused := 0
+	for _, e := range f.calls.take() {
+		if e.Method == calllog.MethodTokenReview && e.Reason == "rate_limit_app" && e.Code == http.StatusUnauthorized && e.App == "a" {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d refused authentications of a in the call log as 401 rate_limit_app, want 1", refused)
+	}
+	if d := f.usage.take()[(&App{Namespace: "tiny", Name: "a"}).Key()].pending["2026-03-01"]; d.Calls != 3 || d.Refused != 1 {
+		t.Errorf("a's usage: %+v, want 3 calls and 1 refused", d)
+	}
+}
