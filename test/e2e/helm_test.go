@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,6 +264,19 @@ func TestHelmChart(t *testing.T) {
 				*c.SecurityContext.AllowPrivilegeEscalation || c.Resources.Limits.Memory().IsZero() ||
 				c.LivenessProbe == nil || c.ReadinessProbe == nil {
 				t.Errorf("%s is not hardened: %+v %+v", d.Name, pod.SecurityContext, c.SecurityContext)
+			}
+			// An emptyDir or a log can fill a node: each is bounded.
+			if c.Resources.Requests.StorageEphemeral().IsZero() || c.Resources.Limits.StorageEphemeral().IsZero() {
+				t.Errorf("%s has no ephemeral-storage request and limit: %+v", d.Name, c.Resources)
+			}
+		}
+		// Two replicas on one node fall together: they are spread, softly,
+		// so that a one-node cluster still runs them.
+		for _, d := range []*appsv1.Deployment{ts, ctl} {
+			spread := d.Spec.Template.Spec.TopologySpreadConstraints
+			if len(spread) != 1 || spread[0].TopologyKey != "kubernetes.io/hostname" || spread[0].WhenUnsatisfiable != corev1.ScheduleAnyway ||
+				spread[0].LabelSelector == nil || !maps.Equal(spread[0].LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
+				t.Errorf("%s's replicas are not spread over nodes by its own pods: %+v", d.Name, spread)
 			}
 		}
 

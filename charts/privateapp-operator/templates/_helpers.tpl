@@ -149,3 +149,17 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end }}
+
+{{/* topologySpread is the spread of a component's replicas over nodes
+(dict "root" . "component" "<name>"). */}}
+{{- define "privateapp-operator.topologySpread" -}}
+{{- if .root.Values.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: {{ .root.Values.topologySpread.topologyKey }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "privateapp-operator.selectorLabels" (dict "root" .root "component" .component) | nindent 8 }}
+{{- end }}
+{{- end }}
