@@ -99,7 +99,7 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := insights.New(insights.Options{Address: addr, CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig, Store: store,
-		Apps: admin, Log: logr.Discard()})
+		Apps: admin, Log: logr.Discard(), MaxRecordRows: 200})
 	if err != nil {
 		t.Fatal(err)
 	}

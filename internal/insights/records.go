@@ -31,7 +31,13 @@ type records struct {
 	clock clock.PassiveClock
 	// days is how many UTC days the call log keeps.
 	days int
+	// maxRows bounds one answer.
+	maxRows int
 }
+
+// DefaultMaxRecordRows bounds an answer of record insights: 30 days of 20
+// record types in 33 namespaces, or one namespace's month many times over.
+const DefaultMaxRecordRows = 20000
 
 var (
 	_ rest.Lister               = (*records)(nil)
@@ -100,6 +106,10 @@ func (r *records) List(ctx context.Context, options *metainternalversion.ListOpt
 			rows[k] = r.row(c.Namespace, q.App, k.day, c.RecordType, q.Action)
 		}
 		*actionCount(rows[k], c.Action) += c.Count
+	}
+	if n := len(namespaces) * int(days.to-days.from+1) * len(types); n > r.maxRows {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the answer would hold %d rows (%d namespaces × %d days × %d record types), over the %d one list may hold: "+
+			"narrow it with a namespace (-n), since=/until=, app= or recordType=", n, len(namespaces), days.to-days.from+1, len(types), r.maxRows))
 	}
 	list := &insightsv1alpha1.RecordInsightList{}
 	for _, n := range sortedKeys(namespaces) {

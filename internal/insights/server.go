@@ -1,6 +1,7 @@
 package insights
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,8 +53,12 @@ type Options struct {
 	// Retention is how long the call log keeps entries: the days record
 	// insights reach back.
 	Retention time.Duration
-	Clock     clock.PassiveClock
-	Log       logr.Logger
+	// MaxRecordRows bounds one answer of record insights (namespaces ×
+	// days × record types; DefaultMaxRecordRows when zero): a larger one
+	// is refused with what narrows it.
+	MaxRecordRows int
+	Clock         clock.PassiveClock
+	Log           logr.Logger
 }
 
 // Server is the aggregated API server, a manager Runnable.
@@ -131,7 +136,7 @@ func New(o Options) (*Server, error) {
 	group := genericapiserver.NewDefaultAPIGroupInfo(insightsv1alpha1.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	group.VersionedResourcesStorageMap[insightsv1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"calls":          &calls{store: o.Store, clock: o.Clock},
-		"recordinsights": &records{store: o.Store, apps: o.Apps, clock: o.Clock, days: daysKept(o.Retention)},
+		"recordinsights": &records{store: o.Store, apps: o.Apps, clock: o.Clock, days: daysKept(o.Retention), maxRows: cmp.Or(o.MaxRecordRows, DefaultMaxRecordRows)},
 		"apiusages":      &usage{apps: o.Apps, clock: o.Clock},
 		"needsattention": &attention{apps: o.Apps, clock: o.Clock},
 	}

@@ -186,6 +186,12 @@ func recordInsights(ctx context.Context, t *testing.T, v *views, store calllog.S
 	if !slices.Equal(namespaces, []string{"team-a", "team-b"}) || counts(*row(teamB, v.day(0), "products")) != "1/0/0/0" {
 		t.Errorf("the admin lists record insights of namespaces %v, want team-a and team-b with team-b's product", namespaces)
 	}
+	// An answer is bounded (200 rows in this server): a month of every
+	// namespace's five types is 300, refused with what narrows it.
+	if err := v.list(ctx, v.adminCfg, "", "recordinsights", "since=29d", &l); err == nil ||
+		!strings.Contains(err.Error(), "would hold 300 rows (2 namespaces × 30 days × 5 record types)") || !strings.Contains(err.Error(), "narrow it") {
+		t.Errorf("a month of every namespace past the bound: %v", err)
+	}
 	for _, c := range []struct {
 		name, ns string
 		cfg      *rest.Config
