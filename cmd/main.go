@@ -95,6 +95,7 @@ func main() {
 	flag.StringVar(&ts.redisAddr, "rate-limit-redis", "", "host:port of a Redis that every token-service replica shares its rate-limit counters in; empty counts per replica (N replicas allow N times the limits).")
 	flag.StringVar(&ts.redisPasswordFile, "rate-limit-redis-password-file", "", "File with the Redis password (AUTH), e.g. mounted from a Secret.")
 	flag.BoolVar(&ts.redisTLS, "rate-limit-redis-tls", false, "Connect to Redis over TLS (system roots).")
+	flag.IntVar(&ts.maxConnectionsPerSource, "token-service-max-connections-per-source", 512, "Connections one source address may hold on the token service; one more is closed at once (privateapps_token_service_connections_refused_total). 0 is no bound. Gateways reach it only with more concurrent checks than this on one pod and no upstream keepalive.")
 	flag.IntVar(&ts.maxConnections, "token-service-max-connections", 4096, "Connections the token service serves at once; more wait in the listen backlog. 0 is no bound. A connection can hold 48 KiB while a request arrives, so 4096 is at most 192 MiB.")
 	flag.BoolVar(&ts.routeHeader, "token-service-route-header", false, "Name the matched APICatalog route in X-PrivateApp-Route on allowed checks, for gateways to log or pass on (one more answer header on every check).")
 	flag.StringVar(&ts.engine, "token-service-http-engine", string(tokenservice.EngineFastHTTP), "HTTP engine of the token service: fasthttp (serves /v1/check at close to the cost of answering at all; HTTP/1.1) or net/http (HTTP/1.1 and HTTP/2). Both give the same answers (docs/token-service.md#http-engine).")
@@ -303,6 +304,7 @@ type tokenServiceFlags struct {
 	audiences, clientCA          string
 	introspectionLimit           int
 	maxConnections               int
+	maxConnectionsPerSource      int
 	engine                       string
 	flushInterval                time.Duration
 	redisAddr, redisPasswordFile string
@@ -365,7 +367,7 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 		srv.Calls = calls
 	}
 	if err := mgr.Add(&tokenservice.Serving{
-		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, ClientCAFile: f.clientCA, MaxConnections: f.maxConnections,
+		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, Insecure: f.insecure, ClientCAFile: f.clientCA, MaxConnections: f.maxConnections, MaxConnectionsPerSource: f.maxConnectionsPerSource,
 		Server: srv, Engine: engine, Cache: mgr.GetCache(), Log: log, Listening: f.health.Listening,
 		Ready: func(ctx context.Context) bool {
 			if !catalogs.Wait(ctx) {

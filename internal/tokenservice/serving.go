@@ -34,7 +34,10 @@ type Serving struct {
 	// MaxConnections bounds the connections served at once; further ones
 	// wait in the listen backlog. Zero is no bound.
 	MaxConnections int
-	Server         *Server
+	// MaxConnectionsPerSource bounds the connections one source address
+	// holds; one more is closed at once. Zero is no bound.
+	MaxConnectionsPerSource int
+	Server                  *Server
 	// Engine is the HTTP engine; empty is EngineFastHTTP.
 	Engine Engine
 	// Cache must have synced before the first answer: an empty index would
@@ -71,6 +74,9 @@ func (s *Serving) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("token service listening on %s: %w", s.Addr, err)
 	}
+	// Per source inside the overall bound: a refused connection takes no
+	// slot of it.
+	ln = limitPerSource(ln, s.MaxConnectionsPerSource)
 	if s.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, s.MaxConnections)
 	}
