@@ -23,15 +23,16 @@ import (
 type terminalSafe struct{ w io.Writer }
 
 func (t terminalSafe) Write(p []byte) (int, error) {
-	clean := p
+	clean, copied := p, false
 	for i := 0; i < len(p); {
 		r, size := utf8.DecodeRune(p[i:])
-		if unsafeRune(r) {
-			if &clean[0] == &p[0] {
-				clean = append([]byte(nil), p[:i]...)
+		switch {
+		case unsafeRune(r):
+			if !copied {
+				clean, copied = append([]byte(nil), p[:i]...), true
 			}
 			clean = append(clean, "\uFFFD"...)
-		} else if &clean[0] != &p[0] {
+		case copied:
 			clean = append(clean, p[i:i+size]...)
 		}
 		i += size

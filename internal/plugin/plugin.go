@@ -144,7 +144,6 @@ Without a command it shows what needs attention, then every app (as "home").`,
 func Main(args []string) int { return run(args, os.Stdout, os.Stderr) }
 
 func run(args []string, out, errOut io.Writer) int {
-	errOut = terminalSafe{errOut}
 	cmd := NewCommand(out, errOut)
 	cmd.SetArgs(args)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,7 +152,9 @@ func run(args []string, out, errOut io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(errOut, "error: "+err.Error())
+	// Through the command's error writer, which filters what a terminal
+	// would act on: errors quote what they were given.
+	fmt.Fprintln(cmd.ErrOrStderr(), "error: "+err.Error())
 	var u UsageError
 	if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
 		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "flag needs an argument") {
