@@ -164,12 +164,13 @@ func TestWriteAfterClose(t *testing.T) {
 	}
 }
 
+// runs numbers the runs of TestGatewayReportsSweep in this process.
+var runs atomic.Int64
+
 // TestGatewayReportsSweep: an allowed check whose gateway reports calls
 // shows no_gateway_report once the wait has passed without the report, is
 // counted once per gateway, and the count's labels stay bounded however
 // many gateway names checks bring.
-var runs atomic.Int64
-
 func TestGatewayReportsSweep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
