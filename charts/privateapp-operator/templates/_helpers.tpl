@@ -139,6 +139,10 @@ annotations:
 runAsNonRoot: true
 runAsUser: 65532
 runAsGroup: 65532
+# Volumes (the insights component's PersistentVolumeClaim) are made
+# writable for the group 65532; OnRootMismatch skips the walk once done.
+fsGroup: 65532
+fsGroupChangePolicy: OnRootMismatch
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
