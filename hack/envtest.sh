@@ -7,6 +7,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/bin/k8s}" && cd "${1:-$root/bin/k8s}" && pwd)
 
+# Stamped, so that it reports v1.37.2 (a build without the stamp reports
+# v0.0.0-master, which Helm's and the chart's version checks read).
+version="-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+
 if [ ! -x "$out/etcd" ]; then
   echo ">> Building etcd v3.7.0 into $out (under a minute)..."
   (cd "$root/hack/envtest/etcd" && go build -o "$out/etcd.tmp" . && mv "$out/etcd.tmp" "$out/etcd")
@@ -15,7 +19,7 @@ if [ ! -x "$out/kube-apiserver" ]; then
   echo ">> Building kube-apiserver v1.37.2 into $out (about 10 minutes the first time on 2 cores)..."
   start=$(date +%s)
   (cd "$root/hack/envtest/kube-apiserver" &&
-    go build -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver &&
+    go build -o "$out/kube-apiserver.tmp" -ldflags "$version" k8s.io/kubernetes/cmd/kube-apiserver &&
     mv "$out/kube-apiserver.tmp" "$out/kube-apiserver")
   echo ">> kube-apiserver built in $(( $(date +%s) - start ))s"
 fi

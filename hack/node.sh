@@ -1,25 +1,49 @@
 #!/usr/bin/env bash
-# Builds the node components of a real single-node cluster (kubelet,
-# kube-controller-manager, kube-scheduler, kube-proxy v1.37.2) from the Go
-# module proxy into $1 (default bin/k8s, beside kube-apiserver and etcd),
-# because no prebuilt binary can be downloaded here. A binary that is
-# already there is kept. They report v1.37.2 (a build without the version
-# stamp reports v0.0.0-master, which version checks refuse).
+# Builds the node of `make cluster` from the Go module proxy into $1
+# (default bin/k8s, beside kube-apiserver and etcd), because no prebuilt
+# binary can be downloaded here: kubelet, kube-controller-manager,
+# kube-scheduler and kube-proxy v1.37.2 (one build that shares kube-apiserver's
+# packages), containerd v2.4.2 with ctr and its runc shim, and CoreDNS
+# v1.15.0 with the plugins the cluster uses. A binary that is already there
+# is kept. runc, the CNI plugins and iptables come from Debian
+# (hack/test-deps.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/bin/k8s}" && cd "${1:-$root/bin/k8s}" && pwd)
-
-components=(kubelet kube-controller-manager kube-scheduler kube-proxy)
-missing=()
-for c in "${components[@]}"; do
-  [ -x "$out/$c" ] || missing+=("k8s.io/kubernetes/cmd/$c")
-done
-[ ${#missing[@]} -gt 0 ] || exit 0
-echo ">> Building ${missing[*]##*/} v1.37.2 into $out (about 4 minutes on 2 cores once kube-apiserver is built, whose packages it shares; 15 cold)..."
-start=$(date +%s)
 tmp=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-version="-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
-(cd "$root/hack/cluster/node" && go build -o "$tmp/" -ldflags "$version" "${missing[@]}")
-mv "$tmp"/* "$out/"
-echo ">> node components built in $(( $(date +%s) - start ))s"
+
+# build DIR SECONDS-HINT PACKAGE... builds the packages whose binaries are
+# missing in the wrapper module DIR, with extra go build arguments in
+# $buildflags.
+build() {
+  local dir=$1 hint=$2 missing=()
+  shift 2
+  for pkg in "$@"; do
+    [ -x "$out/${pkg##*/}" ] || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  echo ">> Building ${missing[*]##*/} into $out ($hint)..."
+  local start
+  start=$(date +%s)
+  (cd "$root/hack/cluster/$dir" && go build -o "$tmp/" "${buildflags[@]}" "${missing[@]}")
+  mv "$tmp"/* "$out/"
+  echo ">> built in $(( $(date +%s) - start ))s"
+}
+
+# Stamped, so that they report v1.37.2 (a build without the stamp reports
+# v0.0.0-master, which version checks refuse).
+buildflags=(-ldflags "-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37")
+build node "about 4 minutes on 2 cores once kube-apiserver is built, whose packages they share; 15 cold" \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+
+# Static, without cgo: the snapshotters that need C libraries are left out.
+buildflags=(-tags "no_btrfs no_devmapper no_zfs urfave_cli_no_docs osusergo netgo static_build"
+  -ldflags "-X github.com/containerd/containerd/v2/version.Version=v2.4.2")
+CGO_ENABLED=0 build containerd "about 9 minutes cold" \
+  github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
+  github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+
+buildflags=(-ldflags "-X github.com/coredns/coredns/coremain.GitCommit=v1.15.0")
+CGO_ENABLED=0 build coredns "about 3 minutes cold" github.com/privateapps-dev/privateapp-operator/hack/cluster/coredns

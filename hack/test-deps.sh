@@ -3,7 +3,9 @@
 # module proxy, from Debian: nginx (with auth_request) and Caddy
 # (forward_auth) for the gateway tests, and redis-server for the shared
 # rate-limit counters, PostgreSQL for the call log's shared store, and
-# Prometheus (with promtool) for the alert rules and the dashboard.
+# Prometheus (with promtool) for the alert rules and the dashboard, and the
+# parts of the real node that `make cluster` takes from Debian: runc, the CNI
+# plugins, iptables and conntrack.
 set -euo pipefail
 missing=()
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
@@ -24,6 +26,18 @@ fi
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   missing+=(prometheus) # the alert rules' tests and the dashboard's queries
 fi
+if ! command -v runc >/dev/null; then
+  missing+=(runc) # the node's container runtime (crun fails on hybrid cgroups)
+fi
+if [ ! -x /usr/lib/cni/bridge ]; then
+  missing+=(containernetworking-plugins) # the pod network of make cluster
+fi
+if ! command -v iptables >/dev/null && [ ! -x /usr/sbin/iptables ]; then
+  missing+=(iptables) # kube-proxy's Services
+fi
+if ! command -v conntrack >/dev/null && [ ! -x /usr/sbin/conntrack ]; then
+  missing+=(conntrack)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -33,5 +47,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), redis-server, PostgreSQL and Prometheus: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
+echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), redis-server, PostgreSQL Prometheus, and a node of runc, CNI plugins and iptables: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
 exit 1
