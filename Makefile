@@ -28,7 +28,7 @@ cluster-down: ## Remove the cluster of make cluster and everything it made on th
 	go run ./hack/cluster down
 
 .PHONY: test
-test: envtest tools test-deps verify-generated vet lint ## Run the whole test suite: unit, envtest and end-to-end.
+test: envtest node-components tools test-deps verify-generated vet lint ## Run the whole test suite: unit, envtest, end-to-end, and the chart on a real single-node cluster (test/cluster, as root).
 	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
 
 .PHONY: lint

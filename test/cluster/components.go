@@ -353,6 +353,13 @@ func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 	return err
 }
 
+// TagImage gives an imported image a second name (as a registry would
+// hold the same image under two tags).
+func (c *Cluster) TagImage(ctx context.Context, src, dst string) error {
+	_, err := output(c.bin("ctr"), "-a", socket, "-n", "k8s.io", "images", "tag", "--force", src, dst)
+	return err
+}
+
 // kubeletConfig is the kubelet's configuration file. cgroup v1 needs
 // failCgroupV1: false (a file setting, no flag); images are never
 // collected (there is no registry to pull them again from); eviction only
@@ -442,7 +449,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 			return err
 		}
 		if strings.TrimSpace(out) != "True" {
-			return fmt.Errorf("Ready is %q", out)
+			return fmt.Errorf("the node's Ready condition is %q", out)
 		}
 		return nil
 	})

@@ -18,22 +18,18 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tool pause | tool check URL CA-FILE [TOKEN-FILE]")
+		fmt.Fprintln(os.Stderr, "usage: tool pause | tool check URL CA-FILE TOKEN-FILE METHOD URI HOST")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "pause":
 		pause()
 	case "check":
-		if len(os.Args) < 4 {
-			fmt.Fprintln(os.Stderr, "usage: tool check URL CA-FILE [TOKEN-FILE]")
+		if len(os.Args) != 8 {
+			fmt.Fprintln(os.Stderr, "usage: tool check URL CA-FILE TOKEN-FILE METHOD URI HOST")
 			os.Exit(2)
 		}
-		tokenFile := ""
-		if len(os.Args) > 4 {
-			tokenFile = os.Args[4]
-		}
-		os.Exit(check(os.Args[2], os.Args[3], tokenFile))
+		os.Exit(check(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6], os.Args[7]))
 	default:
 		fmt.Fprintf(os.Stderr, "tool: unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -58,10 +54,11 @@ func pause() {
 	}
 }
 
-// check sends GET url with the token of tokenFile as a Bearer token (none
-// without one), trusting the CA of caFile, and prints the answer's status
-// code; it exits 0 once it has an answer, 1 when there is none.
-func check(url, caFile, tokenFile string) int {
+// check asks the token service at url, as a ForwardAuth gateway does,
+// whether the token of tokenFile may make the request METHOD URI to host,
+// trusting the CA of caFile, and prints the answer's status code; it exits
+// 0 once it has an answer, 1 when there is none.
+func check(url, caFile, tokenFile, method, uri, host string) int {
 	pool := x509.NewCertPool()
 	ca, err := os.ReadFile(caFile)
 	if err != nil || !pool.AppendCertsFromPEM(ca) {
@@ -73,14 +70,15 @@ func check(url, caFile, tokenFile string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if tokenFile != "" {
-		token, err := os.ReadFile(tokenFile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		req.Header.Set("Authorization", "Bearer "+string(token))
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	req.Header.Set("Authorization", "Bearer "+string(token))
+	req.Header.Set("X-Forwarded-Method", method)
+	req.Header.Set("X-Forwarded-Uri", uri)
+	req.Header.Set("X-Forwarded-Host", host)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}}
