@@ -12,8 +12,13 @@ out=$(mkdir -p "${1:-$root/bin/k8s}" && cd "${1:-$root/bin/k8s}" && pwd)
 version="-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
 
 if [ ! -x "$out/etcd" ]; then
-  echo ">> Building etcd v3.7.0 into $out (under a minute)..."
+  echo ">> Building etcd v3.7.0 into $out (about 2 minutes cold)..."
   (cd "$root/hack/envtest/etcd" && go build -o "$out/etcd.tmp" . && mv "$out/etcd.tmp" "$out/etcd")
+fi
+# A kube-apiserver built before it was stamped is built again (a link step
+# once its packages are cached).
+if [ -x "$out/kube-apiserver" ] && ! "$out/kube-apiserver" --version 2>/dev/null | grep -q 'v1\.37\.2$'; then
+  rm -f "$out/kube-apiserver"
 fi
 if [ ! -x "$out/kube-apiserver" ]; then
   echo ">> Building kube-apiserver v1.37.2 into $out (about 10 minutes the first time on 2 cores)..."

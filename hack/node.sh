@@ -34,16 +34,16 @@ build() {
 # Stamped, so that they report v1.37.2 (a build without the stamp reports
 # v0.0.0-master, which version checks refuse).
 buildflags=(-ldflags "-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37")
-build node "about 4 minutes on 2 cores once kube-apiserver is built, whose packages they share; 15 cold" \
+build node "about 5 minutes on 2 cores once kube-apiserver is built, whose packages they share" \
   k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
 
 # Static, without cgo: the snapshotters that need C libraries are left out.
 buildflags=(-tags "no_btrfs no_devmapper no_zfs urfave_cli_no_docs osusergo netgo static_build"
   -ldflags "-X github.com/containerd/containerd/v2/version.Version=v2.4.2")
-CGO_ENABLED=0 build containerd "about 9 minutes cold" \
+CGO_ENABLED=0 build containerd "about 3 minutes after them" \
   github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
   github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 
 buildflags=(-ldflags "-X github.com/coredns/coredns/coremain.GitCommit=v1.15.0")
-CGO_ENABLED=0 build coredns "about 3 minutes cold" github.com/privateapps-dev/privateapp-operator/hack/cluster/coredns
+CGO_ENABLED=0 build coredns "about 2 minutes after them" github.com/privateapps-dev/privateapp-operator/hack/cluster/coredns
