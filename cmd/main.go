@@ -41,6 +41,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/ingest"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights"
+	"github.com/privateapps-dev/privateapp-operator/internal/metricsauth"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
@@ -50,6 +51,8 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr string
+		metricsSecure          bool
+		metricsCertDir         string
 		pprofAddr              string
 		leaderElect            bool
 		leaseDuration          time.Duration
@@ -75,6 +78,8 @@ func main() {
 		ins                    insightsFlags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the kube-apiserver authenticates (TokenReview) and authorizes (SubjectAccessReview: get on the non-resource URL /metrics, which the metrics-reader ClusterRole grants); others get 401 or 403. false serves plain HTTP to anyone who reaches the address (local development only: the metrics name every tenant's apps).")
+	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the HTTPS metrics endpoint, read again when they change; empty: a self-signed certificate made at start.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's net/http/pprof profiles (heap, CPU), e.g. 127.0.0.1:6060; empty turns them off. Profiles name no token, but bind it to loopback.")
 	flag.IntVar(&appMetricsLimit, "app-metrics-limit", controller.DefaultAppMetricsLimit, "How many apps get metrics series of their own (up to eight each: calls, refusals, token times, state); past it, apps are left out in name order and privateapps_app_metrics_truncated is 1. Negative: none.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -165,7 +170,7 @@ func main() {
 	cacheOptions.NewInformer = ts.health.NewInformer
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOptions(metricsAddr, metricsSecure, metricsCertDir),
 		HealthProbeBindAddress:  probeAddr,
 		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
@@ -577,4 +582,17 @@ func commaList(s string) []string {
 		}
 	}
 	return out
+}
+
+// metricsOptions serves the metrics as kubebuilder projects do: with
+// secure, over HTTPS behind the kube-apiserver's authentication and
+// authorization (a scraper needs a token whose user may get /metrics).
+func metricsOptions(addr string, secure bool, certDir string) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: addr}
+	if secure {
+		o.SecureServing = true
+		o.FilterProvider = metricsauth.Filter
+		o.CertDir = certDir
+	}
+	return o
 }

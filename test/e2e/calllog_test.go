@@ -168,7 +168,7 @@ current-context: audit
 			"--call-log-token-file="+secretFile)
 		s.insightsMetrics = freeAddress(t)
 		s.insights = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "insights.log"),
-			args: append([]string{"--run-controllers=false", "--token-service-bind-address=", "--metrics-bind-address=" + s.insightsMetrics,
+			args: append([]string{"--run-controllers=false", "--token-service-bind-address=", "--metrics-bind-address=" + s.insightsMetrics, "--metrics-secure=false",
 				"--call-log-gateway-report-wait=3s"}, insightsArgs...)}
 		s.insights.start()
 		t.Cleanup(s.insights.kill)

@@ -155,7 +155,7 @@ current-context: proxy
 	p := &proxiedTokenService{proxy: proxy, c: c, addr: freeAddress(t), probes: freeAddress(t), metrics: freeAddress(t)}
 	tokenService := &managerProcess{t: t, bin: managerBin, kubeconfig: viaProxy, log: filepath.Join(tmp, "token-service.log"),
 		args: append([]string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + p.addr,
-			"--health-probe-bind-address=" + p.probes, "--metrics-bind-address=" + p.metrics}, extraArgs...)}
+			"--health-probe-bind-address=" + p.probes, "--metrics-bind-address=" + p.metrics, "--metrics-secure=false"}, extraArgs...)}
 	tokenService.start()
 	t.Cleanup(tokenService.kill)
 	return p

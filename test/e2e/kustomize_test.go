@@ -35,7 +35,7 @@ func TestKustomizeDefault(t *testing.T) {
 			}
 		}
 	}
-	for kind, n := range map[string]int{"CustomResourceDefinition": 4, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 9,
+	for kind, n := range map[string]int{"CustomResourceDefinition": 4, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 10,
 		"ClusterRoleBinding": 3, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "Role": 1, "RoleBinding": 1, "Service": 3, "Deployment": 1,
 		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1} {
 		if kinds[kind] != n {

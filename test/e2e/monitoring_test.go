@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
@@ -111,10 +116,15 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	prometheus := promBinary(t, "prometheus")
 	tmp := t.TempDir()
 	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
-	_, c, kubeconfig := startControlPlane(t, root, tmp)
+	env, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	tokenService, metricsAddr, promAddr := freeAddress(t), freeAddress(t), freeAddress(t)
+	// Prometheus scrapes as the chart's ServiceMonitor does: HTTPS, with a
+	// ServiceAccount token that the metrics-reader ClusterRole lets in.
+	scraperToken := metricsScraper(t, ctx, env, c, root, "prometheus", true)
+	tokenFile := filepath.Join(tmp, "prometheus-token")
+	must(t, os.WriteFile(tokenFile, []byte(scraperToken), 0o600))
 	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--metrics-bind-address=" + metricsAddr,
 			"--usage-flush-interval=1s", "--call-log-sqlite=" + filepath.Join(tmp, "calls.db")}}
@@ -133,8 +143,11 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: privateapp-operator
+    scheme: https
+    tls_config: {insecure_skip_verify: true}
+    authorization: {credentials_file: %q}
     static_configs: [{targets: [%q]}]
-`, metricsAddr)), 0o600))
+`, tokenFile, metricsAddr)), 0o600))
 	prom := exec.Command(prometheus, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(tmp, "tsdb"), "--web.listen-address="+promAddr)
 	promLog, err := os.Create(filepath.Join(tmp, "prometheus.log"))
 	must(t, err)
@@ -223,4 +236,112 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// metricsScraper makes the ServiceAccount default/name, binds it to the
+// metrics-reader ClusterRole of config/rbac when allowed, and returns a
+// token of it.
+func metricsScraper(t *testing.T, ctx context.Context, env *envtest.Environment, c client.Client, root, name string, allowed bool) string {
+	t.Helper()
+	must(t, c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}}))
+	if allowed {
+		data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "metrics_reader_role.yaml"))
+		must(t, err)
+		role := &rbacv1.ClusterRole{}
+		must(t, yaml.Unmarshal(data, role))
+		role.Name = "e2e-metrics-reader-" + name
+		must(t, c.Create(ctx, role))
+		must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "default", Name: name}},
+		}))
+	}
+	token, _ := asServiceAccount(t, ctx, env, c, "default", name)
+	return token
+}
+
+// TestMetricsNeedAuthorization: the built manager serves its metrics over
+// HTTPS only to scrapers a real API server authenticates and authorizes
+// (the metrics-reader ClusterRole); no token gets 401, a token without the
+// role 403, and --metrics-secure=false is plain HTTP for development.
+func TestMetricsNeedAuthorization(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	env, c, kubeconfig := startControlPlane(t, root, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	secure, plain := freeAddress(t), freeAddress(t)
+	for i, args := range [][]string{
+		{"--metrics-bind-address=" + secure},
+		{"--metrics-bind-address=" + plain, "--metrics-secure=false"},
+	} {
+		mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("manager-%d.log", i)),
+			args: append([]string{"--run-controllers=false", "--token-service-bind-address=" + freeAddress(t), "--token-service-insecure",
+				"--health-probe-bind-address=" + freeAddress(t)}, args...)}
+		mgr.start()
+		defer mgr.kill()
+	}
+	scraper := metricsScraper(t, ctx, env, c, root, "scraper", true)
+	stranger := metricsScraper(t, ctx, env, c, root, "stranger", false)
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the endpoint's certificate is self-signed; what is tested is who gets in
+	}}
+	get := func(url, token string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), nil
+	}
+	// The endpoint answers once the manager runs.
+	var code int
+	var body string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var err error
+		code, body, err = get("https://"+secure+"/metrics", scraper)
+		if err == nil || time.Now().After(deadline) {
+			must(t, err)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != http.StatusOK || !strings.Contains(body, "privateapps_") {
+		t.Errorf("a scraper with the metrics-reader role: %d, want 200 with the privateapps_ metrics", code)
+	}
+	for _, tc := range []struct {
+		who, token string
+		want       int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"a ServiceAccount without the role", stranger, http.StatusForbidden},
+		{"a token the API server does not know", "not-a-token", http.StatusUnauthorized},
+	} {
+		code, body, err := get("https://"+secure+"/metrics", tc.token)
+		must(t, err)
+		if code != tc.want || strings.Contains(body, "privateapps_") {
+			t.Errorf("%s: %d, want %d and no metrics", tc.who, code, tc.want)
+		}
+	}
+	// Plain HTTP to the secure endpoint never gets the metrics.
+	if _, body, _ := get("http://"+secure+"/metrics", scraper); strings.Contains(body, "privateapps_") {
+		t.Error("plain HTTP to the secure endpoint got the metrics")
+	}
+	code, body, err := get("http://"+plain+"/metrics", "")
+	must(t, err)
+	if code != http.StatusOK || !strings.Contains(body, "privateapps_") {
+		t.Errorf("--metrics-secure=false: %d, want the metrics over plain HTTP", code)
+	}
 }
