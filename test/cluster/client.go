@@ -106,3 +106,27 @@ func Token(ctx context.Context, c *Cluster, namespace, secret string) (string, e
 	}
 	return string(b), nil
 }
+
+// Scrape gets https://addr/metrics with token as a Bearer token (none when
+// empty), as Prometheus does with the chart's ServiceMonitor: the
+// endpoint's certificate is self-signed, so it is not verified. It returns
+// the status code and the body.
+func Scrape(ctx context.Context, addr, token string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // what is tested is who gets in
+	}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, string(body), err
+}
