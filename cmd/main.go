@@ -127,12 +127,15 @@ func main() {
 	flag.StringVar(&ins.kubeconfig, "insights-kubeconfig", os.Getenv("KUBECONFIG"), "Kubeconfig with which the insights API asks the kube-apiserver who a caller is and what they may read (default $KUBECONFIG; empty is the in-cluster config).")
 	flag.StringVar(&ins.sqlite, "call-log-sqlite", "", "File of the call log's embedded SQLite database; the token service of this process logs every call into it. One process may hold it.")
 	flag.StringVar(&ins.ingestAddr, "call-log-ingest-bind-address", "", "HTTPS address of the call log's ingest endpoints (gateway access logs as JSON lines, the kube-apiserver audit webhook, token-service replicas); uses --insights-tls-cert. Empty turns it off.")
-	flag.StringVar(&ins.ingestTokenFile, "call-log-ingest-token-file", "", "File with the shared secret senders present (Authorization: Bearer, or \"key\" in a syslog line).")
-	flag.StringVar(&ins.ingestClientCA, "call-log-ingest-client-ca", "", "CA file whose client certificates the ingest endpoints accept instead of the shared secret.")
+	flag.StringVar(&ins.ingestTokenFile, "call-log-ingest-token-file", "", "Removed: one secret for every sender let whoever read a gateway's syslog line post audit events and token-service decisions. Use --call-log-gateway-token-file, --call-log-audit-token-file and --call-log-token-service-token-file.")
+	flag.StringVar(&ins.gatewayTokenFile, "call-log-gateway-token-file", "", "File with the gateways' shared secret (at least 16 characters): Authorization: Bearer on /ingest/v1/access-log, or \"key\" in a syslog line. Gateways' credential only: it cannot post audit events or token-service decisions.")
+	flag.StringVar(&ins.auditTokenFile, "call-log-audit-token-file", "", "File with the kube-apiserver audit webhook's shared secret (at least 16 characters), taken only on /ingest/v1/audit.")
+	flag.StringVar(&ins.tokenServiceTokenFile, "call-log-token-service-token-file", "", "File with the token-service replicas' shared secret (at least 16 characters), taken only on /ingest/v1/calls; they present it with --call-log-token-file.")
+	flag.StringVar(&ins.ingestClientCA, "call-log-ingest-client-ca", "", "CA file whose client certificates the ingest endpoints accept instead of a shared secret; the certificate's common name is its sender kind (gateway, audit or token-service), and it is taken only at that kind's endpoint.")
 	flag.StringVar(&ins.syslogAddr, "call-log-syslog-bind-address", "", "UDP address for gateway access logs over syslog (nginx access_log syslog:server=...); each line carries the shared secret. Empty turns it off.")
 	flag.StringVar(&ins.remoteURL, "call-log-url", "", "Ingest URL of the insights component (https://<service>:8445) that this process's token service sends its decisions to, instead of a store of its own.")
 	flag.StringVar(&ins.remoteCA, "call-log-ca-file", "", "CA bundle that verifies --call-log-url (the operator's CA); empty uses the system roots.")
-	flag.StringVar(&ins.remoteTokenFile, "call-log-token-file", "", "File with the shared secret presented to --call-log-url.")
+	flag.StringVar(&ins.remoteTokenFile, "call-log-token-file", "", "File with the token-service replicas' shared secret, presented to --call-log-url (the insights component's --call-log-token-service-token-file).")
 	flag.StringVar(&ins.postgresFile, "call-log-postgres-dsn-file", "", "File with a PostgreSQL connection string (postgres://user:password@host/db?sslmode=verify-full) for a call log that several replicas share; instead of --call-log-sqlite.")
 	flag.DurationVar(&ins.retention, "call-log-retention", calllog.DefaultRetention, "How long the call log keeps calls, in whole UTC days (720h is 30 days).")
 	flag.DurationVar(&ins.reportWait, "call-log-gateway-report-wait", calllog.DefaultReportWait, "How long a call allowed for a gateway that reports its calls (gateway=<name> in its check URL) waits for that gateway's access-log line before it shows reason no_gateway_report; longer than the gateway lets a request run.")
@@ -404,6 +407,8 @@ type insightsFlags struct {
 	retention, reportWait       time.Duration
 	ingestAddr, ingestTokenFile string
 	ingestClientCA, syslogAddr  string
+	// The sender kinds' secrets (ingest.Senders).
+	gatewayTokenFile, auditTokenFile, tokenServiceTokenFile string
 }
 
 // setUpInsights opens the call log, keeps its retention and, with
@@ -510,21 +515,37 @@ func openStore(f insightsFlags) (calllog.Store, error) {
 // setUpIngest starts the endpoints through which gateways, the
 // kube-apiserver and token-service replicas report calls.
 func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log logr.Logger) error {
-	secret, err := readSecretFile("--call-log-ingest-token-file", f.ingestTokenFile)
-	if err != nil {
-		return err
+	if f.ingestTokenFile != "" {
+		return errors.New("--call-log-ingest-token-file is gone: one secret for every sender let whoever read a gateway's " +
+			"syslog line post audit events and token-service decisions; give each sender kind its own secret with " +
+			"--call-log-gateway-token-file, --call-log-audit-token-file and --call-log-token-service-token-file")
 	}
-	if f.ingestTokenFile != "" && len(secret) < 16 {
-		return fmt.Errorf("--call-log-ingest-token-file holds %d characters; a shared secret needs at least 16", len(secret))
+	files := map[ingest.Sender]string{ingest.SenderGateway: f.gatewayTokenFile, ingest.SenderAudit: f.auditTokenFile,
+		ingest.SenderTokenService: f.tokenServiceTokenFile}
+	secrets := map[ingest.Sender][]byte{}
+	for _, kind := range ingest.Senders {
+		flagName := "--call-log-" + string(kind) + "-token-file"
+		secret, err := readSecretFile(flagName, files[kind])
+		if err != nil {
+			return err
+		}
+		if files[kind] != "" && len(secret) == 0 {
+			return fmt.Errorf("%s: the file is empty", flagName)
+		}
+		secrets[kind] = secret
+	}
+	if err := ingest.CheckSecrets(secrets); err != nil {
+		return err
 	}
 	metrics.Registry.MustRegister(ingest.Collectors()...)
 	apps := ingest.CachedApps{Reader: mgr.GetCache()}
 	window := ingest.Window{Retention: f.retention}
 	if f.ingestAddr != "" {
-		if len(secret) == 0 && f.ingestClientCA == "" {
-			return errors.New("--call-log-ingest-bind-address needs --call-log-ingest-token-file or --call-log-ingest-client-ca: every sender is authenticated")
+		if len(secrets[ingest.SenderGateway])+len(secrets[ingest.SenderAudit])+len(secrets[ingest.SenderTokenService]) == 0 && f.ingestClientCA == "" {
+			return errors.New("--call-log-ingest-bind-address needs a sender's secret (--call-log-gateway-token-file, " +
+				"--call-log-audit-token-file, --call-log-token-service-token-file) or --call-log-ingest-client-ca: every sender is authenticated")
 		}
-		srv := &ingest.Server{Log: queue.Sanitizing(), Apps: apps, Token: secret, Window: window, Logger: log}
+		srv := &ingest.Server{Log: queue.Sanitizing(), Apps: apps, Secrets: secrets, Window: window, Logger: log}
 		l := &ingest.HTTPS{Addr: f.ingestAddr, CertFile: f.cert, KeyFile: f.key, ClientCAFile: f.ingestClientCA, Handler: srv.Handler(), Log: log}
 		if err := l.Listen(); err != nil {
 			return err
@@ -534,9 +555,9 @@ func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log lo
 		}
 	}
 	if f.syslogAddr != "" {
-		s := &ingest.Syslog{Addr: f.syslogAddr, Key: secret, Log: queue.Sanitizing(), Apps: apps, Window: window, Logger: log}
+		s := &ingest.Syslog{Addr: f.syslogAddr, Key: secrets[ingest.SenderGateway], Log: queue.Sanitizing(), Apps: apps, Window: window, Logger: log}
 		if err := s.Listen(); err != nil {
-			return fmt.Errorf("--call-log-syslog-bind-address: %w (and --call-log-ingest-token-file gives the key)", err)
+			return fmt.Errorf("--call-log-syslog-bind-address: %w", err)
 		}
 		if err := mgr.Add(s); err != nil {
 			return err

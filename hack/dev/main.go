@@ -109,7 +109,9 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	o.ingestToken = filepath.Join(devDir, "ingest-token")
+	// The gateways' secret (nginx's syslog lines); make dev has no audit
+	// webhook and its token service logs in-process.
+	o.ingestToken = filepath.Join(devDir, "gateway-secret")
 	secret := newSecret()
 	if err := os.WriteFile(o.ingestToken, []byte(secret), 0o600); err != nil {
 		return err
@@ -458,7 +460,7 @@ func startManager(o options) (*exec.Cmd, error) {
 		// Calls show up in `kubectl get privateapps` within seconds.
 		"--usage-flush-interval=5s",
 		"--insights-bind-address="+o.insights, "--insights-tls-cert="+o.insightsCert, "--insights-tls-key="+o.insightsKey,
-		"--call-log-sqlite="+o.callLog, "--call-log-syslog-bind-address="+o.syslog, "--call-log-ingest-token-file="+o.ingestToken,
+		"--call-log-sqlite="+o.callLog, "--call-log-syslog-bind-address="+o.syslog, "--call-log-gateway-token-file="+o.ingestToken,
 		"--self-signed-certs", "--webhook-configurations="+webhookConfigurations, "--webhook-cert-extra-names="+webhookHost,
 		"--webhook-cert-dir="+filepath.Join(filepath.Dir(o.managerLog), "webhook-certs"), "--webhook-port="+webhookPort)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)

@@ -24,8 +24,8 @@ import (
 // nginx's log_format (docs/calllog.md#gateways). Other gateways that log
 // JSON over the network send the same fields.
 type AccessLine struct {
-	// Key is the shared secret, for senders that cannot authenticate
-	// otherwise (nginx's syslog is plain UDP).
+	// Key is the gateways' shared secret, for senders that cannot
+	// authenticate otherwise (nginx's syslog is plain UDP).
 	Key string `json:"key"`
 	// Time is when the request ended: seconds since the epoch with
 	// milliseconds (nginx $msec), or RFC 3339.
@@ -55,6 +55,9 @@ const (
 	// DropOutOfWindow: a time before the days the log keeps, or more
 	// than calllog.MaxFutureSkew ahead of the receiver's clock.
 	DropOutOfWindow = "out_of_window"
+	// DropWrongSender: an entry its sender could not have decided (a
+	// token-service batch claiming the kube-apiserver's answer).
+	DropWrongSender = "wrong_sender"
 )
 
 // dropError is a reason to drop a line, with what was wrong.
@@ -75,8 +78,8 @@ func drop(reason, format string, args ...any) error {
 	return &dropError{reason: reason, msg: fmt.Sprintf(format, args...)}
 }
 
-// ParseAccessLine reads one line. key, when not empty, is the shared
-// secret the line must carry.
+// ParseAccessLine reads one line. key, when not empty, is the gateways'
+// shared secret the line must carry.
 func ParseAccessLine(b []byte, key []byte) (calllog.Entry, error) {
 	var l AccessLine
 	d := json.NewDecoder(bytes.NewReader(b))
@@ -84,7 +87,7 @@ func ParseAccessLine(b []byte, key []byte) (calllog.Entry, error) {
 		return calllog.Entry{}, drop(DropMalformed, "not a JSON object: %v", err)
 	}
 	if len(key) > 0 && subtle.ConstantTimeCompare([]byte(l.Key), key) != 1 {
-		return calllog.Entry{}, drop(DropBadKey, "the line's key is not the shared secret")
+		return calllog.Entry{}, drop(DropBadKey, "the line's key is not the gateways' shared secret")
 	}
 	// A gateway logs "" (or "-") for the app of a call the token service
 	// refused: the token service logged that one itself.

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,7 +19,12 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
 )
+
+// testSecrets: gateways' is a-shared-secret-of-some-length.
+var testSecrets = map[Sender][]byte{SenderGateway: []byte("a-shared-secret-of-some-length"),
+	SenderAudit: []byte("the-audit-webhooks-secret"), SenderTokenService: []byte("the-token-services-secret")}
 
 func TestParseAccessLine(t *testing.T) {
 	key := []byte("0123456789abcdef")
@@ -129,7 +136,7 @@ func (a apps) Exists(_ context.Context, ns, name string) bool { return a[ns+"/"+
 func TestServer(t *testing.T) {
 	got := &collected{}
 	now := time.Unix(1764000000, 0)
-	srv := &Server{Log: got, Apps: apps{"team-a/crm": true}, Token: []byte("a-shared-secret-of-some-length"), MaxEntries: 3, MaxBody: 4096,
+	srv := &Server{Log: got, Apps: apps{"team-a/crm": true}, Secrets: testSecrets, MaxEntries: 3, MaxBody: 4096,
 		Window: Window{Clock: clocktesting.NewFakePassiveClock(now)}}
 	ts := httptest.NewTLSServer(srv.Handler())
 	defer ts.Close()
@@ -166,19 +173,19 @@ func TestServer(t *testing.T) {
 	if code, _ := post(PathAccessLog, "Bearer a-shared-secret-of-some-length", strings.Repeat("{}\n", 10)); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("more lines than a batch may hold: %d, want 413", code)
 	}
-	if code, _ := post(PathCalls, "Bearer a-shared-secret-of-some-length", strings.Repeat("x", 5000)); code != http.StatusRequestEntityTooLarge {
+	if code, _ := post(PathCalls, "Bearer the-token-services-secret", strings.Repeat("x", 5000)); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("a body over the limit: %d, want 413", code)
 	}
 	body, _ := json.Marshal(auditv1.EventList{Items: []auditv1.Event{{AuditID: "a", Stage: auditv1.StageResponseComplete, Verb: "get",
 		RequestURI: "/api/v1/namespaces/team-a/pods", User: authnv1.UserInfo{Username: "privateapp:team-a:crm"}, ResponseStatus: &metav1.Status{Code: 200},
 		RequestReceivedTimestamp: metav1.NewMicroTime(now)}}})
-	if code, res := post(PathAudit, "Bearer a-shared-secret-of-some-length", string(body)); code != 200 || res.Accepted != 1 {
+	if code, res := post(PathAudit, "Bearer the-audit-webhooks-secret", string(body)); code != 200 || res.Accepted != 1 {
 		t.Errorf("an audit batch: %d %+v", code, res)
 	}
 	// A token-service batch whose code is no HTTP status: dropped, the rest kept.
 	calls := `[{"id":"c1","time":"2025-11-24T16:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":200,"decidedBy":"token-service","source":"gateway"},` +
 		`{"id":"c2","time":"2025-11-24T16:00:00Z","namespace":"team-a","app":"crm","method":"GET","path":"/x","code":70000,"decidedBy":"token-service","source":"gateway"}]`
-	if code, res := post(PathCalls, "Bearer a-shared-secret-of-some-length", calls); code != 200 || res.Accepted != 1 || res.Dropped[DropMalformed] != 1 {
+	if code, res := post(PathCalls, "Bearer the-token-services-secret", calls); code != 200 || res.Accepted != 1 || res.Dropped[DropMalformed] != 1 {
 		t.Errorf("a calls batch with a code of 70000: %d %+v, want one accepted and one dropped as malformed", code, res)
 	}
 	if n := len(got.e); n != 3 {
@@ -192,5 +199,125 @@ func TestServer(t *testing.T) {
 	lines = strings.Join([]string{at(now.Add(time.Hour)), at(now.Add(-31 * 24 * time.Hour)), at(now.Add(time.Minute))}, "\n")
 	if code, res := post(PathAccessLog, "Bearer a-shared-secret-of-some-length", lines); code != 200 || res.Accepted != 1 || res.Dropped[DropOutOfWindow] != 2 {
 		t.Errorf("lines an hour ahead, 31 days back and a minute ahead: %d %+v, want the last accepted and two out_of_window", code, res)
+	}
+}
+
+// TestEachSenderItsOwnCredential: a kind's secret or client certificate
+// opens its own endpoint and no other, so the gateways' secret (in clear in
+// every syslog datagram) cannot post audit events or token-service
+// decisions; and a token-service batch cannot claim answers that are the
+// kube-apiserver's or an upstream's.
+func TestEachSenderItsOwnCredential(t *testing.T) {
+	got := &collected{}
+	now := time.Now()
+	srv := &Server{Log: got, Apps: apps{"team-a/crm": true}, Secrets: testSecrets}
+	ca, err := certstest.NewCA("privateapps-test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
+	ts.StartTLS()
+	defer ts.Close()
+	clientWith := func(cn string) *http.Client {
+		c, key, err := ca.Issue(cn, nil, x509.ExtKeyUsageClientAuth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.X509KeyPair(certstest.PEM(c), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := ts.Client().Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.Certificates = []tls.Certificate{pair}
+		return &http.Client{Transport: tr}
+	}
+	access := fmt.Sprintf(`{"time":%d,"id":"g1","namespace":"team-a","app":"crm","method":"GET","uri":"/x","status":200}`, now.Unix())
+	audit, _ := json.Marshal(auditv1.EventList{Items: []auditv1.Event{{AuditID: "a1", Stage: auditv1.StageResponseComplete, Verb: "get",
+		RequestURI: "/api/v1/namespaces/team-a/pods", User: authnv1.UserInfo{Username: "privateapp:team-a:crm"}, ResponseStatus: &metav1.Status{Code: 200},
+		RequestReceivedTimestamp: metav1.NewMicroTime(now)}}})
+	calls := fmt.Sprintf(`[{"id":"c1","time":%q,"namespace":"team-a","app":"crm","method":"GET","path":"/x","code":403,`+
+		`"decidedBy":"token-service","reason":"missing_scope","source":"gateway","final":true}]`, now.UTC().Format(time.RFC3339))
+	bodies := map[Sender]string{SenderGateway: access, SenderAudit: string(audit), SenderTokenService: calls}
+	paths := map[Sender]string{SenderGateway: PathAccessLog, SenderAudit: PathAudit, SenderTokenService: PathCalls}
+	post := func(c *http.Client, path, auth, body string) int {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, endpoint := range Senders {
+		for _, credential := range Senders {
+			want := http.StatusUnauthorized
+			if endpoint == credential {
+				want = http.StatusOK
+			}
+			if code := post(ts.Client(), paths[endpoint], string(testSecrets[credential]), bodies[endpoint]); code != want {
+				t.Errorf("%s with the %s secret: %d, want %d", paths[endpoint], credential, code, want)
+			}
+			if endpoint != credential {
+				want = http.StatusForbidden
+			}
+			if code := post(clientWith(string(credential)), paths[endpoint], "", bodies[endpoint]); code != want {
+				t.Errorf("%s with a client certificate for %s: %d, want %d", paths[endpoint], credential, code, want)
+			}
+		}
+	}
+	if code := post(clientWith("privateapp-insights.privateapp-system.svc"), PathCalls, "", calls); code != http.StatusForbidden {
+		t.Errorf("a certificate of the CA that names no sender kind: %d, want 403", code)
+	}
+	if n := len(got.e); n != 6 {
+		t.Errorf("%d entries reached the log, want 6 (each endpoint's batch twice)", n)
+	}
+	// What a token-service replica cannot have decided.
+	forged := []string{
+		`"decidedBy":"kube-apiserver","source":"kubernetes","method":"GET"`,
+		`"decidedBy":"upstream","source":"gateway","method":"GET"`,
+		`"decidedBy":"token-service","source":"kubernetes","method":"GET"`,
+		`"decidedBy":"token-service","source":"gateway","method":"TOKENREVIEW"`,
+	}
+	for _, f := range forged {
+		body := fmt.Sprintf(`[{"id":"f","time":%q,"namespace":"team-a","app":"crm","path":"/x","code":200,%s,"final":true}]`, now.UTC().Format(time.RFC3339), f)
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+PathCalls, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer the-token-services-secret")
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r Result
+		_ = json.NewDecoder(resp.Body).Decode(&r)
+		_ = resp.Body.Close()
+		if r.Accepted != 0 || r.Dropped[DropWrongSender] != 1 {
+			t.Errorf("a token-service entry with %s: %+v, want it dropped as %s", f, r, DropWrongSender)
+		}
+	}
+	review := fmt.Sprintf(`[{"id":"r","time":%q,"namespace":"team-a","app":"crm","method":"TOKENREVIEW","path":"/apis/authentication.k8s.io/v1/tokenreviews",`+
+		`"code":200,"decidedBy":"token-service","reason":"allowed","source":"kubernetes","final":true}]`, now.UTC().Format(time.RFC3339))
+	if code := post(ts.Client(), PathCalls, "the-token-services-secret", review); code != http.StatusOK || len(got.e) != 7 {
+		t.Errorf("a TokenReview the token service answered: %d, %d entries, want it kept", code, len(got.e))
+	}
+}
+
+func TestCheckSecrets(t *testing.T) {
+	if err := CheckSecrets(testSecrets); err != nil {
+		t.Errorf("three different secrets: %v", err)
+	}
+	if err := CheckSecrets(map[Sender][]byte{SenderGateway: []byte("a-shared-secret-of-some-length")}); err != nil {
+		t.Errorf("the gateways' secret alone: %v", err)
+	}
+	err := CheckSecrets(map[Sender][]byte{SenderGateway: []byte("short"), SenderAudit: []byte("the-same-secret-twice"),
+		SenderTokenService: []byte("the-same-secret-twice")})
+	for _, want := range []string{"the gateway secret holds 5 characters", "the audit and token-service secrets are the same"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a short secret and a shared one: %v, want it to say %q", err, want)
+		}
 	}
 }

@@ -22,7 +22,8 @@ type HTTPS struct {
 	Addr              string
 	CertFile, KeyFile string
 	// ClientCAFile, when set, is the CA whose client certificates are
-	// accepted instead of the shared secret.
+	// accepted instead of a sender kind's shared secret (the common name
+	// says the kind).
 	ClientCAFile string
 	Handler      http.Handler
 	Log          logr.Logger

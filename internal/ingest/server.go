@@ -62,13 +62,60 @@ func (c CachedApps) Exists(ctx context.Context, namespace, name string) bool {
 	return c.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &v1alpha1.PrivateApp{}) == nil
 }
 
-// Server answers the HTTP ingest endpoints. A sender is let in by a client
-// certificate the TLS listener verified (against the CA the operator
-// issues from) or by the shared secret as a Bearer token.
+// Sender is a kind of sender. Each kind has its own credential and its
+// own endpoint, and reports only what it can know: a gateway what the
+// upstream answered, the kube-apiserver its own answers, a token-service
+// replica its decisions. Whoever holds one kind's credential (a gateway's
+// is in every syslog datagram, in clear) cannot post as another.
+type Sender string
+
+// The sender kinds. Each is also the common name of a client certificate
+// that authenticates it.
+const (
+	SenderGateway      Sender = "gateway"
+	SenderAudit        Sender = "audit"
+	SenderTokenService Sender = "token-service"
+)
+
+// Senders are the kinds, in the order the docs give them.
+var Senders = []Sender{SenderGateway, SenderAudit, SenderTokenService}
+
+// senderOf is the one kind each endpoint takes.
+var senderOf = map[string]Sender{PathAccessLog: SenderGateway, PathAudit: SenderAudit, PathCalls: SenderTokenService}
+
+// MinSecretLength is the shortest shared secret a sender kind may have.
+const MinSecretLength = 16
+
+// CheckSecrets reports every problem of the kinds' shared secrets at once:
+// one shorter than MinSecretLength, or two kinds with the same one (which
+// would let either post as the other). A kind without a secret is fine: it
+// authenticates by client certificate, or not at all.
+func CheckSecrets(secrets map[Sender][]byte) error {
+	var errs []error
+	for i, a := range Senders {
+		if n := len(secrets[a]); n > 0 && n < MinSecretLength {
+			errs = append(errs, fmt.Errorf("the %s secret holds %d characters; a shared secret needs at least %d", a, n, MinSecretLength))
+		}
+		for _, b := range Senders[i+1:] {
+			if len(secrets[a]) > 0 && subtle.ConstantTimeCompare(secrets[a], secrets[b]) == 1 {
+				errs = append(errs, fmt.Errorf("the %s and %s secrets are the same; each sender kind needs its own, "+
+					"or one can post as the other", a, b))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Server answers the HTTP ingest endpoints. A sender is let in at its
+// kind's endpoint by a client certificate the TLS listener verified
+// (against the CA the operator issues from) whose common name is the kind,
+// or by the kind's shared secret as a Bearer token.
 type Server struct {
-	Log   Adder
-	Apps  Apps
-	Token []byte
+	Log  Adder
+	Apps Apps
+	// Secrets are each sender kind's shared secret; a kind without one
+	// authenticates by client certificate only.
+	Secrets map[Sender][]byte
 	// Window says which times entries may carry (see calllog.InWindow);
 	// others are dropped as out_of_window.
 	Window Window
@@ -112,10 +159,13 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
 			return
 		}
-		if !s.authorized(r) {
+		sender := senderOf[r.URL.Path]
+		if code, msg := s.authorize(r, sender); code != 0 {
 			droppedBatches.WithLabelValues(endpoint, "unauthorized").Inc()
-			w.Header().Set("WWW-Authenticate", `Bearer realm="privateapps-ingest"`)
-			http.Error(w, "present a client certificate from the operator's CA, or the shared secret as Authorization: Bearer <secret>", http.StatusUnauthorized)
+			if code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="privateapps-ingest"`)
+			}
+			http.Error(w, msg, code)
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxBody))
@@ -149,19 +199,26 @@ func (e *tooManyError) Error() string {
 	return fmt.Sprintf("the batch holds %d entries; the most one request may hold is %d", e.n, e.max)
 }
 
-func (s *Server) authorized(r *http.Request) bool {
+// authorize lets in r as sender, or says why not: 401 without sender's
+// credential, 403 for a client certificate of another kind. A wrong
+// secret is a 401 like no secret, whoever's it is.
+func (s *Server) authorize(r *http.Request, sender Sender) (int, string) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return true
+		if cn := r.TLS.VerifiedChains[0][0].Subject.CommonName; cn != string(sender) {
+			return http.StatusForbidden, fmt.Sprintf("the client certificate's common name is %q; %s takes only the %s sender, "+
+				"whose certificate has the common name %q", cn, r.URL.Path, sender, sender)
+		}
+		return 0, ""
 	}
-	if len(s.Token) == 0 {
-		return false
-	}
+	want := s.Secrets[sender]
 	h := r.Header.Get("Authorization")
 	const prefix = "Bearer "
-	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return false
+	if len(want) > 0 && len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) &&
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), want) == 1 {
+		return 0, ""
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), s.Token) == 1
+	return http.StatusUnauthorized, fmt.Sprintf("%s takes the %s sender's credential: its shared secret as Authorization: Bearer <secret>, "+
+		"or a client certificate of the operator's CA with the common name %q", r.URL.Path, sender, sender)
 }
 
 // Window is the span of times the log takes from senders: the days it
@@ -209,9 +266,26 @@ func (s *Server) calls(ctx context.Context, body []byte, res *Result) error {
 			res.Dropped[DropMalformed]++
 			continue
 		}
+		if !TokenServiceMayReport(&e) {
+			res.Dropped[DropWrongSender]++
+			continue
+		}
 		s.add(ctx, e, res)
 	}
 	return nil
+}
+
+// TokenServiceMayReport reports whether e is what a token-service replica
+// decides: decided by the token service, a gateway's call, or a
+// TokenReview of the kube-apiserver's. An entry claiming the
+// kube-apiserver's or an upstream's answer is not the token service's to
+// send.
+func TokenServiceMayReport(e *calllog.Entry) bool {
+	source := calllog.SourceGateway
+	if e.Method == calllog.MethodTokenReview {
+		source = calllog.SourceKubernetes
+	}
+	return e.DecidedBy == calllog.DecidedByTokenService && e.Source == source
 }
 
 // accessLog takes access-log lines, one JSON object per line.
@@ -255,7 +329,7 @@ func (s *Server) audit(ctx context.Context, body []byte, res *Result) error {
 
 // Syslog listens for access-log lines over UDP syslog, which is what nginx
 // can send (access_log syslog:server=...). Each datagram is one line after
-// the syslog header; it must carry the shared secret as "key".
+// the syslog header; it must carry the gateways' shared secret as "key".
 type Syslog struct {
 	Addr   string
 	Key    []byte
@@ -270,7 +344,7 @@ type Syslog struct {
 // Listen binds the socket, so that a bad address fails at start.
 func (s *Syslog) Listen() error {
 	if len(s.Key) == 0 {
-		return errors.New("the syslog listener needs the shared secret: gateways put it in each line as \"key\"")
+		return errors.New("the syslog listener needs the gateways' shared secret (--call-log-gateway-token-file): gateways put it in each line as \"key\"")
 	}
 	c, err := net.ListenPacket("udp", s.Addr)
 	if err != nil {

@@ -27,7 +27,7 @@ import (
 
 // nginxCallLogConf is the gateway of docs/calllog.md: nginxConf's
 // auth_request, plus the request id sent to the token service and the
-// access log in the call log's JSON over syslog. %[5]s is the shared
+// access log in the call log's JSON over syslog. %[5]s is the gateways'
 // secret, %[6]s the syslog listener.
 const nginxCallLogConf = `
 daemon off;
@@ -88,14 +88,17 @@ rules:
 // server, SQLite and both ingest listeners; a real nginx in front of an
 // upstream, logging over syslog.
 type callLogStack struct {
-	t                            *testing.T
-	tmp, adminKubeconfig, secret string
-	tokenService, nginx          string
-	ingest, insightsMetrics      string
-	caPEM                        []byte
-	env                          *envtest.Environment
-	c                            client.Client
-	mgr                          *managerProcess
+	t                    *testing.T
+	tmp, adminKubeconfig string
+	// secret is the gateways' (nginx's syslog lines); auditSecret the
+	// audit webhook's, tokenServiceSecret the token service's when split.
+	secret, auditSecret, tokenServiceSecret string
+	tokenService, nginx                     string
+	ingest, insightsMetrics                 string
+	caPEM                                   []byte
+	env                                     *envtest.Environment
+	c                                       client.Client
+	mgr                                     *managerProcess
 	// insights is the process with the store, the insights API and the
 	// ingest listeners: mgr itself, or, split as in the chart, a process
 	// of its own that mgr's token service sends its decisions to.
@@ -118,12 +121,15 @@ func startCallLogStackShaped(t *testing.T, ctx context.Context, checkURL string,
 		t.Fatal("this test runs a real nginx: install Debian's nginx-light (.ci/run does)")
 	}
 	root := repoRoot(t)
-	s := &callLogStack{t: t, tmp: t.TempDir(), secret: "the-shared-secret-of-this-test"}
+	s := &callLogStack{t: t, tmp: t.TempDir(), secret: "the-gateways-secret-of-this-test",
+		auditSecret: "the-audit-webhooks-secret-of-this-test", tokenServiceSecret: "the-token-services-secret-of-this-test"}
 	managerBin := build(t, root, "./cmd", filepath.Join(s.tmp, "manager"))
 	tokenService, insightsAddr, ingestAddr := freeAddress(t), freeAddress(t), freeAddress(t)
 	s.tokenService = tokenService
 	syslogAddr := freeUDPAddress(t)
-	secretFile := s.writeFile("ingest-token", s.secret+"\n")
+	secretFile := s.writeFile("gateway-secret", s.secret+"\n")
+	auditSecretFile := s.writeFile("audit-secret", s.auditSecret+"\n")
+	tokenServiceSecretFile := s.writeFile("token-service-secret", s.tokenServiceSecret+"\n")
 	const namespace, service = "privateapp-system", "privateapp-insights"
 	certFile, keyFile, caPEM, err := insightstest.ServingCert(s.tmp, service+"."+namespace+".svc")
 	must(t, err)
@@ -142,7 +148,7 @@ clusters: [{name: call-log, cluster: {server: "https://localhost:%s/ingest/v1/au
 users: [{name: kube-apiserver, user: {token: %s}}]
 contexts: [{name: audit, context: {cluster: call-log, user: kube-apiserver}}]
 current-context: audit
-`, ingestPort, base64.StdEncoding.EncodeToString(caPEM), s.secret))
+`, ingestPort, base64.StdEncoding.EncodeToString(caPEM), s.auditSecret))
 	policy := s.writeFile("audit-policy.yaml", auditPolicy)
 
 	var c client.WithWatch
@@ -159,13 +165,14 @@ current-context: audit
 	s.ingest, s.caPEM = ingestAddr, caPEM
 	insightsArgs := []string{"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
 		"--call-log-sqlite=" + filepath.Join(s.tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
-		"--call-log-ingest-token-file=" + secretFile, "--call-log-syslog-bind-address=" + syslogAddr}
+		"--call-log-gateway-token-file=" + secretFile, "--call-log-audit-token-file=" + auditSecretFile,
+		"--call-log-token-service-token-file=" + tokenServiceSecretFile, "--call-log-syslog-bind-address=" + syslogAddr}
 	s.mgr = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "manager.log"),
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--usage-flush-interval=2s"}}
 	if split {
 		caFile := s.writeFile("ca.crt", string(caPEM))
 		s.mgr.args = append(s.mgr.args, "--call-log-url=https://localhost:"+ingestPort, "--call-log-ca-file="+caFile,
-			"--call-log-token-file="+secretFile)
+			"--call-log-token-file="+tokenServiceSecretFile)
 		s.insightsMetrics = freeAddress(t)
 		s.insights = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "insights.log"),
 			args: append([]string{"--run-controllers=false", "--token-service-bind-address=", "--metrics-bind-address=" + s.insightsMetrics, "--metrics-secure=false",
@@ -347,13 +354,61 @@ func TestCallLog(t *testing.T) {
 	if !strings.Contains(failed, "/fail") || strings.Contains(failed, "/crm/") {
 		t.Errorf("--field-selector code=5xx:\n%s", failed)
 	}
-	logText, _ := os.ReadFile(s.mgr.log)
-	all := string(logText) + kubectl("get", "calls", "-A", "-o", "yaml")
-	for _, tok := range tokens {
-		if strings.Contains(all, tok) {
-			t.Fatal("a token or the shared secret is in the manager's log or the call log")
+
+	// Each sender kind's secret opens its own endpoint only: the gateways'
+	// (in clear in every syslog datagram) cannot post audit events or
+	// token-service decisions, and a token-service batch cannot claim the
+	// kube-apiserver's answer.
+	forgedAudit := fmt.Sprintf(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"forged-audit","stage":"ResponseComplete",`+
+		`"verb":"delete","requestURI":"/api/v1/namespaces/default/pods/forged","user":{"username":"privateapp:default:reader"},`+
+		`"responseStatus":{"code":200},"requestReceivedTimestamp":%q}]}`, time.Now().UTC().Format(time.RFC3339Nano))
+	forgedCall := fmt.Sprintf(`[{"id":"forged-call","time":%q,"namespace":"default","app":"reader","method":"DELETE","path":"/forged",`+
+		`"code":200,"decidedBy":"kube-apiserver","source":"kubernetes","final":true}]`, time.Now().UTC().Format(time.RFC3339))
+	for _, p := range []struct {
+		path, secret, body string
+		want               int
+	}{
+		{"/ingest/v1/audit", s.secret, forgedAudit, http.StatusUnauthorized},
+		{"/ingest/v1/audit", s.tokenServiceSecret, forgedAudit, http.StatusUnauthorized},
+		{"/ingest/v1/calls", s.secret, forgedCall, http.StatusUnauthorized},
+		{"/ingest/v1/calls", s.auditSecret, forgedCall, http.StatusUnauthorized},
+		{"/ingest/v1/access-log", s.auditSecret, `{"time":"1","id":"forged-line","namespace":"default","app":"reader","method":"GET","uri":"/forged","status":"200"}`, http.StatusUnauthorized},
+	} {
+		if code, _ := s.postIngest(p.path, p.secret, p.body); code != p.want {
+			t.Errorf("POST %s with another sender kind's secret: %d, want %d", p.path, code, p.want)
 		}
 	}
+	if code, res := s.postIngest("/ingest/v1/calls", s.tokenServiceSecret, forgedCall); code != http.StatusOK || !strings.Contains(res, `"wrong_sender":1`) {
+		t.Errorf("a token-service batch claiming the kube-apiserver's answer: %d %s, want it dropped as wrong_sender", code, res)
+	}
+	if forged := kubectl("get", "calls", "-n", "default", "-o", "wide"); strings.Contains(forged, "forged") {
+		t.Errorf("a forged entry reached the call log:\n%s", forged)
+	}
+
+	logText, _ := os.ReadFile(s.mgr.log)
+	all := string(logText) + kubectl("get", "calls", "-A", "-o", "yaml")
+	for _, tok := range append(tokens, s.auditSecret, s.tokenServiceSecret) {
+		if strings.Contains(all, tok) {
+			t.Fatal("a token or a sender's secret is in the manager's log or the call log")
+		}
+	}
+}
+
+// postIngest posts body to the insights component's ingest endpoint path
+// with secret as the Bearer token, and returns the status and the answer.
+func (s *callLogStack) postIngest(path, secret, body string) (int, string) {
+	s.t.Helper()
+	_, ingestPort, _ := net.SplitHostPort(s.ingest)
+	req, _ := http.NewRequest(http.MethodPost, "https://localhost:"+ingestPort+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(s.caPEM)
+	ingestClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	resp, err := ingestClient.Do(req)
+	must(s.t, err)
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
 }
 
 // TestCallLogWithoutGatewayReports: while the insights component is down,
@@ -465,17 +520,8 @@ func TestCallLogWithoutGatewayReports(t *testing.T) {
 	late := calls[down[0]]
 	line := fmt.Sprintf(`{"time":"%d.000","id":%q,"namespace":"default","app":"reader","method":"GET","uri":%q,"status":"504","duration":"0.250"}`,
 		time.Now().Unix(), late.Name, late.Path)
-	_, ingestPort, _ := net.SplitHostPort(s.ingest)
-	req, _ := http.NewRequest(http.MethodPost, "https://localhost:"+ingestPort+"/ingest/v1/access-log", strings.NewReader(line+"\n"))
-	req.Header.Set("Authorization", "Bearer "+s.secret)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(s.caPEM)
-	ingestClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-	resp, err := ingestClient.Do(req)
-	must(t, err)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("posting the late report: %d", resp.StatusCode)
+	if code, _ := s.postIngest("/ingest/v1/access-log", s.secret, line+"\n"); code != http.StatusOK {
+		t.Fatalf("posting the late report: %d", code)
 	}
 	waitUntil(t, ctx, "the late report completes the call", func() bool {
 		c := byPath()[late.Path]
@@ -507,8 +553,8 @@ func TestCallLogOutlivesTheStore(t *testing.T) {
 	tmp := t.TempDir()
 	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
 	tokenService, insightsAddr, ingestAddr := freeAddress(t), freeAddress(t), freeAddress(t)
-	const secret = "the-shared-secret-of-this-test"
-	secretFile := filepath.Join(tmp, "ingest-token")
+	const secret = "the-token-services-secret-of-this-test"
+	secretFile := filepath.Join(tmp, "token-service-secret")
 	must(t, os.WriteFile(secretFile, []byte(secret), 0o600))
 	const namespace, service = "privateapp-system", "privateapp-insights"
 	certFile, keyFile, caPEM, err := insightstest.ServingCert(tmp, service+"."+namespace+".svc")
@@ -528,7 +574,7 @@ func TestCallLogOutlivesTheStore(t *testing.T) {
 		args: []string{"--run-controllers=false", "--token-service-bind-address=",
 			"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
 			"--call-log-sqlite=" + filepath.Join(tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
-			"--call-log-ingest-token-file=" + secretFile}}
+			"--call-log-token-service-token-file=" + secretFile}}
 	insights.start()
 	defer insights.kill()
 

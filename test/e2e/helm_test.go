@@ -192,6 +192,12 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("%s rendered without being enabled", k)
 			}
 		}
+		// Each sender kind its own secret; the token service holds only its own.
+		ingestSecret := convert[corev1.Secret](t, objs["Secret/pa-privateapp-operator-insights-ingest"])
+		if len(ingestSecret.Data) != 3 || len(ingestSecret.Data["gateway"]) < 16 || bytes.Equal(ingestSecret.Data["gateway"], ingestSecret.Data["audit"]) ||
+			bytes.Equal(ingestSecret.Data["audit"], ingestSecret.Data["token-service"]) || bytes.Equal(ingestSecret.Data["gateway"], ingestSecret.Data["token-service"]) {
+			t.Errorf("the ingest Secret holds %d keys, want three different secrets: gateway, audit, token-service", len(ingestSecret.Data))
+		}
 		crd := convert[apiextensionsv1.CustomResourceDefinition](t, objs["CustomResourceDefinition/privateapps.privateapps.dev"])
 		if crd.Annotations["helm.sh/resource-policy"] != "keep" {
 			t.Error("CRDs lack helm.sh/resource-policy: keep with crds.keep=true")
@@ -252,8 +258,21 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("token service defaults: %s; want the introspection limit, no client CA, no audiences", tsArgs)
 		}
 		if !strings.Contains(tsArgs, "--call-log-url=https://pa-privateapp-operator-insights.privateapp-system.svc:8445") ||
-			!strings.Contains(tsArgs, "--call-log-token-file=") {
-			t.Errorf("the token service does not send its decisions to the call log: %s", tsArgs)
+			!strings.Contains(tsArgs, "--call-log-token-file=/etc/privateapp-operator/insights-ingest/token-service") {
+			t.Errorf("the token service does not send its decisions to the call log with its own secret: %s", tsArgs)
+		}
+		for _, v := range ts.Spec.Template.Spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == "pa-privateapp-operator-insights-ingest" &&
+				(len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "token-service") {
+				t.Errorf("the token-service pods mount %+v of the ingest Secret, want only key token-service", v.Secret.Items)
+			}
+		}
+		for _, want := range []string{"--call-log-gateway-token-file=/etc/privateapp-operator/insights-ingest/gateway",
+			"--call-log-audit-token-file=/etc/privateapp-operator/insights-ingest/audit",
+			"--call-log-token-service-token-file=/etc/privateapp-operator/insights-ingest/token-service"} {
+			if !strings.Contains(insArgs, want) {
+				t.Errorf("insights args %s lack %s", insArgs, want)
+			}
 		}
 		if !slices.Contains(ctl.Spec.Template.Spec.Containers[0].Args, "--insights-apiservice=v1alpha1.insights.privateapps.dev") {
 			t.Error("operator mode: the controller does not inject its CA into the insights APIService")
@@ -493,7 +512,24 @@ func TestHelmChart(t *testing.T) {
 		t.Fatalf("creating an app with the webhook registered but unreachable: %v, want a webhook failure", err)
 	}
 
+	// A release from before each sender kind had its own secret kept one,
+	// "token": an upgrade keeps it as the gateways' (their nginx configs
+	// hold it) and makes the audit webhook's and the token service's anew.
+	ingestSecret := &corev1.Secret{}
+	ingestKey := client.ObjectKey{Namespace: "privateapp-system", Name: "pa-privateapp-operator-insights-ingest"}
+	must(t, c.Get(ctx, ingestKey, ingestSecret))
+	const preSplit = "the-one-secret-of-an-older-release"
+	ingestSecret.Data = map[string][]byte{"token": []byte(preSplit)}
+	must(t, c.Update(ctx, ingestSecret))
+
 	h.must("upgrade", "pa", h.chart, "--namespace", "privateapp-system")
+	must(t, c.Get(ctx, ingestKey, ingestSecret))
+	upgraded := ingestSecret.Data
+	if string(upgraded["gateway"]) != preSplit || len(upgraded["audit"]) < 16 || len(upgraded["token-service"]) < 16 ||
+		string(upgraded["audit"]) == preSplit || string(upgraded["token-service"]) == preSplit || bytes.Equal(upgraded["audit"], upgraded["token-service"]) {
+		t.Errorf("upgrading a release with one ingest secret: gateway kept %v, audit and token-service new and different: %v, %v",
+			string(upgraded["gateway"]) == preSplit, len(upgraded["audit"]), len(upgraded["token-service"]))
+	}
 	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, vwc))
 	must(t, c.Get(ctx, client.ObjectKey{Name: "pa-privateapp-operator"}, mwc))
 	for _, w := range vwc.Webhooks {
@@ -509,6 +545,10 @@ func TestHelmChart(t *testing.T) {
 		t.Fatalf("webhooks.enabled=false left the webhook configuration: %v", err)
 	}
 	must(t, c.Create(ctx, app.DeepCopy()))
+	must(t, c.Get(ctx, ingestKey, ingestSecret))
+	if !maps.EqualFunc(ingestSecret.Data, upgraded, bytes.Equal) {
+		t.Error("a second upgrade changed the senders' secrets")
+	}
 
 	h.must("uninstall", "pa", "--namespace", "privateapp-system")
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "privateapp-system", Name: "pa-privateapp-operator-controller"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
