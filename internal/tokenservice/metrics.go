@@ -48,7 +48,7 @@ var known = map[metricKey]struct {
 }{}
 
 func init() {
-	metrics.Registry.MustRegister(requests, refusals, latency, sharedLimiterErrors, sharedLimiterUp, connectionsRefused)
+	metrics.Registry.MustRegister(requests, refusals, latency, sharedLimiterErrors, sharedLimiterUp, connectionsRefused, connectionsShed)
 	for _, path := range []string{PathCheck, PathAccessTokenInfo, PathTokenReview} {
 		for _, code := range []int{200, 401, 403, 429} {
 			known[metricKey{path, code}] = struct {

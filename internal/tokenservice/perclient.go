@@ -50,7 +50,7 @@ func (l *perSourceListener) Accept() (net.Conn, error) {
 		}
 		l.open[source]++
 		l.mu.Unlock()
-		return &sourceConn{Conn: c, release: func() { l.release(source) }}, nil
+		return &slotConn{Conn: c, release: func() { l.release(source) }}, nil
 	}
 }
 
@@ -62,14 +62,14 @@ func (l *perSourceListener) release(source string) {
 	}
 }
 
-// sourceConn gives its source's slot back once, when it is closed.
-type sourceConn struct {
+// slotConn gives its slot back once, when it is closed.
+type slotConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
 }
 
-func (c *sourceConn) Close() error {
+func (c *slotConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/net/netutil"
+	"github.com/valyala/fasthttp"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
@@ -77,8 +77,9 @@ func (s *Serving) Start(ctx context.Context) error {
 	// Per source inside the overall bound: a refused connection takes no
 	// slot of it.
 	ln = limitPerSource(ln, s.MaxConnectionsPerSource)
-	if s.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, s.MaxConnections)
+	h := newHouse(ln, s.MaxConnections)
+	if h != nil {
+		ln = h
 	}
 	if !s.Insecure {
 		if !s.waitForCertificate(ctx) {
@@ -105,20 +106,36 @@ func (s *Serving) Start(ctx context.Context) error {
 	if s.Listening != nil {
 		s.Listening()
 	}
-	return Serve(ctx, ln, s.Server, engine, s.Log)
+	return serve(ctx, ln, s.Server, engine, s.Log, h)
 }
 
 // Serve answers on ln with engine until ctx ends, then stops taking
 // requests and gives those under way 5 s.
 func Serve(ctx context.Context, ln net.Listener, srv *Server, engine Engine, log logr.Logger) error {
+	return serve(ctx, ln, srv, engine, log, nil)
+}
+
+// serve is Serve; h, when not nil, is the house under ln, told each
+// connection's phase.
+func serve(ctx context.Context, ln net.Listener, srv *Server, engine Engine, log logr.Logger, h *house) error {
 	var serve func() error
 	var shutdown func(context.Context) error
 	switch engine {
 	case EngineNetHTTP:
 		hs := NewHTTPServer(srv.Handler())
+		if h != nil {
+			hs.ConnState = func(c net.Conn, state http.ConnState) {
+				h.connState(c, phaseOf(state == http.StateNew, state == http.StateIdle), state == http.StateClosed || state == http.StateHijacked)
+			}
+		}
 		serve, shutdown = func() error { return hs.Serve(ln) }, hs.Shutdown
 	default:
 		fs := NewFastServer(srv.FastHandler(), log)
+		if h != nil {
+			fs.ConnState = func(c net.Conn, state fasthttp.ConnState) {
+				h.connState(c, phaseOf(state == fasthttp.StateNew, state == fasthttp.StateIdle), state == fasthttp.StateClosed || state == fasthttp.StateHijacked)
+			}
+		}
 		serve, shutdown = func() error { return fs.Serve(ln) }, fs.ShutdownWithContext
 	}
 	go func() { //nolint:gosec // G118: the shutdown outlives ctx, which has ended

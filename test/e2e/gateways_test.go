@@ -112,7 +112,7 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	nginxAddr := freeAddress(t)
 	nginxDir := filepath.Join(tmp, "nginx")
 	must(t, os.MkdirAll(nginxDir, 0o755))
-	must(t, os.WriteFile(filepath.Join(nginxDir, "nginx.conf"), fmt.Appendf(nil, nginxConf, nginxDir, nginxAddr, addrA+"/v1/check", upstreamAddr), 0o600))
+	must(t, os.WriteFile(filepath.Join(nginxDir, "nginx.conf"), fmt.Appendf(nil, nginxConf, nginxDir, nginxAddr, addrA, upstreamAddr, "/v1/check"), 0o600))
 	startGateway(t, exec.Command(nginx, "-p", nginxDir, "-c", filepath.Join(nginxDir, "nginx.conf")), nginxAddr)
 
 	caddyAddr := freeAddress(t)

@@ -22,7 +22,8 @@ import (
 )
 
 // nginxConf is the gateway of docs/token-service.md: auth_request to
-// /v1/check (%[3]s is the token service's address and the check's path),
+// /v1/check over kept-alive upstream connections (%[3]s is the token
+// service's address, %[5]s the check's path and query),
 // identity headers passed upstream, and the two lines that let a 429 from
 // the token service reach the client (nginx answers 500 for any
 // auth_request status other than 2xx, 401 and 403).
@@ -39,12 +40,18 @@ http {
   fastcgi_temp_path %[1]s/fastcgi;
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
+  upstream privateapp_token_service {
+    server %[3]s;
+    keepalive 16;
+  }
   server {
     listen %[2]s;
 
     location = /_privateapp_check {
       internal;
-      proxy_pass http://%[3]s;
+      proxy_pass http://privateapp_token_service%[5]s;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-Method $request_method;
@@ -112,7 +119,7 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	listen := freeAddress(t)
 	conf := filepath.Join(tmp, "nginx.conf")
-	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, tmp, listen, strings.TrimPrefix(ts.URL, "http://")+"/v1/check?scope=crm.objects.contacts.read", strings.TrimPrefix(upstream.URL, "http://"))), 0o600))
+	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, tmp, listen, strings.TrimPrefix(ts.URL, "http://"), strings.TrimPrefix(upstream.URL, "http://"), "/v1/check?scope=crm.objects.contacts.read")), 0o600))
 	cmd := exec.Command(nginx, "-p", tmp, "-c", conf)
 	cmd.Stderr = os.Stderr
 	must(t, cmd.Start())
