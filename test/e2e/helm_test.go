@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -187,10 +189,35 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("%s not rendered; got %v", want, kinds(objs))
 			}
 		}
-		for _, k := range []string{"ServiceMonitor/pa-privateapp-operator", "NetworkPolicy/pa-privateapp-operator-controller"} {
-			if objs[k] != nil {
-				t.Errorf("%s rendered without being enabled", k)
+		if objs["ServiceMonitor/pa-privateapp-operator"] != nil {
+			t.Error("the ServiceMonitor is rendered without being enabled")
+		}
+		// NetworkPolicies ship enabled: the token service's port admits the
+		// release's namespace only, until gateways' namespaces are listed;
+		// those may then call it and send access logs.
+		tokenServicePeers := func(objs map[string]*unstructured.Unstructured) []networkingv1.NetworkPolicyPeer {
+			np := objs["NetworkPolicy/pa-privateapp-operator-token-service"]
+			if np == nil {
+				t.Fatalf("no token-service NetworkPolicy; got %v", kinds(objs))
 			}
+			return convert[networkingv1.NetworkPolicy](t, np).Spec.Ingress[0].From
+		}
+		if peers := tokenServicePeers(objs); len(peers) != 1 || peers[0].PodSelector == nil || len(peers[0].PodSelector.MatchLabels) != 0 ||
+			peers[0].NamespaceSelector != nil {
+			t.Errorf("by default the token service admits %+v, want the pods of its own namespace only", peers)
+		}
+		gateways := objects(t, h.template("networkPolicy.gatewayNamespaces={ingress-nginx,edge}"))
+		ingressNginx := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
+			MatchLabels: map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"}}}
+		if peers := tokenServicePeers(gateways); len(peers) != 3 || !reflect.DeepEqual(peers[1], ingressNginx) {
+			t.Errorf("with gatewayNamespaces [ingress-nginx edge] the token service admits %+v", peers)
+		}
+		ingest := convert[networkingv1.NetworkPolicy](t, gateways["NetworkPolicy/pa-privateapp-operator-insights"]).Spec.Ingress[1]
+		if len(ingest.From) != 3 || !reflect.DeepEqual(ingest.From[1], ingressNginx) {
+			t.Errorf("with gatewayNamespaces the call log's ingest admits %+v, want the token service and both namespaces", ingest.From)
+		}
+		if off := objects(t, h.template("networkPolicy.enabled=false")); off["NetworkPolicy/pa-privateapp-operator-token-service"] != nil {
+			t.Error("networkPolicy.enabled=false still renders a NetworkPolicy")
 		}
 		// Each sender kind its own secret; the token service holds only its own.
 		ingestSecret := convert[corev1.Secret](t, objs["Secret/pa-privateapp-operator-insights-ingest"])
@@ -442,6 +469,9 @@ func TestHelmChart(t *testing.T) {
 	install := h.must("install", "pa", h.chart, "--namespace", "privateapp-system", "--create-namespace")
 	if !strings.Contains(install, "Call the token service") || !strings.Contains(install, "get secret my-app-token") {
 		t.Errorf("NOTES do not say how to get a token and call the token service:\n%s", install)
+	}
+	if !strings.Contains(install, "The token service admits only pods of namespace privateapp-system") {
+		t.Errorf("NOTES do not say that no gateway namespace is listed yet:\n%s", install)
 	}
 	for _, name := range []string{"privateapps.privateapps.dev", "tokenrotations.privateapps.dev", "appnotifications.privateapps.dev"} {
 		waitUntil(t, ctx, "CRD "+name+" is established", func() bool {

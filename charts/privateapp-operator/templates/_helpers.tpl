@@ -167,3 +167,15 @@ topologySpreadConstraints:
         {{- include "privateapp-operator.selectorLabels" (dict "root" .root "component" .component) | nindent 8 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The peers that may call the token service by default: pods of the
+release's namespace, and of each namespace in networkPolicy.gatewayNamespaces.
+*/}}
+{{- define "privateapp-operator.gatewayPeers" -}}
+- podSelector: {}
+{{- range .Values.networkPolicy.gatewayNamespaces }}
+- namespaceSelector:
+    matchLabels: {kubernetes.io/metadata.name: {{ . | quote }}}
+{{- end }}
+{{- end }}
