@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -230,6 +231,114 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	}
 }
 
+// TestClientsCannotPickTheHostThroughGateways: two catalogs route by host,
+// api.example.com's refusing requests none of its routes match and
+// billing.example.com's letting any valid token through. A client of
+// api.example.com adds the headers that would name billing's host
+// (X-Forwarded-Host, a relative X-Original-URL, X-Forwarded-Uri) and asks
+// for a path no route of api.example.com matches. Through a real nginx
+// with the documented configuration, through nginx configured with a
+// relative X-Original-URL ($request_uri, as some setups do), and through a
+// real Caddy, the call is refused; the same path asked of billing's host is
+// allowed through the documented gateways, so the refusal is the host's.
+// With nginx's relative URL the client's X-Forwarded-Host used to decide
+// the host, and the call passed; now no host is known there, and every
+// check is refused with an answer that asks for the absolute URL.
+func TestClientsCannotPickTheHostThroughGateways(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("this test runs a real nginx: install Debian's nginx-light (make test-deps does)")
+	}
+	caddy, err := exec.LookPath("caddy")
+	if err != nil {
+		t.Fatal("this test runs a real Caddy: install Debian's caddy (make test-deps does)")
+	}
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	_, c, kubeconfig := startControlPlane(t, root, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	crm := &v1alpha1.APICatalog{}
+	data, err := os.ReadFile(filepath.Join(root, "config", "samples", "privateapps_v1alpha1_apicatalog.yaml"))
+	must(t, err)
+	must(t, yaml.UnmarshalStrict(data, crm))
+	crm.Spec.Hosts = []string{"api.example.com"}
+	billing := &v1alpha1.APICatalog{ObjectMeta: metav1.ObjectMeta{Name: "billing"}, Spec: v1alpha1.APICatalogSpec{
+		Hosts: []string{"billing.example.com"}, UnmatchedRequests: v1alpha1.UnmatchedAllow,
+		Scopes: []v1alpha1.CatalogScope{{Name: "billing.invoices.read"}}}}
+	for _, cat := range []*v1alpha1.APICatalog{crm, billing} {
+		must(t, c.Create(ctx, cat))
+	}
+	addr := freeAddress(t)
+	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+		args: []string{"--token-service-bind-address=" + addr, "--token-service-insecure"}}
+	mgr.start()
+	defer mgr.kill()
+	for _, cat := range []*v1alpha1.APICatalog{crm, billing} {
+		waitUntil(t, ctx, "catalog "+cat.Name+" is in force", func() bool {
+			return c.Get(ctx, client.ObjectKeyFromObject(cat), cat) == nil && meta.IsStatusConditionTrue(cat.Status.Conditions, v1alpha1.ConditionReady)
+		})
+	}
+	_, tok := createReadyApp(t, ctx, c, "default", "crm-reporting", "crm.objects.contacts.read")
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "upstream") }))
+	defer upstream.Close()
+	upstreamAddr := strings.TrimPrefix(upstream.URL, "http://")
+
+	gateways := map[string]string{}
+	for name, conf := range map[string]string{
+		"nginx":                                nginxConf,
+		"nginx with a relative X-Original-URL": strings.Replace(nginxConf, "X-Original-URL $scheme://$http_host$request_uri", "X-Original-URL $request_uri", 1),
+	} {
+		if name != "nginx" && conf == nginxConf {
+			t.Fatal("the relative X-Original-URL was not put into nginx's configuration")
+		}
+		gwAddr, dir := freeAddress(t), t.TempDir()
+		must(t, os.WriteFile(filepath.Join(dir, "nginx.conf"), fmt.Appendf(nil, conf, dir, gwAddr, addr, upstreamAddr, "/v1/check"), 0o600))
+		startGateway(t, exec.Command(nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf")), gwAddr)
+		gateways[name] = gwAddr
+	}
+	caddyAddr, caddyDir := freeAddress(t), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(caddyDir, "Caddyfile"), fmt.Appendf(nil, caddyConf, caddyAddr[strings.LastIndexByte(caddyAddr, ':')+1:], addr, upstreamAddr), 0o600))
+	cmd := exec.Command(caddy, "run", "--adapter", "caddyfile", "--config", filepath.Join(caddyDir, "Caddyfile"))
+	cmd.Env = append(os.Environ(), "HOME="+caddyDir, "XDG_DATA_HOME="+caddyDir, "XDG_CONFIG_HOME="+caddyDir)
+	startGateway(t, cmd, caddyAddr)
+	gateways["caddy"] = caddyAddr
+
+	billingHost := map[string]string{"X-Forwarded-Host": "billing.example.com", "X-Original-URL": "/admin/users",
+		"X-Forwarded-Uri": "/admin/users", "X-Forwarded-Method": "GET"}
+	for name, gw := range gateways {
+		if name == "nginx with a relative X-Original-URL" {
+			// Nothing the gateway sends names the host: every check is
+			// refused while catalogs route by host, billing's too, and the
+			// answer says to send the absolute URL.
+			for _, host := range []string{"billing.example.com", "api.example.com"} {
+				code, _ := viaGatewayTo(t, gw, host, "GET", "/admin/users", tok, nil)
+				if code != http.StatusForbidden {
+					t.Errorf("%s: GET %s/admin/users: %d, want 403: the host is unknown", name, host, code)
+				}
+			}
+			code, body := rawRequest(t, addr, "GET /v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+
+				"\r\nX-Original-Method: GET\r\nX-Original-URL: /admin/users\r\nX-Forwarded-Host: billing.example.com\r\nConnection: close\r\n\r\n")
+			if code != http.StatusForbidden || !strings.Contains(body, "does not say which host") {
+				t.Errorf("the check nginx sends with a client's X-Forwarded-Host: %d %s, want 403 saying the host is unknown", code, body)
+			}
+		} else {
+			waitUntil(t, ctx, name+" lets billing's host through", func() bool {
+				code, _ := viaGatewayTo(t, gw, "billing.example.com", "GET", "/admin/users", tok, nil)
+				return code == http.StatusOK
+			})
+			if code, body := viaGatewayTo(t, gw, "api.example.com", "GET", "/admin/users", tok, nil); code != http.StatusForbidden {
+				t.Errorf("%s: GET api.example.com/admin/users, which no route matches: %d %s, want 403", name, code, body)
+			}
+		}
+		if code, body := viaGatewayTo(t, gw, "api.example.com", "GET", "/admin/users", tok, billingHost); code != http.StatusForbidden {
+			t.Errorf("%s: GET api.example.com/admin/users with a client's headers naming billing.example.com: %d %s, want 403", name, code, body)
+		}
+	}
+}
+
 // startGateway starts a gateway process and waits until it listens.
 func startGateway(t *testing.T, cmd *exec.Cmd, addr string) {
 	t.Helper()
@@ -252,9 +361,15 @@ func startGateway(t *testing.T, cmd *exec.Cmd, addr string) {
 	}
 }
 
-// viaGateway sends a client's request through a gateway and returns the
-// status and the body.
+// viaGateway sends a client's request for api.example.com through a
+// gateway and returns the status and the body.
 func viaGateway(t *testing.T, addr, method, path, tok string, header map[string]string) (int, string) {
+	t.Helper()
+	return viaGatewayTo(t, addr, "api.example.com", method, path, tok, header)
+}
+
+// viaGatewayTo is viaGateway for a request to host.
+func viaGatewayTo(t *testing.T, addr, host, method, path, tok string, header map[string]string) (int, string) {
 	t.Helper()
 	bearer := ""
 	if tok != "" {
@@ -265,7 +380,7 @@ func viaGateway(t *testing.T, addr, method, path, tok string, header map[string]
 		extra.WriteString(k + ": " + v + "\r\n")
 	}
 	// Sent raw, so that no client library cleans the path first.
-	return rawRequest(t, addr, fmt.Sprintf("%s %s HTTP/1.1\r\nHost: api.example.com\r\n%s%sContent-Length: 0\r\nConnection: close\r\n\r\n", method, path, bearer, extra.String()))
+	return rawRequest(t, addr, fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n%s%sContent-Length: 0\r\nConnection: close\r\n\r\n", method, path, host, bearer, extra.String()))
 }
 
 // rawRequest writes one HTTP/1.1 request as given and reads the answer. The
