@@ -89,6 +89,11 @@ bench: test-deps envtest build ## Benchmark the token service (throughput, laten
 	{ cat bin/bench-tokenservice.md; echo; echo '```'; grep -E '^(Benchmark|cpu:)' bin/bench-go.txt; echo '```'; } | \
 		hack/update-bench-section.sh token-service "make bench"
 
+.PHONY: bench-fullhouse
+bench-fullhouse: envtest build ## Measure the token service's memory with its connection bound full (idle, silent, stalled connections) and write docs/benchmarks.md.
+	go run ./hack/bench-fullhouse --manager bin/manager | tee bin/bench-fullhouse.md
+	hack/update-bench-section.sh fullhouse "make bench-fullhouse" < bin/bench-fullhouse.md
+
 .PHONY: bench-calllog
 bench-calllog: test-deps ## Benchmark the call log's stores (ingest, disk, the filtered 30-day query over 10M entries) and write docs/benchmarks.md.
 	go run ./hack/bench-calllog --entries 10000000 | tee bin/bench-calllog.md

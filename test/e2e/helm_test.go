@@ -311,6 +311,13 @@ func TestHelmChart(t *testing.T) {
 				c.LivenessProbe == nil || c.ReadinessProbe == nil {
 				t.Errorf("%s is not hardened: %+v %+v", d.Name, pod.SecurityContext, c.SecurityContext)
 			}
+			// The Go runtime knows the memory limit, so garbage does not take
+			// a full pod past it.
+			if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+				return e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+			}) {
+				t.Errorf("%s does not set GOMEMLIMIT from its memory limit: %+v", d.Name, c.Env)
+			}
 			// An emptyDir or a log can fill a node: each is bounded.
 			if c.Resources.Requests.StorageEphemeral().IsZero() || c.Resources.Limits.StorageEphemeral().IsZero() {
 				t.Errorf("%s has no ephemeral-storage request and limit: %+v", d.Name, c.Resources)
