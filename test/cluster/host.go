@@ -16,6 +16,10 @@ type HostState struct {
 	Sysctls                                                 map[string]string
 }
 
+// builtinChains are the kernel's own chains of the filter, nat and mangle
+// tables.
+var builtinChains = map[string]bool{"PREROUTING": true, "INPUT": true, "FORWARD": true, "OUTPUT": true, "POSTROUTING": true}
+
 // ReadHostState reads the host's network links, routes, iptables chains,
 // mounts, kubelet cgroups, the directories the cluster's parts write to,
 // the processes that run the cluster's binaries and the sysctls the
@@ -43,8 +47,17 @@ func (c *Cluster) ReadHostState() HostState {
 			case strings.HasPrefix(line, "*"):
 				table = line
 			case strings.HasPrefix(line, ":"):
-				// A chain and its policy, without its packet counters.
-				s.Chains = append(s.Chains, cmd+" "+table+" "+strings.Join(strings.Fields(line)[:2], " "))
+				// A chain and its policy, without its packet counters. A
+				// built-in chain that accepts is left out: the kernel makes
+				// a table's built-in chains the first time anything uses the
+				// table, on a fresh machine while the cluster runs, and
+				// keeps them (empty, accepting) until its module is
+				// unloaded; a changed policy or a rule still shows.
+				chain := strings.Fields(line)[:2]
+				if builtinChains[chain[0][1:]] && chain[1] == "ACCEPT" {
+					continue
+				}
+				s.Chains = append(s.Chains, cmd+" "+table+" "+strings.Join(chain, " "))
 			case strings.HasPrefix(line, "-A "):
 				s.Chains = append(s.Chains, cmd+" "+table+" "+line)
 			}
