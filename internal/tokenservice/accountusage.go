@@ -71,6 +71,7 @@ func (s *Server) dailyUsage(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		refusals.WithLabelValues(v.reason).Inc()
+		w.Header().Set("WWW-Authenticate", challengeInvalid)
 		writeError(w, v.status, categoryDisconnected, v.message)
 		return
 	}

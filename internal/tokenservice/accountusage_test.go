@@ -93,21 +93,26 @@ func TestDailyUsage(t *testing.T) {
 		t.Fatalf("the next day: %+v, want 0 calls, resetting at 2026-03-03T00:00:00Z", got)
 	}
 
+	const invalid = `Bearer realm="privateapps", error="invalid_token"`
 	for _, tt := range []struct {
 		name, method, auth string
 		code               int
 		msg                string
+		challenge          string // RFC 6750's WWW-Authenticate
 	}{
-		{"no token", http.MethodGet, "", 401, "Authorization: Bearer <token>"},
-		{"unknown token", http.MethodGet, "Bearer " + mustNew(t).Reveal(), 401, "unknown or has been revoked"},
-		{"malformed token", http.MethodGet, "Bearer pat_nope", 401, "malformed"},
-		{"disconnected app", http.MethodGet, "Bearer " + suspended.Reveal(), 403, "disconnected"},
-		{"POST", http.MethodPost, "Bearer " + f.current.Reveal(), 405, "takes GET"},
+		{"no token", http.MethodGet, "", 401, "Authorization: Bearer <token>", `Bearer realm="privateapps"`},
+		{"unknown token", http.MethodGet, "Bearer " + mustNew(t).Reveal(), 401, "unknown or has been revoked", invalid},
+		{"malformed token", http.MethodGet, "Bearer pat_nope", 401, "malformed", invalid},
+		{"disconnected app", http.MethodGet, "Bearer " + suspended.Reveal(), 403, "disconnected", invalid},
+		{"POST", http.MethodPost, "Bearer " + f.current.Reveal(), 405, "takes GET", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := f.do(t, tt.method, PathDailyUsage, tt.auth, nil)
 			if a.code != tt.code || !strings.Contains(errorBody(t, a).Message, tt.msg) {
 				t.Fatalf("%d %s, want %d with %q", a.code, a.body, tt.code, tt.msg)
+			}
+			if got := a.header.Get("WWW-Authenticate"); got != tt.challenge {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tt.challenge)
 			}
 		})
 	}

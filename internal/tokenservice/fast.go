@@ -236,11 +236,12 @@ func writeCheckFast(ctx *fasthttp.RequestCtx, a *checkAnswer) {
 			h.SetCanonical(keyRoute, s2b(a.routeHeader[0]))
 		}
 		return
-	case http.StatusUnauthorized:
-		h.Set("WWW-Authenticate", wwwAuthenticate)
 	case http.StatusTooManyRequests:
 		var buf [20]byte
 		h.SetBytesV("Retry-After", strconv.AppendInt(buf[:0], a.retryAfter, 10))
+	}
+	if a.challenge != "" {
+		h.Set("WWW-Authenticate", a.challenge)
 	}
 	writeErrorFast(ctx, a.code, a.category, a.message, a.id)
 }

@@ -217,6 +217,9 @@ type checkAnswer struct {
 	scopes []string
 	// routeHeader is X-PrivateApp-Route's value; nil sends none.
 	routeHeader []string
+	// challenge is the WWW-Authenticate header of a refusal (RFC 6750 §3);
+	// empty sends none.
+	challenge string
 }
 
 // check is external authorization for ingress gateways: it decides, and
@@ -236,7 +239,9 @@ func (s *Server) check(r *checkRequest, now time.Time) (a checkAnswer) {
 		// own or its account's limits: a leaked token of a suspended app
 		// must not spend the account's day. The call counts as refused.
 		s.Usage.Record(app.Key(), now, false)
-		return refuse(r, app, http.StatusForbidden, v.reason, categoryDisconnected, v.message)
+		a = refuse(r, app, http.StatusForbidden, v.reason, categoryDisconnected, v.message)
+		a.challenge = challengeInvalid
+		return a
 	}
 	dec := s.Limiter.Take(app.key, app.Namespace, s.limitsFor(app.Namespace), now)
 	s.Usage.Record(app.Key(), now, dec.Allowed())
@@ -278,6 +283,7 @@ func (s *Server) check(r *checkRequest, now time.Time) (a checkAnswer) {
 			"app %s/%s lacks the scopes %s: %s; add them to the app's spec.scopes",
 			app.Namespace, app.Name, needs, strings.Join(missing, ", ")))
 		refused.route, refused.rate, refused.rated = route, dec, true
+		refused.challenge = insufficientScope(missing)
 		return refused
 	}
 	a.decision = decision{code: http.StatusOK, app: app, route: route}
@@ -298,7 +304,9 @@ func (s *Server) check(r *checkRequest, now time.Time) (a checkAnswer) {
 
 // refuseToken answers a check whose token does not authenticate: 401.
 func (s *Server) refuseToken(r *checkRequest, app *App, reason, message string) checkAnswer {
-	return refuse(r, app, http.StatusUnauthorized, reason, categoryAuthentication, message)
+	a := refuse(r, app, http.StatusUnauthorized, reason, categoryAuthentication, message)
+	a.challenge = challengeFor(reason)
+	return a
 }
 
 // refuse counts a refusal and makes its answer, with the correlation id
@@ -347,10 +355,11 @@ func writeCheck(w http.ResponseWriter, a *checkAnswer) {
 		}
 		w.WriteHeader(http.StatusOK)
 		return
-	case http.StatusUnauthorized:
-		h.Set("WWW-Authenticate", wwwAuthenticate)
 	case http.StatusTooManyRequests:
 		h.Set("Retry-After", strconv.FormatInt(a.retryAfter, 10))
+	}
+	if a.challenge != "" {
+		h.Set("WWW-Authenticate", a.challenge)
 	}
 	writeErrorID(w, a.code, a.category, a.message, a.id)
 }
@@ -358,12 +367,57 @@ func writeCheck(w http.ResponseWriter, a *checkAnswer) {
 // unauthorized answers a request whose token does not authenticate.
 func unauthorized(w http.ResponseWriter, reason, message string) {
 	refusals.WithLabelValues(reason).Inc()
-	w.Header().Set("WWW-Authenticate", wwwAuthenticate)
+	w.Header().Set("WWW-Authenticate", challengeFor(reason))
 	writeError(w, http.StatusUnauthorized, categoryAuthentication, message)
 }
 
-// wwwAuthenticate is the challenge of a 401.
-const wwwAuthenticate = `Bearer realm="privateapps", error="invalid_token"`
+// The Bearer challenges of RFC 6750 §3: a request without a token gets the
+// scheme and realm only; one whose token does not work, invalid_token; one
+// whose app lacks scopes, insufficient_scope naming them.
+const (
+	challengeBare    = `Bearer realm="privateapps"`
+	challengeInvalid = `Bearer realm="privateapps", error="invalid_token"`
+)
+
+// challengeFor is the 401 challenge of a refusal reason.
+func challengeFor(reason string) string {
+	if reason == "missing" {
+		return challengeBare
+	}
+	return challengeInvalid
+}
+
+// insufficientScope is the 403 challenge naming the scopes an app lacks,
+// those that RFC 6750's scope syntax can carry (a gateway's ?scope= may
+// hold anything).
+func insufficientScope(missing []string) string {
+	var b strings.Builder
+	b.WriteString(`Bearer realm="privateapps", error="insufficient_scope"`)
+	sep := `, scope="`
+	for _, s := range missing {
+		if !scopeToken(s) {
+			continue
+		}
+		b.WriteString(sep)
+		b.WriteString(s)
+		sep = " "
+	}
+	if sep == " " {
+		b.WriteByte('"')
+	}
+	return b.String()
+}
+
+// scopeToken reports whether s is a scope-token of RFC 6749 §3.3: printable
+// ASCII but space, '"' and '\'.
+func scopeToken(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // decideRoute finds the catalog route of the request a check is about. It
 // returns the route (nil for an unmatched request the catalogs allow), or

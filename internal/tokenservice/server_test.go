@@ -287,30 +287,36 @@ func TestCheck(t *testing.T) {
 	} else {
 		typo[10] = 'a'
 	}
+	const noToken, invalid = `Bearer realm="privateapps"`, `Bearer realm="privateapps", error="invalid_token"`
 	tests := []struct {
 		name, auth, query string
 		at                time.Time
 		code              int
 		category, message string
+		// challenge is the WWW-Authenticate of RFC 6750 §3.
+		challenge string
 	}{
 		{name: "current token", auth: "Bearer " + f.current.Reveal(), code: 200},
 		{name: "lower-case scheme", auth: "bearer " + f.current.Reveal(), code: 200},
 		{name: "required scope held", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm.objects.contacts.read&scope=crm.objects.deals.write", code: 200},
 		{name: "percent-encoded scope", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm%2Eobjects%2Econtacts%2Eread", code: 200},
 		{name: "percent-encoded missing scope", auth: "Bearer " + f.current.Reveal(), query: "?other=1&scope=crm%2Eschemas%2Ecompanies%2Ewrite",
-			code: 403, category: categoryScopes, message: "crm.schemas.companies.write"},
+			code: 403, category: categoryScopes, message: "crm.schemas.companies.write",
+			challenge: `Bearer realm="privateapps", error="insufficient_scope", scope="crm.schemas.companies.write"`},
 		{name: "previous token in its grace period", auth: "Bearer " + f.prev.Reveal(), at: t0.Add(time.Hour - time.Nanosecond), code: 200},
 		{name: "previous token at the end of its grace period", auth: "Bearer " + f.prev.Reveal(), at: t0.Add(time.Hour),
-			code: 401, category: categoryAuthentication, message: "expired at 2026-03-01T13:00:00Z"},
-		{name: "no Authorization", code: 401, category: categoryAuthentication, message: "Authorization: Bearer <token>"},
-		{name: "Basic auth", auth: "Basic dXNlcjpwYXNz", code: 401, category: categoryAuthentication, message: "no Bearer token"},
-		{name: "malformed", auth: "Bearer hello", code: 401, category: categoryAuthentication, message: "malformed"},
-		{name: "typo fails the checksum", auth: "Bearer " + string(typo), code: 401, category: categoryAuthentication, message: "checksum"},
-		{name: "unknown token", auth: "Bearer " + mustNew(t).Reveal(), code: 401, category: categoryAuthentication, message: "unknown or has been revoked"},
+			code: 401, category: categoryAuthentication, message: "expired at 2026-03-01T13:00:00Z", challenge: invalid},
+		{name: "no Authorization", code: 401, category: categoryAuthentication, message: "Authorization: Bearer <token>", challenge: noToken},
+		{name: "Basic auth", auth: "Basic dXNlcjpwYXNz", code: 401, category: categoryAuthentication, message: "no Bearer token", challenge: noToken},
+		{name: "malformed", auth: "Bearer hello", code: 401, category: categoryAuthentication, message: "malformed", challenge: invalid},
+		{name: "typo fails the checksum", auth: "Bearer " + string(typo), code: 401, category: categoryAuthentication, message: "checksum", challenge: invalid},
+		{name: "unknown token", auth: "Bearer " + mustNew(t).Reveal(), code: 401, category: categoryAuthentication, message: "unknown or has been revoked", challenge: invalid},
 		{name: "a query that does not parse loses no scope", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm.objects.contacts.read;scope=crm.schemas.companies.write",
-			code: 403, category: categoryScopes, message: "the check URL's query does not parse"},
+			code: 403, category: categoryScopes, message: "the check URL's query does not parse",
+			challenge: `Bearer realm="privateapps", error="insufficient_scope"`},
 		{name: "missing scope", auth: "Bearer " + f.current.Reveal(), query: "?scope=crm.objects.deals.write&scope=crm.schemas.companies.write",
-			code: 403, category: categoryScopes, message: "lacks the scopes this call requires: crm.schemas.companies.write"},
+			code: 403, category: categoryScopes, message: "lacks the scopes this call requires: crm.schemas.companies.write",
+			challenge: `Bearer realm="privateapps", error="insufficient_scope", scope="crm.schemas.companies.write"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -337,9 +343,9 @@ func TestCheck(t *testing.T) {
 				if e.Category != tt.category || !strings.Contains(e.Message, tt.message) {
 					t.Fatalf("error %+v, want category %s and a message containing %q", e, tt.category, tt.message)
 				}
-				if tt.code == 401 && !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Bearer ") {
-					t.Fatalf("401 without WWW-Authenticate: %v", a.header)
-				}
+			}
+			if got := a.header.Get("WWW-Authenticate"); got != tt.challenge {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tt.challenge)
 			}
 		})
 	}
@@ -377,8 +383,9 @@ func TestCheckRefusesSuspendedAndExpiredApps(t *testing.T) {
 	a := app("team-a", "crm", f.current, nil, time.Time{}, &exp)
 	a.Spec.Suspend = true
 	f.ix.Set(a)
-	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.Reveal(), nil); got.code != 403 || errorBody(t, got).Category != categoryDisconnected {
-		t.Fatalf("suspended app: %d %s, want 403 %s", got.code, got.body, categoryDisconnected)
+	if got := f.do(t, http.MethodGet, PathCheck, "Bearer "+f.current.Reveal(), nil); got.code != 403 || errorBody(t, got).Category != categoryDisconnected ||
+		got.header.Get("WWW-Authenticate") != `Bearer realm="privateapps", error="invalid_token"` {
+		t.Fatalf("suspended app: %d %s %q, want 403 %s with an invalid_token challenge", got.code, got.body, got.header.Get("WWW-Authenticate"), categoryDisconnected)
 	}
 	a.Spec.Suspend = false
 	f.ix.Set(a)
@@ -419,6 +426,9 @@ func TestCheckRateLimits(t *testing.T) {
 	}
 	if e := errorBody(t, last); e.Category != categoryRateLimits || !strings.Contains(e.Message, "3 calls per 10 seconds") {
 		t.Fatalf("429 body %+v", e)
+	}
+	if c := last.header.Get("WWW-Authenticate"); c != "" {
+		t.Fatalf("a 429 carries a Bearer challenge %q; the token is fine", c)
 	}
 
 	// The account's day (5 calls) holds across apps: 3 used by a, 2 left.

@@ -100,6 +100,9 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	}
 	_, reporting := createReadyApp(t, ctx, c, "default", "crm-reporting", "crm.objects.contacts.read", "crm.objects.companies.read")
 	_, warehouse := createReadyApp(t, ctx, c, "default", "warehouse-sync", "crm.objects.products.write")
+	unknownToken, err := token.New()
+	must(t, err)
+	unknown := unknownToken.Reveal()
 
 	// The upstream says which app and route the gateway passed on, and
 	// whether a token reached it.
@@ -129,6 +132,11 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 		header                  map[string]string
 		code                    int
 		route                   string
+		// challenge is the WWW-Authenticate the client gets (RFC 6750).
+		challenge string
+	}
+	scopeChallenge := func(scope string) string {
+		return `Bearer realm="privateapps", error="insufficient_scope", scope="` + scope + `"`
 	}
 	for _, gw := range []struct {
 		name, addr string
@@ -146,22 +154,32 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	} {
 		for _, tc := range []call{
 			{name: "a route's scope held", method: "GET", path: "/crm/v3/objects/contacts/1", tok: reporting, code: 200, route: "crm/contacts-get"},
-			{name: "a route's scope missing", method: "GET", path: "/crm/v3/objects/deals/1", tok: reporting, code: 403},
-			{name: "another method of the same path", method: "DELETE", path: "/crm/v3/objects/contacts/1", tok: reporting, code: 403},
+			{name: "a route's scope missing", method: "GET", path: "/crm/v3/objects/deals/1", tok: reporting, code: 403,
+				challenge: scopeChallenge("crm.objects.deals.read")},
+			{name: "another method of the same path", method: "DELETE", path: "/crm/v3/objects/contacts/1", tok: reporting, code: 403,
+				challenge: scopeChallenge("crm.objects.contacts.write")},
 			{name: "no route", method: "GET", path: "/crm/v3/objects/secrets", tok: reporting, code: 403},
 			{name: "a write route", method: "POST", path: "/crm/v3/objects/products", tok: warehouse, code: 200, route: "crm/products-create"},
-			{name: "the issue's reproduction", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, code: 403},
-			{name: "dot segments", method: "GET", path: "/crm/v3/objects/products/../deals/1", tok: warehouse, code: 403},
-			{name: "the gateway's own headers, spoofed", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, header: gw.own, code: 403},
+			{name: "the issue's reproduction", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, code: 403,
+				challenge: scopeChallenge("crm.objects.deals.read")},
+			{name: "dot segments", method: "GET", path: "/crm/v3/objects/products/../deals/1", tok: warehouse, code: 403,
+				challenge: scopeChallenge("crm.objects.deals.read")},
+			{name: "the gateway's own headers, spoofed", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, header: gw.own, code: 403,
+				challenge: scopeChallenge("crm.objects.deals.read")},
 			{name: "the other gateway's headers, spoofed", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, header: gw.other, code: 403},
-			{name: "no token", method: "GET", path: "/crm/v3/objects/contacts/1", code: 401},
+			{name: "no token", method: "GET", path: "/crm/v3/objects/contacts/1", code: 401, challenge: `Bearer realm="privateapps"`},
+			{name: "an unknown token", method: "GET", path: "/crm/v3/objects/contacts/1", tok: unknown, code: 401,
+				challenge: `Bearer realm="privateapps", error="invalid_token"`},
 			{name: "a client's identity headers", method: "GET", path: "/crm/v3/objects/contacts/1", tok: reporting, code: 200, route: "crm/contacts-get",
 				header: map[string]string{"X-PrivateApp-Scopes": "crm.objects.deals.write", "X-PrivateApp-Name": "someone-else"}},
 		} {
-			code, body := viaGateway(t, gw.addr, tc.method, tc.path, tc.tok, tc.header)
+			code, header, body := viaGatewayHeader(t, gw.addr, "api.example.com", tc.method, tc.path, tc.tok, tc.header)
 			if code != tc.code {
 				t.Errorf("%s, %s: %s %s answered %d (%s), want %d", gw.name, tc.name, tc.method, tc.path, code, body, tc.code)
 				continue
+			}
+			if got := header.Get("WWW-Authenticate"); got != tc.challenge {
+				t.Errorf("%s, %s: WWW-Authenticate %q, want %q", gw.name, tc.name, got, tc.challenge)
 			}
 			if tc.code == 200 {
 				app, scopes := "crm-reporting", `"crm.objects.companies.read crm.objects.contacts.read"`
@@ -361,15 +379,16 @@ func startGateway(t *testing.T, cmd *exec.Cmd, addr string) {
 	}
 }
 
-// viaGateway sends a client's request for api.example.com through a
-// gateway and returns the status and the body.
-func viaGateway(t *testing.T, addr, method, path, tok string, header map[string]string) (int, string) {
+// viaGatewayTo sends a client's request for host through a gateway and
+// returns the status and the body.
+func viaGatewayTo(t *testing.T, addr, host, method, path, tok string, header map[string]string) (int, string) {
 	t.Helper()
-	return viaGatewayTo(t, addr, "api.example.com", method, path, tok, header)
+	code, _, body := viaGatewayHeader(t, addr, host, method, path, tok, header)
+	return code, body
 }
 
-// viaGatewayTo is viaGateway for a request to host.
-func viaGatewayTo(t *testing.T, addr, host, method, path, tok string, header map[string]string) (int, string) {
+// viaGatewayHeader is viaGatewayTo that returns the answer's header too.
+func viaGatewayHeader(t *testing.T, addr, host, method, path, tok string, header map[string]string) (int, http.Header, string) {
 	t.Helper()
 	bearer := ""
 	if tok != "" {
@@ -380,12 +399,19 @@ func viaGatewayTo(t *testing.T, addr, host, method, path, tok string, header map
 		extra.WriteString(k + ": " + v + "\r\n")
 	}
 	// Sent raw, so that no client library cleans the path first.
-	return rawRequest(t, addr, fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n%s%sContent-Length: 0\r\nConnection: close\r\n\r\n", method, path, host, bearer, extra.String()))
+	return rawRequestHeader(t, addr, fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n%s%sContent-Length: 0\r\nConnection: close\r\n\r\n", method, path, host, bearer, extra.String()))
 }
 
 // rawRequest writes one HTTP/1.1 request as given and reads the answer. The
 // body it returns has every token redacted, since it may go into a failure.
 func rawRequest(t *testing.T, addr, request string) (int, string) {
+	t.Helper()
+	code, _, body := rawRequestHeader(t, addr, request)
+	return code, body
+}
+
+// rawRequestHeader is rawRequest that returns the answer's header too.
+func rawRequestHeader(t *testing.T, addr, request string) (int, http.Header, string) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	must(t, err)
@@ -397,5 +423,5 @@ func rawRequest(t *testing.T, addr, request string) (int, string) {
 	must(t, err)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, token.Redact(string(body))
+	return resp.StatusCode, resp.Header, token.Redact(string(body))
 }

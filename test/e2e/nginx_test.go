@@ -64,6 +64,8 @@ http {
       auth_request_set $papp_name $upstream_http_x_privateapp_name;
       auth_request_set $papp_status $upstream_status;
       auth_request_set $papp_retry_after $upstream_http_retry_after;
+      auth_request_set $papp_challenge $upstream_http_www_authenticate;
+      add_header WWW-Authenticate $papp_challenge always;
       proxy_set_header X-PrivateApp-Namespace $papp_namespace;
       proxy_set_header X-PrivateApp-Name $papp_name;
       auth_request_set $papp_id $upstream_http_x_privateapp_id;
