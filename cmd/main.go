@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,7 +107,9 @@ func main() {
 	flag.StringVar(&ts.engine, "token-service-http-engine", string(tokenservice.EngineFastHTTP), "HTTP engine of the token service: fasthttp (serves /v1/check at close to the cost of answering at all; HTTP/1.1) or net/http (HTTP/1.1 and HTTP/2). Both give the same answers (docs/token-service.md#http-engine).")
 	flag.StringVar(&ts.audiences, "token-review-audiences", "", "Comma-separated audiences a TokenReview may authenticate app tokens for. Empty is audience-unaware, as kube-apiserver expects of a token webhook: app tokens are valid for the Kubernetes API's own audiences only, and a TokenReview that asks for another audience is refused.")
 	flag.StringVar(&ts.clientCA, "token-review-client-ca", "", "PEM file of the CA whose client certificates the token service verifies; with it, TokenReview answers only callers that present one (kube-apiserver, configured with client-certificate and client-key in its webhook kubeconfig). The other endpoints need none.")
-	flag.IntVar(&ts.introspectionLimit, "introspection-rate-limit", 50, "access-token-info calls and TokenReviews one source address may make per second (TokenReviews authenticated by client certificate are not counted); 0 is no limit.")
+	flag.IntVar(&ts.introspectionLimit, "introspection-rate-limit", 50, "access-token-info calls, TokenReviews and unauthenticated OAuth 2.0 introspections one source address may make per second (TokenReviews authenticated by client certificate and introspections by declared clients are not counted); 0 is no limit.")
+	flag.StringVar(&ts.oauthClientsFile, "introspection-clients-file", "", "YAML file (mount it from a Secret) of the OAuth 2.0 resource servers that may introspect tokens at POST /oauth2/introspect (RFC 7662): clients[].id, secret (16+ characters) or certificate: true, and optional catalogs; read again when it changes. Empty: no client may introspect (docs/token-service.md#oauth-20-resource-servers).")
+	flag.StringVar(&ts.issuer, "token-service-issuer", "", "Issuer URL of the token service's OAuth 2.0 metadata (/.well-known/oauth-authorization-server, RFC 8414) and introspection answers: the https URL resource servers reach it by, without a trailing slash. Empty derives it from each request's Host.")
 	flag.DurationVar(&ts.staleBound, "token-index-stale-bound", 15*time.Second, "How long the token index's watch of PrivateApps may fail, while the API server answers, before this replica reports not ready (so traffic moves to replicas that are current); 0 never.")
 	flag.DurationVar(&ts.flushInterval, "usage-flush-interval", 30*time.Second, "How often call counts are written into PrivateApp status.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the admission webhooks; empty turns them off (the controllers still enforce the cap and every rule).")
@@ -311,6 +314,7 @@ type tokenServiceFlags struct {
 	insecure, routeHeader        bool
 	audiences, clientCA          string
 	introspectionLimit           int
+	oauthClientsFile, issuer     string
 	maxConnections               int
 	maxConnectionsPerSource      int
 	engine                       string
@@ -370,6 +374,15 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage, Catalogs: catalogs, RouteHeader: f.routeHeader,
 		Audiences: commaList(f.audiences), TokenReviewNeedsClientCert: f.clientCA != "",
 		Introspection: &tokenservice.IntrospectionLimit{PerSecond: f.introspectionLimit}, Clock: clock.RealClock{}, Log: log,
+		Issuer: strings.TrimSuffix(f.issuer, "/"),
+	}
+	if u, err := url.Parse(srv.Issuer); srv.Issuer != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "") {
+		return fmt.Errorf("--token-service-issuer %q must be an https URL without query or fragment, such as https://privateapps-token-service.privateapps-system.svc:8443", f.issuer)
+	}
+	if f.oauthClientsFile != "" {
+		if srv.OAuthClients, err = tokenservice.LoadIntrospectionClients(f.oauthClientsFile, func(err error) { log.Error(err, "introspection clients") }); err != nil {
+			return err
+		}
 	}
 	if calls != nil {
 		srv.Calls = calls

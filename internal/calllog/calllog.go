@@ -58,6 +58,11 @@ const ReasonNoGatewayReport = "no_gateway_report"
 // answers; the calls themselves come from the audit webhook).
 const MethodTokenReview = "TOKENREVIEW"
 
+// MethodIntrospect is the Method of an OAuth 2.0 token introspection: a
+// resource server asking whether an app's token is active, not an API call
+// (the resource server's own log has the calls).
+const MethodIntrospect = "INTROSPECT"
+
 // Limits on what one entry holds; longer values are cut.
 const (
 	MaxIDLength    = 128

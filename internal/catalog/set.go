@@ -11,6 +11,8 @@ import (
 type Set struct {
 	root    *node
 	offered map[string]struct{}
+	// offeredBy is the scopes each catalog in force offers.
+	offeredBy map[string]map[string]struct{}
 	// offeredList is offered, sorted.
 	offeredList []string
 	domains     []domain
@@ -41,7 +43,7 @@ var Empty = &Set{root: &node{}}
 // conflicts is set aside whole, so the cluster behaves as if it had not been
 // applied, and the conflict is reported on both catalogs.
 func Compile(catalogs []Catalog) (*Set, []Result) {
-	set := &Set{root: &node{}, offered: map[string]struct{}{}, enabled: len(catalogs) > 0}
+	set := &Set{root: &node{}, offered: map[string]struct{}{}, offeredBy: map[string]map[string]struct{}{}, enabled: len(catalogs) > 0}
 	inForce := &trie{root: set.root}
 	results := make([]Result, len(catalogs))
 	index := map[string]int{}
@@ -81,9 +83,12 @@ func Compile(catalogs []Catalog) (*Set, []Result) {
 			set.byHost = set.byHost || len(e.hosts) > 0
 		}
 		set.byHost = set.byHost || len(c.Hosts) > 0
+		scopes := make(map[string]struct{}, len(c.Scopes))
 		for _, s := range c.Scopes {
 			set.offered[s] = struct{}{}
+			scopes[s] = struct{}{}
 		}
+		set.offeredBy[c.Name] = scopes
 		p, _ := parsePrefix(c.PathPrefix)
 		set.domains = append(set.domains, domain{name: c.Name, hosts: lowerAll(c.Hosts), prefix: p, allow: c.AllowUnmatched})
 		r.InForce, r.Scopes, r.Routes = true, len(c.Scopes), len(entries)
@@ -106,6 +111,13 @@ func (s *Set) Enabled() bool { return s.enabled }
 // Offers reports whether a catalog in force offers scope.
 func (s *Set) Offers(scope string) bool {
 	_, ok := s.offered[scope]
+	return ok
+}
+
+// OffersIn reports whether the catalog named catalog is in force and
+// offers scope.
+func (s *Set) OffersIn(catalog, scope string) bool {
+	_, ok := s.offeredBy[catalog][scope]
 	return ok
 }
 

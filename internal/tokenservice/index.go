@@ -33,6 +33,9 @@ type App struct {
 	CurrentExpiresAt *time.Time
 	// PreviousExpiresAt is when the previous token expires, if there is one.
 	PreviousExpiresAt *time.Time
+	// CurrentIssuedAt and PreviousIssuedAt are when the tokens were issued,
+	// where status records it.
+	CurrentIssuedAt, PreviousIssuedAt *time.Time
 	// reviewJSON is the TokenReview answer that authenticates the app for
 	// no particular audience, made at its first review.
 	reviewJSON atomic.Pointer[[]byte]
@@ -75,6 +78,14 @@ func (m Match) ExpiresAt() *time.Time {
 		return m.App.PreviousExpiresAt
 	}
 	return m.App.CurrentExpiresAt
+}
+
+// IssuedAt is when the matched token was issued, where known.
+func (m Match) IssuedAt() *time.Time {
+	if m.Previous {
+		return m.App.PreviousIssuedAt
+	}
+	return m.App.CurrentIssuedAt
 }
 
 // Expired reports whether the matched token has stopped working at now. The
@@ -134,6 +145,10 @@ func (ix *Index) Set(pa *v1alpha1.PrivateApp) {
 	hasCur := err == nil
 	if hasCur {
 		ds = append(ds, cur)
+		if !t.IssuedAt.IsZero() {
+			iat := t.IssuedAt.Time
+			app.CurrentIssuedAt = &iat
+		}
 		if t.ExpiresAt != nil {
 			exp := t.ExpiresAt.Time
 			app.CurrentExpiresAt = &exp
@@ -146,6 +161,10 @@ func (ix *Index) Set(pa *v1alpha1.PrivateApp) {
 			hasPrev = true
 			exp := p.ExpiresAt.Time
 			app.PreviousExpiresAt = &exp
+			if p.IssuedAt != nil {
+				iat := p.IssuedAt.Time
+				app.PreviousIssuedAt = &iat
+			}
 			ds = append(ds, prev)
 		}
 	}

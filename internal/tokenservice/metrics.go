@@ -78,7 +78,7 @@ func instrument(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		path := "other"
 		switch {
-		case r.URL.Path == PathAccessTokenInfo, r.URL.Path == PathTokenReview:
+		case r.URL.Path == PathAccessTokenInfo, r.URL.Path == PathTokenReview, r.URL.Path == PathIntrospect, r.URL.Path == PathOAuthMetadata:
 			path = r.URL.Path
 		case len(r.URL.Path) > len(PathCheck) && r.URL.Path[:len(PathCheck)+1] == PathCheck+"/":
 			path = PathCheck

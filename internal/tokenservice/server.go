@@ -95,6 +95,12 @@ type Server struct {
 	// did not present a client certificate the listener verified
 	// (--token-review-client-ca).
 	TokenReviewNeedsClientCert bool
+	// OAuthClients are the resource servers that may introspect tokens
+	// (POST /oauth2/introspect); nil is none.
+	OAuthClients *IntrospectionClients
+	// Issuer is the issuer URL of the OAuth 2.0 metadata and introspection
+	// answers; empty derives it from the request's Host.
+	Issuer string
 	// Introspection limits access-token-info calls and TokenReviews per
 	// source; nil is no limit.
 	Introspection *IntrospectionLimit
@@ -113,7 +119,7 @@ func (s *Server) catalogs() *catalog.Set {
 func (s *Server) Handler() http.Handler {
 	// Exact paths, not a ServeMux: a ServeMux answers paths with // or ..
 	// with a redirect, which a gateway would pass on or follow.
-	tokenInfo, tokenReview := s.onlyPost(s.accessTokenInfo), s.onlyPost(s.tokenReview)
+	tokenInfo, tokenReview, introspect := s.onlyPost(s.accessTokenInfo), s.onlyPost(s.tokenReview), s.onlyPost(s.introspect)
 	other := instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PathAccessTokenInfo:
@@ -122,9 +128,14 @@ func (s *Server) Handler() http.Handler {
 			tokenReview(w, r)
 		case PathDailyUsage:
 			s.dailyUsage(w, r)
+		case PathIntrospect:
+			introspect(w, r)
+		case PathOAuthMetadata:
+			s.metadata(w, r)
 		default:
 			writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
-				"no such endpoint %q; the token service answers POST %s, %s, POST %s and GET %s", token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview, PathDailyUsage))
+				"no such endpoint %q; the token service answers POST %s, %s, POST %s, GET %s, POST %s and GET %s",
+				token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview, PathDailyUsage, PathIntrospect, PathOAuthMetadata))
 		}
 	}))
 	// /v1/check is on every request's path through a gateway: it skips the

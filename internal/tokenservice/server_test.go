@@ -96,7 +96,7 @@ func (f *fixture) serve(t testing.TB, s *Server) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, f.twin, EngineFastHTTP, logr.Discard()) }()
+	go func() { done <- Serve(ctx, ln, &twin, EngineFastHTTP, logr.Discard()) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
