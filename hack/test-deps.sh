@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers the test suite runs that do not come from the Go
 # module proxy, from Debian: nginx (with auth_request) and Caddy
-# (forward_auth) for the gateway tests, and redis-server for the shared
+# (forward_auth) for the gateway tests, Apache httpd with mod_auth_openidc
+# (token introspection), and redis-server for the shared
 # rate-limit counters, PostgreSQL for the call log's shared store, and
 # Prometheus (with promtool) for the alert rules and the dashboard, and the
 # parts of the real node that `make cluster` takes from Debian: runc, the CNI
@@ -26,6 +27,12 @@ fi
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   missing+=(prometheus) # the alert rules' tests and the dashboard's queries
 fi
+if [ ! -x /usr/sbin/apache2 ]; then
+  missing+=(apache2) # an OAuth 2.0 resource server no one here wrote
+fi
+if [ ! -e /usr/lib/apache2/modules/mod_auth_openidc.so ]; then
+  missing+=(libapache2-mod-auth-openidc)
+fi
 if ! command -v runc >/dev/null; then
   missing+=(runc) # the node's container runtime (crun fails on hybrid cgroups)
 fi
@@ -47,5 +54,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), redis-server, PostgreSQL Prometheus, and a node of runc, CNI plugins and iptables: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
+echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), Apache httpd with mod_auth_openidc, redis-server, PostgreSQL Prometheus, and a node of runc, CNI plugins and iptables: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
 exit 1

@@ -502,10 +502,18 @@ func TestHelmChart(t *testing.T) {
 			{"certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true",
 				"tokenService.limits.editions.free.perTenSeconds=10",
 				"tokenService.limits.editions.free.perDay=1000",
-				"tokenService.redis.address=redis.redis.svc:6379", "tokenService.redis.passwordSecret=redis"},
+				"tokenService.redis.address=redis.redis.svc:6379", "tokenService.redis.passwordSecret=redis",
+				"tokenService.oauth.clientsSecret=introspection-clients"},
 			{"webhooks.enabled=false", "tokenService.enabled=false", "metrics.enabled=false", "crds.enabled=false", "rbac.userRoles=false"},
 		} {
 			rendered := h.template(set...)
+			if oauth := slices.Contains(set, "tokenService.oauth.clientsSecret=introspection-clients"); oauth != (strings.Contains(rendered,
+				"--introspection-clients-file=/etc/privateapp-operator/introspection/clients.yaml") && strings.Contains(rendered, "secretName: introspection-clients")) {
+				t.Errorf("with %v: the introspection clients Secret is mounted and named to the token service: %v, want %v", set, !oauth, oauth)
+			}
+			if set == nil && !strings.Contains(rendered, "--token-service-issuer=https://pa-privateapp-operator-token-service.privateapp-system.svc:8443") {
+				t.Errorf("the default issuer is not the token service's Service URL")
+			}
 			cmd := exec.Command(kubeconform, "-strict", "-summary", "-schema-location", location,
 				// cert-manager's and the Prometheus operator's kinds are not installed here.
 				"-skip", "Certificate,Issuer,ServiceMonitor")
