@@ -18,7 +18,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -40,6 +42,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/certs"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
+	"github.com/privateapps-dev/privateapp-operator/internal/hubid"
 	"github.com/privateapps-dev/privateapp-operator/internal/ingest"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights"
 	"github.com/privateapps-dev/privateapp-operator/internal/metricsauth"
@@ -72,6 +75,7 @@ func main() {
 		runControllers         bool
 		selfSignedCerts        bool
 		certPrefix             string
+		idRegistry             string
 		webhookConfigurations  string
 		webhookCertExtraNames  string
 		webhookService         string
@@ -119,6 +123,7 @@ func main() {
 	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the operator, where the cluster-wide recipients directory lives (default $POD_NAMESPACE).")
 	flag.BoolVar(&runControllers, "run-controllers", true, "Run the controllers (and the admission webhooks). False runs only the token service, which needs no access to Secrets: the Helm chart runs it so, as its own Deployment.")
 	flag.BoolVar(&selfSignedCerts, "self-signed-certs", false, "Run the operator's own CA: keep <prefix>-ca, <prefix>-webhook-tls and <prefix>-token-service-tls valid in the operator namespace, renewing them before they expire, write the webhook certificate into --webhook-cert-dir and inject the CA into --webhook-configurations.")
+	flag.StringVar(&idRegistry, "id-registry-configmap", "privateapp-operator-ids", "ConfigMap in --operator-namespace (namespace default when that is empty) that hands out the numeric hubId, appId and userId HubSpot's API shows; empty gives no numbers (docs/privateapps.md#numeric-ids).")
 	flag.StringVar(&certPrefix, "cert-name-prefix", "privateapp", "Prefix of the Secrets and Services of --self-signed-certs.")
 	flag.StringVar(&webhookConfigurations, "webhook-configurations", "", "Comma-separated names of the webhook configurations --self-signed-certs injects its CA into (default: the prefix).")
 	flag.StringVar(&webhookService, "webhook-service", "", "Name of the webhook Service whose DNS names --self-signed-certs puts in the webhook certificate (default <prefix>-webhook).")
@@ -211,6 +216,7 @@ func main() {
 			GracePeriod:             gracePeriod,
 			MaxConcurrentReconciles: concurrency,
 			Catalogs:                catalogs,
+			IDs:                     idRegistryFor(mgr, operatorNamespace, idRegistry),
 		}).SetupWithManager(mgr); err != nil {
 			log.Error(err, "unable to set up the PrivateApp controller")
 			os.Exit(1)
@@ -335,6 +341,19 @@ func apiServerAnswers(cfg *rest.Config) func(context.Context) error {
 	return func(ctx context.Context) error {
 		return cs.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Error()
 	}
+}
+
+// idRegistryFor is the registry of HubSpot-style ids, or nil when name is
+// empty.
+func idRegistryFor(mgr ctrl.Manager, namespace, name string) controller.IDRegistry {
+	if name == "" {
+		return nil
+	}
+	if namespace == "" {
+		namespace = metav1.NamespaceDefault // out of the cluster (make dev, the tests)
+	}
+	return &hubid.Registry{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Key: types.NamespacedName{Namespace: namespace, Name: name},
+		InUse: func(ctx context.Context) (int64, error) { return hubid.LargestInUse(ctx, mgr.GetAPIReader()) }}
 }
 
 func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogfeed.Feed, calls tokenservice.CallLog) error {

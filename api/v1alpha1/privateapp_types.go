@@ -205,6 +205,24 @@ type PrivateAppStatus struct {
 	// +kubebuilder:validation:MaxLength=512
 	InstalledBy string `json:"installedBy,omitempty"`
 
+	// hubId is the account's number, as HubSpot's API shows it: one per
+	// namespace, the same for every app in it, for the namespace's life.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	HubID int64 `json:"hubId,omitempty"`
+
+	// appId is the app's number, as HubSpot's API shows it; it never
+	// changes and is never given to another app.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	AppID int64 `json:"appId,omitempty"`
+
+	// installedByUserId is the number of the user in installedBy (HubSpot's
+	// userId), the same for every app the user installs.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	InstalledByUserID int64 `json:"installedByUserId,omitempty"`
+
 	// lastActivityTime is when the token service last accepted a call with
 	// one of the app's tokens.
 	// +optional
@@ -416,6 +434,8 @@ type ActivityEntry struct {
 // +kubebuilder:printcolumn:name="Last Activity",type=date,JSONPath=`.status.lastActivityTime`
 // +kubebuilder:printcolumn:name="Installed By",type=string,JSONPath=`.status.installedBy`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="App ID",type=integer,JSONPath=`.status.appId`,priority=1
+// +kubebuilder:printcolumn:name="Hub ID",type=integer,JSONPath=`.status.hubId`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type PrivateApp struct {
 	metav1.TypeMeta `json:",inline"`

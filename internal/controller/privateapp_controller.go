@@ -97,6 +97,9 @@ type PrivateAppReconciler struct {
 	// scope none offers get the ScopesOffered condition, and every app is
 	// looked at again when the catalogs change.
 	Catalogs CatalogSource
+	// IDs, when set, gives each app its HubSpot-style numbers (hubId, appId,
+	// installedByUserId in status).
+	IDs IDRegistry
 }
 
 // CatalogSource gives the API catalogs in force (a catalogfeed.Feed).
@@ -116,6 +119,10 @@ type CatalogSource interface {
 // +kubebuilder:rbac:groups=privateapps.dev,resources=tokenrotations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// The namespace's UID names its account in the id registry; the registry's
+// ConfigMap is written under a Role of the operator's namespace
+// (config/rbac/leader_election_role.yaml), not cluster-wide.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 // The metrics endpoint asks the kube-apiserver who a scraper is and whether
 // it may read /metrics (cmd/main.go, --metrics-secure).
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
@@ -164,6 +171,7 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 	if app.Status.InstalledBy == "" {
 		app.Status.InstalledBy = app.Annotations[v1alpha1.InstalledByAnnotation]
 	}
+	idsMissing := r.assignIDs(ctx, s)
 	app.Status.SecretName = app.TokenSecretName()
 
 	if app.Status.Token == nil {
@@ -204,14 +212,14 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 		trackScopes(s)
 		r.setScopesOffered(s)
 		setConnection(s)
-		return ctrl.Result{RequeueAfter: minPositive(next, nextDeadline(s))}, nil
+		return ctrl.Result{RequeueAfter: minPositive(minPositive(next, nextDeadline(s)), idsMissing)}, nil
 	}
 
 	applyTokenLifetime(s)
 	trackScopes(s)
 	r.setScopesOffered(s)
 	setConnection(s)
-	return ctrl.Result{RequeueAfter: nextDeadline(s)}, nil
+	return ctrl.Result{RequeueAfter: minPositive(nextDeadline(s), idsMissing)}, nil
 }
 
 func minPositive(a, b time.Duration) time.Duration {

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
+	"github.com/privateapps-dev/privateapp-operator/internal/hubid"
 )
 
 // unmanagedLabel keeps an app away from the suite's manager, so that a test
@@ -56,6 +58,9 @@ var (
 	// tokens collects every token the operator ever wrote into a Secret.
 	tokens tokenSet
 )
+
+// idRegistryKey is the ConfigMap of the HubSpot ids in the tests.
+var idRegistryKey = types.NamespacedName{Namespace: "default", Name: "privateapp-operator-ids"}
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -106,6 +111,8 @@ var _ = BeforeSuite(func() {
 		MaxAppsPerNamespace:     DefaultMaxAppsPerNamespace,
 		MaxConcurrentReconciles: 4,
 		NewQueue:                newFakeClockQueue,
+		IDs: &hubid.Registry{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Key: idRegistryKey,
+			InUse: func(ctx context.Context) (int64, error) { return hubid.LargestInUse(ctx, mgr.GetAPIReader()) }},
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	Expect((&TokenRotationReconciler{Client: mgr.GetClient(), Clock: fakeClock}).SetupWithManager(mgr)).To(Succeed())

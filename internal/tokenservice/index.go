@@ -21,6 +21,9 @@ import (
 // whole on every change, so readers never see it half-updated.
 type App struct {
 	Namespace, Name, UID, InstalledBy string
+	// HubID, AppID and UserID are HubSpot's numbers of the account, the
+	// app and its installer (status); zero until the controller gives them.
+	HubID, AppID, UserID int64
 	// Scopes are spec.scopes, sorted: an edit applies at once.
 	Scopes    []string
 	Suspended bool
@@ -135,6 +138,7 @@ func (ix *Index) Set(pa *v1alpha1.PrivateApp) {
 	}
 	app := &App{
 		Namespace: pa.Namespace, Name: pa.Name, UID: string(pa.UID), InstalledBy: pa.Status.InstalledBy,
+		HubID: pa.Status.HubID, AppID: pa.Status.AppID, UserID: pa.Status.InstalledByUserID,
 		Scopes:    slices.Sorted(slices.Values(pa.Spec.Scopes)),
 		Suspended: pa.Spec.Suspend,
 		key:       appKey(pa.Namespace, pa.Name),

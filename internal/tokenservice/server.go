@@ -524,16 +524,21 @@ type tokenInfoRequest struct {
 	TokenKey string `json:"tokenKey"`
 }
 
-// TokenInfo is the answer of the access-token-info endpoint.
+// TokenInfo is the answer of the access-token-info endpoint, in HubSpot's
+// shape: userId, hubId and appId are numbers (internal/hubid), absent until
+// the controller has given them; the names are the project's own fields.
 type TokenInfo struct {
-	UserID    string   `json:"userId"`
-	HubID     string   `json:"hubId"`
-	AppID     string   `json:"appId"`
+	UserID    int64    `json:"userId,omitempty"`
+	HubID     int64    `json:"hubId,omitempty"`
+	AppID     int64    `json:"appId,omitempty"`
 	Scopes    []string `json:"scopes"`
 	Namespace string   `json:"namespace"`
 	Name      string   `json:"name"`
-	TokenType string   `json:"tokenType"`
-	ExpiresAt string   `json:"expiresAt,omitempty"`
+	// UID is the PrivateApp's UID; InstalledBy the user in its status.
+	UID         string `json:"uid"`
+	InstalledBy string `json:"installedBy,omitempty"`
+	TokenType   string `json:"tokenType"`
+	ExpiresAt   string `json:"expiresAt,omitempty"`
 	// Previous is true for a token kept valid by a grace period.
 	Previous bool `json:"previous,omitempty"`
 }
@@ -570,8 +575,8 @@ func (s *Server) accessTokenInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	app := v.match.App
 	info := TokenInfo{
-		UserID: app.InstalledBy, HubID: app.Namespace, AppID: app.UID, Scopes: app.Scopes,
-		Namespace: app.Namespace, Name: app.Name, TokenType: "private-app", Previous: v.match.Previous,
+		UserID: app.UserID, HubID: app.HubID, AppID: app.AppID, Scopes: app.Scopes,
+		Namespace: app.Namespace, Name: app.Name, UID: app.UID, InstalledBy: app.InstalledBy, TokenType: "private-app", Previous: v.match.Previous,
 	}
 	if exp := v.match.ExpiresAt(); exp != nil {
 		info.ExpiresAt = exp.UTC().Format(time.RFC3339)

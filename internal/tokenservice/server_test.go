@@ -118,7 +118,7 @@ func app(ns, name string, cur token.Token, prev *token.Token, prevExpires time.T
 	a := &v1alpha1.PrivateApp{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
 		Spec:       v1alpha1.PrivateAppSpec{Scopes: []string{"crm.objects.contacts.read", "crm.objects.deals.write"}},
-		Status: v1alpha1.PrivateAppStatus{InstalledBy: "alice", Token: &v1alpha1.TokenStatus{
+		Status: v1alpha1.PrivateAppStatus{InstalledBy: "alice", HubID: 1020304, AppID: 2011410, InstalledByUserID: 123456, Token: &v1alpha1.TokenStatus{
 			Digest: cur.Digest().String(), IssuedAt: metav1.NewTime(t0),
 		}},
 	}
@@ -480,9 +480,11 @@ func TestAccessTokenInfo(t *testing.T) {
 	if a.code != 200 || json.Unmarshal(a.body, &info) != nil {
 		t.Fatalf("%d %s", a.code, a.body)
 	}
-	if info.UserID != "alice" || info.HubID != "team-a" || info.AppID != "uid-crm" || info.Name != "crm" ||
+	// HubSpot's shape: the ids are JSON numbers, the names the project's own fields.
+	if !bytes.HasPrefix(a.body, []byte(`{"userId":123456,"hubId":1020304,"appId":2011410,`)) ||
+		info.Namespace != "team-a" || info.Name != "crm" || info.UID != "uid-crm" || info.InstalledBy != "alice" ||
 		len(info.Scopes) != 2 || info.TokenType != "private-app" || info.Previous {
-		t.Fatalf("token info %+v", info)
+		t.Fatalf("token info %s", a.body)
 	}
 	a = f.do(t, http.MethodPost, PathAccessTokenInfo, "", body(f.prev.Reveal()))
 	if json.Unmarshal(a.body, &info) != nil || !info.Previous || info.ExpiresAt != "2026-03-01T13:00:00Z" {

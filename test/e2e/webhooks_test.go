@@ -119,8 +119,10 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 	var info map[string]any
 	must(t, json.NewDecoder(resp.Body).Decode(&info))
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || info["name"] != "billing-sync" || info["hubId"] != "default" {
-		t.Fatalf("token info: %d %v", resp.StatusCode, info)
+	must(t, c.Get(ctx, client.ObjectKeyFromObject(app), app))
+	if resp.StatusCode != http.StatusOK || info["name"] != "billing-sync" || info["namespace"] != "default" || app.Status.HubID == 0 ||
+		info["hubId"] != float64(app.Status.HubID) || info["appId"] != float64(app.Status.AppID) || info["userId"] != float64(app.Status.InstalledByUserID) {
+		t.Fatalf("token info: %d %v, want the numbers in status %d, %d, %d", resp.StatusCode, info, app.Status.HubID, app.Status.AppID, app.Status.InstalledByUserID)
 	}
 
 	// A second Delayed rotation while one is in its grace period is refused

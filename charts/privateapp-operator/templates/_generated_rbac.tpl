@@ -27,6 +27,7 @@
   - ""
   resources:
   - configmaps
+  - namespaces
   verbs:
   - get
 - apiGroups:
