@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/privateapps-dev/privateapp-operator/api/openapi"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 )
 
@@ -389,4 +390,26 @@ func (s *Server) issuer(r *http.Request) string {
 		scheme = "http"
 	}
 	return scheme + "://" + strings.ToLower(r.Host)
+}
+
+// The OpenAPI 3 document of these endpoints (api/openapi).
+const (
+	PathOpenAPIJSON = "/openapi.json"
+	PathOpenAPIYAML = "/openapi.yaml"
+)
+
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, categoryValidation, fmt.Sprintf("%s takes GET, not %s", r.URL.Path, r.Method))
+		return
+	}
+	w.Header().Set("Cache-Control", "max-age=300")
+	if r.URL.Path == PathOpenAPIYAML {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(openapi.TokenServiceYAML)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openapi.TokenServiceJSON)
 }

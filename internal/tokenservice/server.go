@@ -132,10 +132,12 @@ func (s *Server) Handler() http.Handler {
 			introspect(w, r)
 		case PathOAuthMetadata:
 			s.metadata(w, r)
+		case PathOpenAPIJSON, PathOpenAPIYAML:
+			serveOpenAPI(w, r)
 		default:
 			writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
-				"no such endpoint %q; the token service answers POST %s, %s, POST %s, GET %s, POST %s and GET %s",
-				token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview, PathDailyUsage, PathIntrospect, PathOAuthMetadata))
+				"no such endpoint %q; the token service answers POST %s, %s, POST %s, GET %s, POST %s and GET %s, described in GET %s",
+				token.Redact(truncate(r.URL.Path, 200)), PathAccessTokenInfo, PathCheck, PathTokenReview, PathDailyUsage, PathIntrospect, PathOAuthMetadata, PathOpenAPIJSON))
 		}
 	}))
 	// /v1/check is on every request's path through a gateway: it skips the
