@@ -103,6 +103,13 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	unknownToken, err := token.New()
 	must(t, err)
 	unknown := unknownToken.Reveal()
+	paused, pausedToken := createReadyApp(t, ctx, c, "default", "paused-sync", "crm.objects.contacts.read")
+	patch := client.MergeFrom(paused.DeepCopy())
+	paused.Spec.Suspend = true
+	must(t, c.Patch(ctx, paused, patch))
+	waitUntil(t, ctx, "both token services refuse the disconnected app", func() bool {
+		return checkStatus(addrA, pausedToken) == 403 && checkStatus(addrB, pausedToken) == 403
+	})
 
 	// The upstream says which app and route the gateway passed on, and
 	// whether a token reached it.
@@ -169,6 +176,10 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 			{name: "the other gateway's headers, spoofed", method: "GET", path: "/crm/v3/objects/deals/1", tok: warehouse, header: gw.other, code: 403},
 			{name: "no token", method: "GET", path: "/crm/v3/objects/contacts/1", code: 401, challenge: `Bearer realm="privateapps"`},
 			{name: "an unknown token", method: "GET", path: "/crm/v3/objects/contacts/1", tok: unknown, code: 401,
+				challenge: `Bearer realm="privateapps", error="invalid_token"`},
+			{name: "a malformed token", method: "GET", path: "/crm/v3/objects/contacts/1", tok: "not-a-token", code: 401,
+				challenge: `Bearer realm="privateapps", error="invalid_token"`},
+			{name: "a disconnected app's token", method: "GET", path: "/crm/v3/objects/contacts/1", tok: pausedToken, code: 403,
 				challenge: `Bearer realm="privateapps", error="invalid_token"`},
 			{name: "a client's identity headers", method: "GET", path: "/crm/v3/objects/contacts/1", tok: reporting, code: 200, route: "crm/contacts-get",
 				header: map[string]string{"X-PrivateApp-Scopes": "crm.objects.deals.write", "X-PrivateApp-Name": "someone-else"}},
