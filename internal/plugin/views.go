@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,6 +168,9 @@ func (e *env) describe(ctx context.Context, name string) error {
 		installed = when(app.Status.InstalledAt.Time, now)
 	}
 	fmt.Fprintf(w, "Installed:     %s by %s\n", installed, orDash(app.Status.InstalledBy))
+	if st := app.Status; st.AppID != 0 {
+		fmt.Fprintf(w, "HubSpot ids:   appId %d, hubId %d, userId %s\n", st.AppID, st.HubID, orDash(idText(st.InstalledByUserID)))
+	}
 	last := "-"
 	if app.Status.LastActivityTime != nil {
 		last = when(app.Status.LastActivityTime.Time, now)
@@ -368,4 +372,12 @@ func (e *env) activityCommand() *cobra.Command {
 	cmd.Flags().StringVar(&user, "user", "", "Only what this user did.")
 	cmd.Flags().StringVar(&app, "app", "", "Only this app.")
 	return cmd
+}
+
+// idText is a HubSpot id as text; empty when it has none yet.
+func idText(id int64) string {
+	if id == 0 {
+		return ""
+	}
+	return strconv.FormatInt(id, 10)
 }

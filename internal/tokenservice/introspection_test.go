@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +214,39 @@ func testTokenReviewClientCertificate(t *testing.T, engine Engine) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("a gateway's check without a certificate: %d", resp.StatusCode)
+	}
+
+	// OAuth 2.0 introspection by client certificate (tls_client_auth): a
+	// certificate whose common name is a client declared with certificate:
+	// true is that client; one whose client may only use a secret is not,
+	// and neither is a caller without a certificate.
+	withClients := func(file string) string {
+		path := filepath.Join(t.TempDir(), "clients.yaml")
+		must(t, os.WriteFile(path, []byte(file), 0o600))
+		clients, err := LoadIntrospectionClients(path, nil)
+		must(t, err)
+		c := s
+		c.OAuthClients, c.Introspection = clients, &IntrospectionLimit{PerSecond: 100}
+		return serve(&c)
+	}
+	introspect := func(c *http.Client, url string) (int, string) {
+		resp, err := c.Post(url+PathIntrospect, "application/x-www-form-urlencoded", strings.NewReader("token="+f.current.Reveal()))
+		must(t, err)
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	byCert := withClients("clients:\n- id: kube-apiserver\n  certificate: true\n")
+	if code, body := introspect(apiserver, byCert); code != http.StatusOK || !strings.Contains(body, `"active":true`) || !strings.Contains(body, `"aud":"kube-apiserver"`) {
+		t.Errorf("introspection with a declared client's certificate: %d %s", code, body)
+	}
+	if code, body := introspect(clientWith(nil), byCert); code != http.StatusUnauthorized {
+		t.Errorf("introspection without a certificate or secret: %d %s", code, body)
+	}
+	bySecret := withClients("clients:\n- id: kube-apiserver\n  secret: " + gatewaySecret + "\n")
+	if code, body := introspect(apiserver, bySecret); code != http.StatusUnauthorized || !strings.Contains(body, "certificate: true") {
+		t.Errorf("introspection with the certificate of a client that may only use a secret: %d %s", code, body)
 	}
 
 	// Without the client-certificate requirement, uncertified reviews

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -106,7 +107,8 @@ func TestKubectlPlugin(t *testing.T) {
 	desc := ok("describe", "syncer")
 	contains("describe", desc, "syncer (syncer)  namespace default", "Status:        Connected", "digest:    "+app.Status.Token.Digest[:19]+"…",
 		"Scopes:        crm.objects.contacts.read, crm.objects.contacts.write", "Calls per day, last 30 days (UTC):", "█", "Activity:", "Installed",
-		"Record insights, last 7 days:", "Latest calls:", "/crm/v3/objects/contacts", "upstream")
+		"Record insights, last 7 days:", "Latest calls:", "/crm/v3/objects/contacts", "upstream",
+		fmt.Sprintf("HubSpot ids:   appId %d, hubId %d, userId ", app.Status.AppID, app.Status.HubID))
 
 	// token: the Secret's token, alone.
 	if got := ok("token", "syncer"); got != tok+"\n" {
