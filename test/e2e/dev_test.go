@@ -232,8 +232,8 @@ func TestDevEnvironment(t *testing.T) {
 			t.Errorf("`kubectl get privateapps` shows billing-sync without calls today, last activity or installer:\n%s", line)
 		}
 	}
-	if !strings.Contains(output.String(), `"userId":"dev-admin"`) {
-		t.Error("access-token-info in the dev output does not name dev-admin as the user who installed the app")
+	if !strings.Contains(output.String(), `"installedBy":"dev-admin"`) || !regexp.MustCompile(`"userId":[1-9][0-9]*,`).MatchString(output.String()) {
+		t.Error("access-token-info in the dev output does not name dev-admin as the user who installed the app, with HubSpot's numeric userId")
 	}
 	// The sample delayed rotation: its old token's expiry is a time to
 	// come, shown as a time.
