@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
@@ -57,8 +57,10 @@ func init() {
 
 // env is what every command works with.
 type env struct {
-	out, errOut   io.Writer
-	loader        clientcmd.ClientConfig
+	out, errOut io.Writer
+	// kube are kubectl's own flags (--kubeconfig, --context, -n, --as,
+	// --token, --server, ...); their loader is made once they are parsed.
+	kube          *genericclioptions.ConfigFlags
 	allNamespaces bool
 	output        string
 	c             client.Client
@@ -70,7 +72,11 @@ func (e *env) connect() error {
 	if e.c != nil {
 		return nil
 	}
-	cfg, err := e.loader.ClientConfig()
+	loader := e.kube.ToRawKubeConfigLoader()
+	if raw, err := loader.RawConfig(); err == nil && len(raw.Clusters) == 0 && value(e.kube.APIServer) == "" {
+		return errors.New("no cluster to connect to: the kubeconfig has none; set --kubeconfig or $KUBECONFIG (or --server and --token)")
+	}
+	cfg, err := loader.ClientConfig()
 	if err != nil {
 		return fmt.Errorf("reading the kubeconfig: %w (set --kubeconfig or $KUBECONFIG)", err)
 	}
@@ -79,7 +85,7 @@ func (e *env) connect() error {
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", cfg.Host, err)
 	}
-	if e.namespace, _, err = e.loader.Namespace(); err != nil {
+	if e.namespace, _, err = loader.Namespace(); err != nil {
 		return err
 	}
 	return nil
@@ -95,7 +101,12 @@ func (e *env) listNamespace() string {
 
 // NewCommand is the kubectl-privateapp command.
 func NewCommand(out, errOut io.Writer) *cobra.Command {
-	e := &env{out: terminalSafe{out}, errOut: terminalSafe{errOut}, now: time.Now}
+	return newCommand(&env{out: terminalSafe{out}, errOut: terminalSafe{errOut}, now: time.Now})
+}
+
+// newCommand builds the command tree around e; a test gives e a client,
+// and connect keeps it.
+func newCommand(e *env) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-privateapp",
 		Short: "The connected-apps view of private apps: what needs attention, each app's overview, rotation and logs",
@@ -109,16 +120,13 @@ Without a command it shows what needs attention, then every app (as "home").`,
 	root.SetOut(e.out)
 	root.SetErr(e.errOut)
 	flags := root.PersistentFlags()
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	flags.StringVar(&rules.ExplicitPath, "kubeconfig", "", "Path to the kubeconfig file.")
-	overrides := &clientcmd.ConfigOverrides{}
-	flags.StringVar(&overrides.CurrentContext, "context", "", "The kubeconfig context to use.")
-	flags.StringVarP(&overrides.Context.Namespace, "namespace", "n", "", "The namespace; default the context's.")
-	flags.StringVar(&overrides.Context.Cluster, "cluster", "", "The kubeconfig cluster to use.")
-	flags.StringVar(&overrides.Context.AuthInfo, "user", "", "The kubeconfig user to use.")
+	// kubectl's own connection flags, as every kubectl plugin built on
+	// cli-runtime has them: --kubeconfig, --context, --cluster, --user,
+	// -n, --as, --as-group, --as-uid, --token, --server, TLS and timeouts.
+	e.kube = genericclioptions.NewConfigFlags(true)
+	e.kube.AddFlags(flags)
 	flags.BoolVarP(&e.allNamespaces, "all-namespaces", "A", false, "Every namespace you may read (needs a cluster-wide binding).")
 	flags.StringVarP(&e.output, "output", "o", "table", "Output format: table, json or yaml.")
-	e.loader = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		switch e.output {
 		case "table", "json", "yaml":
@@ -137,7 +145,32 @@ Without a command it shows what needs attention, then every app (as "home").`,
 		e.suspendCommand(true), e.suspendCommand(false),
 		e.logsCommand(), e.insightsCommand(), e.usageCommand(), e.activityCommand(),
 	)
+	// Every mistake on the command line is a UsageError (exit 2): a flag
+	// cobra cannot parse, and arguments a command's Args refuse, whatever
+	// cobra's message says.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{err.Error()} })
+	markUsage(root)
 	return root
+}
+
+// markUsage makes the argument checks of cmd and its subcommands return
+// UsageErrors.
+func markUsage(cmd *cobra.Command) {
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				var u UsageError
+				if errors.As(err, &u) {
+					return err
+				}
+				return UsageError{err.Error()}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsage(sub)
+	}
 }
 
 // Main runs the command and returns the exit code.
@@ -156,8 +189,7 @@ func run(args []string, out, errOut io.Writer) int {
 	// would act on: errors quote what they were given.
 	fmt.Fprintln(cmd.ErrOrStderr(), "error: "+err.Error())
 	var u UsageError
-	if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
-		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "flag needs an argument") {
+	if errors.As(err, &u) {
 		return ExitUsage
 	}
 	return ExitError
