@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -503,6 +504,14 @@ func TestChartOnARealNode(t *testing.T) {
 		installedBy := kubectl(t, "get", "privateapp", "billing-sync", "-n", "default", "-o", `jsonpath={.status.installedBy}`)
 		if installedBy != "privateapps-cluster-admin" {
 			t.Errorf("INSTALLED BY is %q, want the admin's name from the webhook", installedBy)
+		}
+		// HubSpot's numbers, given under the chart's Role from its ConfigMap.
+		ids := strings.Fields(kubectl(t, "get", "privateapp", "billing-sync", "-n", "default", "-o", `jsonpath={.status.appId} {.status.hubId} {.status.installedByUserId}`))
+		if len(ids) != 3 || slices.Contains(ids, "0") {
+			t.Errorf("billing-sync's appId, hubId and installedByUserId: %q, want three numbers", ids)
+		}
+		if next := kubectl(t, "get", "configmap", release+"-ids", "-n", namespace, "-o", `jsonpath={.data.next}`); next == "" {
+			t.Errorf("the id registry ConfigMap %s-ids has no counter", release)
 		}
 		before = tokenDigests(t)
 		token, err := cluster.Token(ctx, c, "default", "billing-sync-token")
