@@ -49,11 +49,6 @@ type DailyUsageResult struct {
 // counts: it takes nothing from the app's or the account's limits. It is
 // an introspection, limited per source like access-token-info.
 func (s *Server) dailyUsage(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, categoryValidation, PathDailyUsage+" takes GET, not "+r.Method)
-		return
-	}
 	if !s.introspectionAllowed(w, r) {
 		return
 	}

@@ -122,20 +122,26 @@ type fileStamp struct {
 // LoadIntrospectionClients reads path; log is told of a later change that
 // does not parse.
 func LoadIntrospectionClients(path string, log func(error)) (*IntrospectionClients, error) {
-	c := &IntrospectionClients{path: path, log: log}
+	clients, stamp, err := readClients(path)
+	if err != nil {
+		return nil, fmt.Errorf("introspection clients file %s: %w", path, err)
+	}
+	return &IntrospectionClients{path: path, log: log, clients: clients, stamp: stamp, checked: time.Now()}, nil
+}
+
+// readClients reads and parses the clients file, with the stamp of what
+// it read.
+func readClients(path string) (map[string]*IntrospectionClient, fileStamp, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("introspection clients file: %w", err)
+		return nil, fileStamp{}, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("introspection clients file: %w", err)
+		return nil, fileStamp{}, err
 	}
-	if c.clients, err = ParseIntrospectionClients(b); err != nil {
-		return nil, fmt.Errorf("introspection clients file %s: %w", path, err)
-	}
-	c.stamp, c.checked = fileStamp{st.ModTime(), st.Size()}, time.Now()
-	return c, nil
+	clients, err := ParseIntrospectionClients(b)
+	return clients, fileStamp{st.ModTime(), st.Size()}, err
 }
 
 // current is the clients in force, looking at the file at most once a
@@ -149,14 +155,11 @@ func (c *IntrospectionClients) current() map[string]*IntrospectionClient {
 	if now := time.Now(); now.Sub(c.checked) >= time.Second {
 		c.checked = now
 		if st, err := os.Stat(c.path); err == nil && (fileStamp{st.ModTime(), st.Size()}) != c.stamp {
-			b, err := os.ReadFile(c.path)
-			if err == nil {
-				var clients map[string]*IntrospectionClient
-				if clients, err = ParseIntrospectionClients(b); err == nil {
-					c.clients, c.stamp = clients, fileStamp{st.ModTime(), st.Size()}
-				}
-			}
-			if err != nil && c.log != nil {
+			clients, stamp, err := readClients(c.path)
+			switch {
+			case err == nil:
+				c.clients, c.stamp = clients, stamp
+			case c.log != nil:
 				c.log(fmt.Errorf("introspection clients file %s changed and cannot be read; the clients read before stay in force: %w", c.path, err))
 			}
 		}
@@ -286,15 +289,14 @@ func (s *Server) introspection(v verdict, cl *IntrospectionClient, r *http.Reque
 		return Introspection{}
 	}
 	app, cat := v.match.App, s.catalogs()
-	var scopes []string
-	for _, sc := range app.Scopes {
-		if cat.Enabled() && !cat.Offers(sc) {
-			continue // as /v1/check: a scope no catalog offers is not granted
-		}
-		if len(cl.Catalogs) > 0 && !slices.ContainsFunc(cl.Catalogs, func(c string) bool { return cat.OffersIn(c, sc) }) {
-			continue
-		}
-		scopes = append(scopes, sc)
+	scopes := app.Scopes
+	if cat.Enabled() {
+		scopes = offered(cat, scopes) // as /v1/check: a scope no catalog offers is not granted
+	}
+	if len(cl.Catalogs) > 0 {
+		scopes = slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool {
+			return !slices.ContainsFunc(cl.Catalogs, func(c string) bool { return cat.OffersIn(c, sc) })
+		})
 	}
 	if len(cl.Catalogs) > 0 && len(scopes) == 0 {
 		return Introspection{}
@@ -349,11 +351,6 @@ type OAuthMetadata struct {
 // authorization or token endpoint and no response or grant type: only
 // introspection, and the scopes the catalogs in force offer.
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, categoryValidation, fmt.Sprintf("%s takes GET, not %s", r.URL.Path, r.Method))
-		return
-	}
 	iss := s.issuer(r)
 	if iss == "" {
 		writeError(w, http.StatusNotFound, categoryNotFound, "the token service does not know its issuer URL: set --token-service-issuer (the chart's tokenService.issuer) to the https URL resource servers reach it by")
@@ -399,11 +396,6 @@ const (
 )
 
 func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, categoryValidation, fmt.Sprintf("%s takes GET, not %s", r.URL.Path, r.Method))
-		return
-	}
 	w.Header().Set("Cache-Control", "max-age=300")
 	if r.URL.Path == PathOpenAPIYAML {
 		w.Header().Set("Content-Type", "application/yaml")

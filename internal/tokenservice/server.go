@@ -120,6 +120,7 @@ func (s *Server) Handler() http.Handler {
 	// Exact paths, not a ServeMux: a ServeMux answers paths with // or ..
 	// with a redirect, which a gateway would pass on or follow.
 	tokenInfo, tokenReview, introspect := s.onlyPost(s.accessTokenInfo), s.onlyPost(s.tokenReview), s.onlyPost(s.introspect)
+	dailyUsage, metadata, openAPI := onlyGet(s.dailyUsage), onlyGet(s.metadata), onlyGet(serveOpenAPI)
 	other := instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PathAccessTokenInfo:
@@ -127,13 +128,13 @@ func (s *Server) Handler() http.Handler {
 		case PathTokenReview:
 			tokenReview(w, r)
 		case PathDailyUsage:
-			s.dailyUsage(w, r)
+			dailyUsage(w, r)
 		case PathIntrospect:
 			introspect(w, r)
 		case PathOAuthMetadata:
-			s.metadata(w, r)
+			metadata(w, r)
 		case PathOpenAPIJSON, PathOpenAPIYAML:
-			serveOpenAPI(w, r)
+			openAPI(w, r)
 		default:
 			writeError(w, http.StatusNotFound, categoryNotFound, fmt.Sprintf(
 				"no such endpoint %q; the token service answers POST %s, %s, POST %s, GET %s, POST %s and GET %s, described in GET %s",
@@ -161,6 +162,18 @@ func (s *Server) Handler() http.Handler {
 		s.debugCheck(&c, &a)
 		s.logCheck(&c, a.decision, now)
 	})
+}
+
+// onlyGet answers any method but GET and HEAD 405.
+func onlyGet(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, categoryValidation, fmt.Sprintf("%s takes GET, not %s", r.URL.Path, r.Method))
+			return
+		}
+		h(w, r)
+	}
 }
 
 func (s *Server) onlyPost(h http.HandlerFunc) http.HandlerFunc {
