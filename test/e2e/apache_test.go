@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
@@ -174,9 +172,7 @@ func TestApacheIntrospection(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s := &corev1.Secret{}
-	must(t, c.Get(ctx, client.ObjectKey{Namespace: reader.Namespace, Name: reader.Status.SecretName}, s))
-	newToken := string(s.Data[v1alpha1.SecretTokenKey])
+	newToken := appToken(t, ctx, c, reader)
 	if code, body := viaApache(gw, newToken); code != 200 {
 		t.Fatalf("the new token: %d %q, want 200", code, body)
 	}

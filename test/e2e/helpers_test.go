@@ -76,9 +76,15 @@ func createReadyApp(t *testing.T, ctx context.Context, c client.Client, ns, name
 		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil &&
 			meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady)
 	})
+	return app, appToken(t, ctx, c, app)
+}
+
+// appToken is the token in app's Secret (status.secretName).
+func appToken(t *testing.T, ctx context.Context, c client.Client, app *v1alpha1.PrivateApp) string {
+	t.Helper()
 	s := &corev1.Secret{}
-	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: app.Status.SecretName}, s))
-	return app, string(s.Data[v1alpha1.SecretTokenKey])
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: app.Status.SecretName}, s))
+	return string(s.Data[v1alpha1.SecretTokenKey])
 }
 
 type managerProcess struct {

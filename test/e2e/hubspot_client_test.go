@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,9 +55,7 @@ func TestHubSpotNodeClient(t *testing.T) {
 		return c.Get(ctx, client.ObjectKeyFromObject(app), app) == nil && meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady) &&
 			app.Status.InstalledByUserID != 0
 	})
-	s := &corev1.Secret{}
-	must(t, c.Get(ctx, client.ObjectKey{Namespace: "default", Name: app.Status.SecretName}, s))
-	tok := string(s.Data[v1alpha1.SecretTokenKey])
+	tok := appToken(t, ctx, c, app)
 	if app.Status.AppID == 0 || app.Status.HubID == 0 || app.Status.InstalledByUserID == 0 {
 		t.Fatalf("status has no numbers: hubId %d appId %d installedByUserId %d", app.Status.HubID, app.Status.AppID, app.Status.InstalledByUserID)
 	}
