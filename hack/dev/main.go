@@ -281,6 +281,7 @@ The operator is running. In another terminal:
   export KUBECONFIG=%[1]s
   bin/kubectl-privateapp                                 # the kubectl plugin (kubectl privateapp on your PATH): what needs attention, every app
   bin/kubectl-privateapp describe %[2]s              # one app: token, usage chart, activity, record insights, latest calls
+  bin/kubectl-privateapp ui                              # the same in your browser: connected apps, private apps, insights (docs/web-console.md)
   kubectl get privateapps -A
   kubectl describe privateapp %[2]s -n %[3]s
   TOKEN=$(kubectl get secret %[4]s -n %[3]s -o jsonpath='{.data.token}' | base64 -d)

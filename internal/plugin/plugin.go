@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,6 +47,7 @@ var scheme = runtime.NewScheme()
 
 func init() {
 	utilruntime.Must(corev1.AddToScheme(scheme))
+	utilruntime.Must(authorizationv1.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 	// The insights kinds in their served version only (the API's own
 	// AddToScheme also registers them as the server's internal version).
@@ -143,7 +145,7 @@ Without a command it shows what needs attention, then every app (as "home").`,
 			RunE: func(cmd *cobra.Command, _ []string) error { return e.home(cmd.Context()) }},
 		e.describeCommand(), e.tokenCommand(), e.rotateCommand(), e.rotationCommand(),
 		e.suspendCommand(true), e.suspendCommand(false),
-		e.logsCommand(), e.insightsCommand(), e.usageCommand(), e.activityCommand(),
+		e.logsCommand(), e.insightsCommand(), e.usageCommand(), e.activityCommand(), e.uiCommand(),
 	)
 	// Every mistake on the command line is a UsageError (exit 2): a flag
 	// cobra cannot parse, and arguments a command's Args refuse, whatever
