@@ -26,15 +26,18 @@ const group = "privateapps.dev"
 // notices are the lines a redirect may ask a page to show, by key: a link
 // cannot make the console say anything else.
 var notices = map[string]string{
-	"created":     "The app was created. The operator issues its token into the app's Secret; Show token reveals it once it is there.",
-	"saved":       "Saved. The token did not change.",
-	"rotated":     "A new token is issued: every earlier token of the app stopped working.",
-	"rotating":    "A new token is issued. The old token keeps working until the grace period ends; expire it now or cancel the rotation below.",
-	"expired":     "The old token no longer works.",
-	"cancelled":   "The rotation is cancelled: the old token is the current one again and the new one no longer works.",
-	"suspended":   "The app is disconnected: its tokens are refused until it is reconnected.",
-	"reconnected": "The app is reconnected: its tokens work again (the same tokens).",
-	"deleted":     "The app was deleted, and its tokens with it.",
+	"created":      "The app was created. The operator issues its token into the app's Secret; Show token reveals it once it is there.",
+	"saved":        "Saved. The token did not change.",
+	"rotated":      "A new token is issued: every earlier token of the app stopped working.",
+	"rotating":     "A new token is issued. The old token keeps working until the grace period ends; expire it now or cancel the rotation below.",
+	"expired":      "The old token no longer works.",
+	"cancelled":    "The rotation is cancelled: the old token is the current one again and the new one no longer works.",
+	"suspended":    "The app is disconnected: its tokens are refused until it is reconnected.",
+	"reconnected":  "The app is reconnected: its tokens work again (the same tokens).",
+	"deleted":      "The app was deleted, and its tokens with it.",
+	"noted":        "The notification was created. The operator tells its recipients from the next event on.",
+	"saved-note":   "The notification was saved.",
+	"deleted-note": "The notification was deleted; nobody is told of its events any more.",
 }
 
 func (c *Console) notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }

@@ -213,6 +213,12 @@ func (c *Console) routes() http.Handler {
 	app.HandleFunc("GET /n/{ns}/apps/{name}/delete", c.deleteDialog)
 	app.HandleFunc("POST /n/{ns}/apps/{name}/delete", c.deleteApp)
 	app.HandleFunc("GET /n/{ns}/insights", c.connectionInsights)
+	app.HandleFunc("GET /n/{ns}/notifications", c.notifications)
+	app.HandleFunc("GET /n/{ns}/notifications/new", c.wizard)
+	app.HandleFunc("POST /n/{ns}/notifications/new", c.wizard)
+	app.HandleFunc("GET /n/{ns}/notifications/{name}", c.notification)
+	app.HandleFunc("POST /n/{ns}/notifications/{name}", c.notification)
+	app.HandleFunc("POST /n/{ns}/notifications/{name}/delete", c.deleteNotification)
 	mux.Handle("/", c.signedIn(app))
 
 	// Every state change is a POST; a POST from another origin (another

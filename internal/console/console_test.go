@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -65,6 +66,10 @@ func objects() []client.Object {
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm-sync-token"}, Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(theToken)}},
 		&v1alpha1.TokenRotation{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm-sync-abcde"},
 			Spec: v1alpha1.TokenRotationSpec{AppName: "crm-sync", Strategy: v1alpha1.RotationDelayed}},
+		&v1alpha1.AppNotification{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "installs"},
+			Spec: v1alpha1.AppNotificationSpec{Event: v1alpha1.EventAppInstalled, Recipients: v1alpha1.Recipients{Kind: v1alpha1.RecipientsSuperAdmins}},
+			Status: v1alpha1.AppNotificationStatus{Deliveries: []v1alpha1.Delivery{{ID: "d1", App: "crm-sync", Event: v1alpha1.EventAppInstalled,
+				Time: metav1.Time{Time: now.Add(-time.Hour)}, State: v1alpha1.DeliverySent, SentTo: []string{"<b>root</b>@example.com"}}}}},
 		&v1alpha1.APICatalog{ObjectMeta: metav1.ObjectMeta{Name: "crm"}, Spec: v1alpha1.APICatalogSpec{
 			Scopes: []v1alpha1.CatalogScope{
 				{Name: "crm.objects.contacts.read", Area: "CRM / Contacts", Description: "Read contacts"},
@@ -212,6 +217,7 @@ var pages = []string{
 	"/n/team-a/", "/n/team-a/apps", "/n/team-a/apps?q=crm&status=Connected", "/n/team-a/apps/new",
 	"/n/team-a/apps/crm-sync", "/n/team-a/apps/billing", "/n/team-a/apps/crm-sync/rotate", "/n/team-a/apps/crm-sync/edit",
 	"/n/team-a/apps/crm-sync/logs", "/n/team-a/apps/crm-sync/delete", "/n/team-a/insights", "/n/team-a/insights?type=Installed&user=alice",
+	"/n/team-a/notifications", "/n/team-a/notifications?event=AppInstalled", "/n/team-a/notifications/new", "/n/team-a/notifications/installs",
 }
 
 // TestPages: every page draws, with the headers every answer carries, no
@@ -598,5 +604,92 @@ func TestLogsFilters(t *testing.T) {
 		if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(text(doc(t, rec)), says) {
 			t.Errorf("logs%s: %d, want 422 saying %q", q[:min(len(q), 20)], rec.Code, says)
 		}
+	}
+}
+
+// TestNotificationWizard: the create wizard step by step, each step's
+// check, Back, and the notification it makes.
+func TestNotificationWizard(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	// step posts the answers of one step with what the page carried in
+	// hidden fields.
+	carried := url.Values{}
+	step := func(at int, answers url.Values, wantCode int, says string) *html.Node {
+		t.Helper()
+		form := url.Values{"step": {fmt.Sprint(at)}, "next": {"1"}}
+		for k, v := range carried {
+			form[k] = v
+		}
+		for k, v := range answers {
+			form[k] = v
+		}
+		rec := f.post("/n/team-a/notifications/new", form)
+		if rec.Code != wantCode {
+			t.Fatalf("step %d: %d, want %d\n%s", at, rec.Code, wantCode, rec.Body)
+		}
+		if wantCode == http.StatusSeeOther {
+			return nil
+		}
+		n := doc(t, rec)
+		if says != "" && !strings.Contains(text(n), says) {
+			t.Fatalf("step %d does not say %q:\n%s", at, says, text(n))
+		}
+		carried = url.Values{}
+		for in := range nodes(n, "input") {
+			if attr(in, "type") == "hidden" && attr(in, "name") != "step" {
+				carried.Add(attr(in, "name"), attr(in, "value"))
+			}
+		}
+		return n
+	}
+	step(0, url.Values{"name": {"Bad Name"}}, http.StatusUnprocessableEntity, "lower-case letters")
+	step(0, url.Values{"name": {"billing-down"}}, http.StatusOK, "What should people be told about?")
+	step(1, url.Values{"event": {"AppInstalled"}, "reminder": {"Daily"}}, http.StatusUnprocessableEntity, "A reminder repeats a disconnection only")
+	step(1, url.Values{"event": {"AppDisconnected"}, "reminder": {"Daily"}}, http.StatusOK, "Pick the apps to watch.")
+	step(2, nil, http.StatusUnprocessableEntity, "a disconnection notification names its apps")
+	step(2, url.Values{"app": {"billing"}}, http.StatusOK, "Who is told?")
+	step(3, url.Values{"kind": {"Specific"}}, http.StatusUnprocessableEntity, "Name at least one user or team")
+	// Back from the recipients goes to the apps, with billing still picked.
+	back := f.post("/n/team-a/notifications/new", func() url.Values {
+		v := url.Values{"step": {"3"}, "back": {"1"}}
+		for k, x := range carried {
+			v[k] = x
+		}
+		return v
+	}())
+	checked := false
+	for in := range nodes(doc(t, back), "input") {
+		if attr(in, "name") == "app" && attr(in, "value") == "billing" && hasAttr(in, "checked") {
+			checked = true
+		}
+	}
+	if back.Code != http.StatusOK || !checked {
+		t.Errorf("Back: %d, billing checked %v", back.Code, checked)
+	}
+	step(3, url.Values{"kind": {"Specific"}, "users": {"alice bob"}, "teams": {"payments"}}, http.StatusOK, "Review")
+	step(4, nil, http.StatusSeeOther, "")
+	var n v1alpha1.AppNotification
+	if err := f.client.Get(context.Background(), client.ObjectKey{Namespace: "team-a", Name: "billing-down"}, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n.Spec.Event != v1alpha1.EventAppDisconnected || n.Spec.Reminder != v1alpha1.ReminderDaily || strings.Join(n.Spec.Apps, ",") != "billing" ||
+		n.Spec.Recipients.Kind != v1alpha1.RecipientsSpecific || strings.Join(n.Spec.Recipients.Users, ",") != "alice,bob" ||
+		strings.Join(n.Spec.Recipients.Teams, ",") != "payments" {
+		t.Errorf("the notification made: %+v", n.Spec)
+	}
+	// Manage: save a change, then delete.
+	if rec := f.post("/n/team-a/notifications/billing-down", url.Values{"event": {"AppDisconnected"}, "reminder": {"Weekly"}, "app": {"billing", "crm-sync"},
+		"kind": {"Everyone"}}); rec.Code != http.StatusSeeOther {
+		t.Fatalf("save: %d\n%s", rec.Code, rec.Body)
+	}
+	_ = f.client.Get(context.Background(), client.ObjectKey{Namespace: "team-a", Name: "billing-down"}, &n)
+	if n.Spec.Reminder != v1alpha1.ReminderWeekly || len(n.Spec.Apps) != 2 || n.Spec.Recipients.Kind != v1alpha1.RecipientsEveryone || len(n.Spec.Recipients.Users) != 0 {
+		t.Errorf("after save: %+v", n.Spec)
+	}
+	if rec := f.post("/n/team-a/notifications/billing-down/delete", nil); rec.Code != http.StatusSeeOther {
+		t.Fatalf("delete: %d", rec.Code)
+	}
+	if err := f.client.Get(context.Background(), client.ObjectKey{Namespace: "team-a", Name: "billing-down"}, &n); !apierrors.IsNotFound(err) {
+		t.Errorf("after delete: %v", err)
 	}
 }

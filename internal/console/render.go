@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 type page struct {
 	Title     string
 	Namespace string
-	// Menu is the left-hand menu's current entry: home, apps or insights.
+	// Menu is the left-hand menu's current entry: home, apps, insights or
+	// notifications.
 	Menu string
 	// Kubectl is the command that does what the page does.
 	Kubectl string
@@ -48,6 +50,7 @@ var funcs = template.FuncMap{
 		return s
 	},
 	"join": strings.Join,
+	"has":  slices.Contains[[]string],
 	// logo is an https logo URL, or "" (no image) for anything else: the
 	// API server admits only https, and the console never loads another
 	// scheme.
