@@ -61,7 +61,7 @@ func (c *Console) switchNamespace(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))})
 		return
 	}
-	http.Redirect(w, r, "/n/"+ns+"/", http.StatusSeeOther) //nolint:gosec // ns is a DNS label: a path segment of the console's own
+	seeOther(w, r, "/n/"+ns+"/")
 
 }
 
@@ -354,7 +354,7 @@ func (c *Console) deleteApp(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, app.Namespace, "delete the app", err)
 		return
 	}
-	http.Redirect(w, r, "/n/"+app.Namespace+"/apps?done=deleted", http.StatusSeeOther)
+	seeOther(w, r, "/n/"+app.Namespace+"/apps?done=deleted")
 }
 
 // setConnection disconnects or reconnects an app.
@@ -373,7 +373,7 @@ func (c *Console) setConnection(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, app.Namespace, "change the app's connection", err)
 		return
 	}
-	http.Redirect(w, r, appURL(app.Namespace, app.Name, done), http.StatusSeeOther)
+	seeOther(w, r, appURL(app.Namespace, app.Name, done))
 }
 
 // since is a time for the insights API's since and until fields.

@@ -166,7 +166,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	// else sees the traffic.
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: c.session, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode}) //nolint:gosec // see above
 	// The redirect takes the secret out of the address bar and history.
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	seeOther(w, r, "/")
 }
 
 // signedIn lets a request through only with the session cookie.
@@ -194,7 +194,7 @@ func (c *Console) routes() http.Handler {
 
 	app := http.NewServeMux()
 	app.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/n/"+c.namespace+"/", http.StatusSeeOther)
+		seeOther(w, r, "/n/"+c.namespace+"/")
 	})
 	app.HandleFunc("GET /namespace", c.switchNamespace)
 	app.HandleFunc("GET /n/{ns}/{$}", c.home)

@@ -230,7 +230,7 @@ func (c *Console) createApp(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, ns, "create the app", err)
 		return
 	}
-	http.Redirect(w, r, appURL(ns, app.Name, "created"), http.StatusSeeOther) //nolint:gosec // a DNS label and a checked name: the console's own path
+	seeOther(w, r, appURL(ns, app.Name, "created"))
 }
 
 func (c *Console) editApp(w http.ResponseWriter, r *http.Request) {
@@ -264,7 +264,7 @@ func (c *Console) saveApp(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, app.Namespace, "save the app", err)
 		return
 	}
-	http.Redirect(w, r, appURL(app.Namespace, app.Name, "saved"), http.StatusSeeOther)
+	seeOther(w, r, appURL(app.Namespace, app.Name, "saved"))
 }
 
 func nullIfEmpty(s string) any {
@@ -367,7 +367,7 @@ func (c *Console) rotate(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, app.Namespace, "rotate the token", err)
 		return
 	}
-	http.Redirect(w, r, appURL(app.Namespace, app.Name, done), http.StatusSeeOther)
+	seeOther(w, r, appURL(app.Namespace, app.Name, done))
 }
 
 // rotationAction ends or cancels the grace period of the app's rotation.
@@ -399,5 +399,5 @@ func (c *Console) rotationAction(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, app.Namespace, "change the rotation "+rot.Name, err)
 		return
 	}
-	http.Redirect(w, r, appURL(app.Namespace, app.Name, done), http.StatusSeeOther)
+	seeOther(w, r, appURL(app.Namespace, app.Name, done))
 }

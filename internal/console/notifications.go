@@ -272,7 +272,7 @@ func (c *Console) wizard(w http.ResponseWriter, r *http.Request) {
 				c.fail(w, r, ns, "create the notification", err)
 				return
 			}
-			http.Redirect(w, r, "/n/"+ns+"/notifications/"+url.PathEscape(n.Name)+"?done=noted", http.StatusSeeOther)
+			seeOther(w, r, "/n/"+ns+"/notifications/"+url.PathEscape(n.Name)+"?done=noted")
 			return
 		}
 	}
@@ -323,7 +323,7 @@ func (c *Console) notification(w http.ResponseWriter, r *http.Request) {
 				c.fail(w, r, n.Namespace, "save the notification", err)
 				return
 			}
-			http.Redirect(w, r, "/n/"+n.Namespace+"/notifications/"+url.PathEscape(n.Name)+"?done=saved-note", http.StatusSeeOther)
+			seeOther(w, r, "/n/"+n.Namespace+"/notifications/"+url.PathEscape(n.Name)+"?done=saved-note")
 			return
 		}
 		code = http.StatusUnprocessableEntity
@@ -350,5 +350,5 @@ func (c *Console) deleteNotification(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, n.Namespace, "delete the notification", err)
 		return
 	}
-	http.Redirect(w, r, "/n/"+n.Namespace+"/notifications?done=deleted-note", http.StatusSeeOther)
+	seeOther(w, r, "/n/"+n.Namespace+"/notifications?done=deleted-note")
 }

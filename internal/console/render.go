@@ -141,3 +141,14 @@ func (c *Console) badInput(w http.ResponseWriter, r *http.Request, name string, 
 	w.WriteHeader(http.StatusUnprocessableEntity)
 	c.render(w, r, name, p)
 }
+
+// seeOther redirects to a path of the console's own: every caller builds
+// it from checked names (a namespace is a DNS label, an app's name is the
+// API server's), and a path that could leave the console is refused.
+func seeOther(w http.ResponseWriter, r *http.Request, path string) {
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.HasPrefix(path, "/\\") {
+		http.Error(w, "refusing to redirect off the console", http.StatusInternalServerError)
+		return
+	}
+	http.Redirect(w, r, path, http.StatusSeeOther) //nolint:gosec // a path of the console's own, checked above
+}
