@@ -352,7 +352,7 @@ func barChart(title string, values []int64, labels []string, limit int64) chart 
 			x := float64(left) + float64(i)*slot + 1
 			fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s: %d</title></rect>`,
 				x, float64(height-bottom)-h, slot-2, h, template.HTMLEscapeString(labels[i]), v)
-			if i%7 == 0 || i == n-1 {
+			if i%7 == 0 && i < n-3 || i == n-1 {
 				fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%d">%s</text>`, x, height-6, template.HTMLEscapeString(shortDay(labels[i])))
 			}
 		}
@@ -361,6 +361,9 @@ func barChart(title string, values []int64, labels []string, limit int64) chart 
 		y := float64(height-bottom) - plot*float64(limit)/float64(scale)
 		fmt.Fprintf(&b, `<line class="limit" x1="%d" y1="%.1f" x2="%d" y2="%.1f"/><text class="tick" x="%d" y="%.1f">daily limit %d</text>`,
 			left, y, width, y, left+4, y-3, limit)
+	}
+	if limit > scale {
+		fmt.Fprintf(&b, `<text class="tick" x="%d" y="%d" text-anchor="end">daily limit %d, above the chart</text>`, width-4, 14, limit)
 	}
 	b.WriteString(`</svg>`)
 	return chart{Title: title, SVG: template.HTML(b.String()), Max: top, Limit: limit} //nolint:gosec // numbers and escaped dates only
