@@ -31,6 +31,10 @@ cluster-down: ## Remove the cluster of make cluster and everything it made on th
 test: envtest node-components tools test-deps verify-generated vet lint ## Run the whole test suite: unit, envtest, end-to-end, and the chart on a real single-node cluster (test/cluster, as root).
 	PATH="$$PATH:/usr/sbin" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES)
 
+.PHONY: console-screenshots
+console-screenshots: envtest test-deps ## Take the web console's screenshots in docs/images/console again (the Chromium test of make test, with CONSOLE_SCREENSHOTS).
+	PATH="$$PATH:/usr/sbin" CONSOLE_SCREENSHOTS=$(CURDIR)/docs/images/console go test ./test/e2e/ -count=1 -run 'TestWebConsole$$'
+
 .PHONY: lint
 lint: ## Lint: golangci-lint's standard linters and gosec, and kube-api-linter on api/ (.golangci*.yml say what is excepted and why).
 	go tool -modfile=go.tool.mod golangci-lint run ./...

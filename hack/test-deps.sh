@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers the test suite runs that do not come from the Go
 # module proxy, from Debian: nginx (with auth_request) and Caddy
-# (forward_auth) for the gateway tests, Apache httpd with mod_auth_openidc
+# (forward_auth) for the gateway tests, Chromium (headless) for the web
+# console, Apache httpd with mod_auth_openidc
 # (token introspection), and redis-server for the shared
 # rate-limit counters, PostgreSQL for the call log's shared store, and
 # Prometheus (with promtool) for the alert rules and the dashboard, and the
@@ -45,6 +46,9 @@ fi
 if ! command -v conntrack >/dev/null && [ ! -x /usr/sbin/conntrack ]; then
   missing+=(conntrack)
 fi
+if ! command -v chromium >/dev/null; then
+  missing+=(chromium) # the web console's browser test (headless)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -54,5 +58,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), Apache httpd with mod_auth_openidc, redis-server, PostgreSQL Prometheus, and a node of runc, CNI plugins and iptables: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
+echo "The test suite runs a real nginx (auth_request), Caddy (forward_auth), Apache httpd with mod_auth_openidc, redis-server, PostgreSQL, Prometheus, Chromium (headless), and a node of runc, CNI plugins and iptables: install ${missing[*]} (Debian: apt-get install ${missing[*]}) and run make test again." >&2
 exit 1
