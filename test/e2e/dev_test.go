@@ -4,12 +4,14 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -224,6 +226,24 @@ func TestDevEnvironment(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "billing-sync") || !strings.Contains(string(out), "GracePeriodEnding") {
 			t.Errorf("kubectl-privateapp %s against make dev: %v\n%s", strings.Join(args, " "), err, out)
 		}
+	}
+	// ... and so does the web console it prints: its sign-in link opens
+	// the connected-apps page of dev's apps.
+	if !strings.Contains(output.String(), "bin/kubectl-privateapp ui") {
+		t.Error("dev output does not suggest `kubectl-privateapp ui`")
+	}
+	uiCtx, uiCancel := context.WithTimeout(context.Background(), time.Minute)
+	defer uiCancel()
+	con := startConsole(t, uiCtx, plugin, "--kubeconfig", kubeconfig)
+	jar, _ := cookiejar.New(nil)
+	resp, err := (&http.Client{Jar: jar}).Get(con.link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(home), "billing-sync") || !strings.Contains(string(home), "GracePeriodEnding") {
+		t.Errorf("the console's sign-in link against make dev: %d\n%s", resp.StatusCode, home)
 	}
 	// kubectl get privateapps: who installed it (make dev runs the admission
 	// webhooks that record it), the calls of today and the last activity.
