@@ -39,8 +39,11 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// CookieName is the session cookie.
-const CookieName = "privateapp-console"
+// CookiePrefix begins the session cookie's name; each console adds a
+// random part, since a browser sends the cookies of 127.0.0.1 to every
+// port: two consoles (two kubeconfigs, two namespaces) in one browser keep
+// their own sessions.
+const CookiePrefix = "privateapp-console-"
 
 // contentSecurityPolicy: scripts and styles only from the console itself,
 // no inline script, no framing, forms post only to the console. Logos are
@@ -84,6 +87,7 @@ type Console struct {
 	mu          sync.Mutex
 	loginSecret string // "" once used
 	session     string
+	cookie      string
 }
 
 // New makes a console and its one-time login secret.
@@ -92,7 +96,7 @@ func New(o Options) (*Console, error) {
 		return nil, errors.New("console: a client, a namespace and the allowed hosts are required")
 	}
 	c := &Console{c: o.Client, namespace: o.Namespace, hosts: map[string]bool{}, access: o.Access, now: o.Now, log: o.Log,
-		loginSecret: randomString(), session: randomString()}
+		loginSecret: randomString(), session: randomString(), cookie: CookiePrefix + randomString()[:8]}
 	for _, h := range o.Hosts {
 		c.hosts[strings.ToLower(h)] = true
 	}
@@ -164,7 +168,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	// Not Secure: the console speaks plain HTTP on loopback, where no one
 	// else sees the traffic.
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: c.session, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode}) //nolint:gosec // see above
+	http.SetCookie(w, &http.Cookie{Name: c.cookie, Value: c.session, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode}) //nolint:gosec // see above
 	// The redirect takes the secret out of the address bar and history.
 	seeOther(w, r, "/")
 }
@@ -172,7 +176,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 // signedIn lets a request through only with the session cookie.
 func (c *Console) signedIn(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ck, err := r.Cookie(CookieName)
+		ck, err := r.Cookie(c.cookie)
 		if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(c.session)) != 1 {
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusUnauthorized)

@@ -108,7 +108,7 @@ func newFixture(t *testing.T, access Access, funcs *interceptor.Funcs) *fixture 
 		t.Fatalf("login: %d %s", rec.Code, rec.Body)
 	}
 	for _, ck := range rec.Result().Cookies() {
-		if ck.Name == CookieName {
+		if strings.HasPrefix(ck.Name, CookiePrefix) {
 			f.cookie = ck
 		}
 	}
@@ -297,7 +297,7 @@ func TestSignIn(t *testing.T) {
 		want      int
 	}{
 		{"no cookie", "http://" + host + "/n/team-a/", nil, http.StatusUnauthorized},
-		{"another cookie", "http://" + host + "/n/team-a/", &http.Cookie{Name: CookieName, Value: "guess"}, http.StatusUnauthorized},
+		{"another cookie", "http://" + host + "/n/team-a/", &http.Cookie{Name: fresh.cookie, Value: "guess"}, http.StatusUnauthorized},
 		{"a wrong secret", "http://" + host + "/login?secret=" + secret[:len(secret)-1] + "x", nil, http.StatusForbidden},
 		{"another host name (DNS rebinding)", "http://rebind.example:8765/login?secret=" + secret, nil, http.StatusMisdirectedRequest},
 		{"the session on another host name", "http://rebind.example:8765/n/team-a/", f.cookie, http.StatusMisdirectedRequest},
@@ -327,7 +327,7 @@ func TestSignIn(t *testing.T) {
 		t.Fatalf("login: %d to %q", rec.Code, rec.Header().Get("Location"))
 	}
 	ck := rec.Result().Cookies()[0]
-	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Name != CookieName {
+	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Name != fresh.cookie {
 		t.Errorf("the session cookie: %+v", ck)
 	}
 }

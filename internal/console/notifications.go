@@ -44,6 +44,8 @@ type noteForm struct {
 	Notice     string
 	Deliveries []v1alpha1.Delivery
 	Ready      string
+	// MayPatch and MayDelete: what the user may do to it (the manage page).
+	MayPatch, MayDelete bool
 }
 
 type eventChoice struct{ Value, Label, Explain string }
@@ -336,6 +338,8 @@ func (c *Console) notification(w http.ResponseWriter, r *http.Request) {
 	if cond := meta.FindStatusCondition(n.Status.Conditions, v1alpha1.ConditionReady); cond != nil {
 		f.Ready = cond.Reason + ": " + cond.Message
 	}
+	f.MayPatch = c.access(r.Context(), n.Namespace, group, "appnotifications", "patch")
+	f.MayDelete = c.access(r.Context(), n.Namespace, group, "appnotifications", "delete")
 	w.WriteHeader(code)
 	c.render(w, r, "notification", page{Title: "Notification " + n.Name, Namespace: n.Namespace, Menu: "notifications", Notice: c.notice(r),
 		Kubectl: fmt.Sprintf("kubectl describe appnotification -n %s %s", n.Namespace, n.Name), Data: f})
