@@ -172,17 +172,36 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 	var data struct {
 		Attention []attention
 		Apps      []appRow
-		Mine      string
+		// Me is the user's name, when the API server says it; Mine
+		// keeps only the apps Me installed.
+		Me   string
+		Mine bool
+		Q    string
 	}
-	for _, n := range insights.NeedsAttention(apps, now, insights.DefaultAttentionWithin) {
+	data.Q, data.Mine = strings.TrimSpace(r.URL.Query().Get("q")), r.URL.Query().Get("mine") != ""
+	data.Me = c.whoAmI(r.Context())
+	keep := func(a *v1alpha1.PrivateApp) bool {
+		return (data.Q == "" || strings.Contains(strings.ToLower(a.Name+" "+a.Spec.DisplayName), strings.ToLower(data.Q))) &&
+			(!data.Mine || data.Me != "" && a.Status.InstalledBy == data.Me)
+	}
+	var shown []v1alpha1.PrivateApp
+	for i := range apps {
+		if keep(&apps[i]) {
+			shown = append(shown, apps[i])
+		}
+	}
+	for _, n := range insights.NeedsAttention(shown, now, insights.DefaultAttentionWithin) {
+		if n.App == nil && (data.Q != "" || data.Mine) {
+			continue // the account's own lines show with every app only
+		}
 		a := attention{App: "account", Reason: n.Reason, Message: n.Message, Action: n.Action, Fix: fixFor(ns, n)}
 		if n.App != nil {
 			a.App = *n.App
 		}
 		data.Attention = append(data.Attention, a)
 	}
-	for i := range apps {
-		data.Apps = append(data.Apps, rowOf(&apps[i], now))
+	for i := range shown {
+		data.Apps = append(data.Apps, rowOf(&shown[i], now))
 	}
 	c.render(w, r, "home", page{Title: "Connected apps", Namespace: ns, Menu: "home", Notice: c.notice(r),
 		Kubectl: "kubectl privateapp -n " + ns, Data: data})

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -51,6 +52,10 @@ const CookiePrefix = "privateapp-console-"
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// WhoAmI is the user's name as the API server knows it ("" when it does
+// not say); "my apps" are the apps it installed.
+type WhoAmI func(ctx context.Context) string
+
 // Access reports whether the user may do verb on resource (of group) in
 // namespace; the console shows what they may not do as disabled.
 type Access func(ctx context.Context, namespace, group, resource, verb string) bool
@@ -67,6 +72,8 @@ type Options struct {
 	Hosts []string
 	// Access answers what the user may do; SelfSubjectAccessReviews when nil.
 	Access Access
+	// WhoAmI names the user; a SelfSubjectReview when nil.
+	WhoAmI WhoAmI
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Log gets one line per failed request to the cluster (never a token).
@@ -79,6 +86,7 @@ type Console struct {
 	namespace string
 	hosts     map[string]bool
 	access    Access
+	whoAmI    WhoAmI
 	now       func() time.Time
 	log       *log.Logger
 	pages     map[string]*template.Template
@@ -102,6 +110,9 @@ func New(o Options) (*Console, error) {
 	}
 	if c.access == nil {
 		c.access = c.selfSubjectAccess
+	}
+	if c.whoAmI = o.WhoAmI; c.whoAmI == nil {
+		c.whoAmI = c.selfSubjectReview
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -246,6 +257,15 @@ func (c *Console) selfSubjectAccess(ctx context.Context, namespace, group, resou
 		return true
 	}
 	return r.Status.Allowed
+}
+
+// selfSubjectReview asks the API server who the user is.
+func (c *Console) selfSubjectReview(ctx context.Context) string {
+	r := &authenticationv1.SelfSubjectReview{}
+	if err := c.c.Create(ctx, r); err != nil {
+		return ""
+	}
+	return r.Status.UserInfo.Username
 }
 
 // Serve serves the console on l until ctx ends.

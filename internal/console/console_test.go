@@ -62,7 +62,7 @@ func objects() []client.Object {
 		hostile(),
 		&v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "billing"},
 			Spec:   v1alpha1.PrivateAppSpec{DisplayName: "Billing", Scopes: []string{"crm.objects.deals.read"}, Suspend: true},
-			Status: v1alpha1.PrivateAppStatus{Connection: v1alpha1.ConnectionDisconnected}},
+			Status: v1alpha1.PrivateAppStatus{Connection: v1alpha1.ConnectionDisconnected, InstalledBy: "bob"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm-sync-token"}, Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(theToken)}},
 		&v1alpha1.TokenRotation{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm-sync-abcde"},
 			Spec: v1alpha1.TokenRotationSpec{AppName: "crm-sync", Strategy: v1alpha1.RotationDelayed}},
@@ -98,7 +98,8 @@ func newFixture(t *testing.T, access Access, funcs *interceptor.Funcs) *fixture 
 	if access == nil {
 		access = func(context.Context, string, string, string, string) bool { return true }
 	}
-	c, err := New(Options{Client: cl, Namespace: "team-a", Hosts: []string{host, "localhost:8765"}, Access: access, Now: func() time.Time { return now }})
+	c, err := New(Options{Client: cl, Namespace: "team-a", Hosts: []string{host, "localhost:8765"}, Access: access, Now: func() time.Time { return now },
+		WhoAmI: func(context.Context) string { return "bob" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -691,5 +692,28 @@ func TestNotificationWizard(t *testing.T) {
 	}
 	if err := f.client.Get(context.Background(), client.ObjectKey{Namespace: "team-a", Name: "billing-down"}, &n); !apierrors.IsNotFound(err) {
 		t.Errorf("after delete: %v", err)
+	}
+}
+
+// TestHomeFilters: "my apps" are the apps the user installed, and the
+// search narrows both lists.
+func TestHomeFilters(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	for q, want := range map[string][2]bool{ // shows crm-sync, billing
+		"":        {true, true},
+		"?mine=1": {false, true},
+		"?q=crm":  {true, false},
+	} {
+		n := doc(t, f.get("/n/team-a/"+q))
+		links := map[string]bool{}
+		for a := range nodes(n, "a") {
+			links[attr(a, "href")] = true
+		}
+		if got := [2]bool{links["/n/team-a/apps/crm-sync"], links["/n/team-a/apps/billing"]}; got != want {
+			t.Errorf("home%s links crm-sync, billing: %v, want %v", q, got, want)
+		}
+	}
+	if body := text(doc(t, f.get("/n/team-a/?mine=1"))); !strings.Contains(body, "My apps (1)") || !strings.Contains(body, "Only apps I installed (bob)") {
+		t.Errorf("home?mine=1:\n%s", body)
 	}
 }
