@@ -492,6 +492,14 @@ func (a *PrivateApp) TokenSecretName() string {
 	}
 }
 
+// HoldsTokenOf reports whether s is a token Secret the operator wrote for
+// a: of SecretType and controlled by a. Whoever may create PrivateApps may
+// point spec.secretName at any Secret of the namespace (a ServiceAccount's
+// token, say); tools that show "the app's token" show only this one.
+func (a *PrivateApp) HoldsTokenOf(s *corev1.Secret) bool {
+	return s.Type == SecretType && metav1.IsControlledBy(s, a)
+}
+
 func init() {
 	SchemeBuilder.Register(&PrivateApp{}, &PrivateAppList{})
 }

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,8 +47,7 @@ func (c *Console) notice(r *http.Request) string { return notices[r.URL.Query().
 func (c *Console) ns(w http.ResponseWriter, r *http.Request) (string, bool) {
 	ns := r.PathValue("ns")
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		w.WriteHeader(http.StatusBadRequest)
-		c.render(w, r, "message", page{Title: "Not a namespace", Message: fmt.Sprintf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))})
+		c.renderCode(w, http.StatusBadRequest, "message", page{Title: "Not a namespace", Message: "The address names no namespace: a namespace name is lower-case letters, digits and '-'."})
 		return "", false
 	}
 	return ns, true
@@ -56,9 +56,8 @@ func (c *Console) ns(w http.ResponseWriter, r *http.Request) (string, bool) {
 func (c *Console) switchNamespace(w http.ResponseWriter, r *http.Request) {
 	ns := strings.TrimSpace(r.URL.Query().Get("ns"))
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		w.WriteHeader(http.StatusBadRequest)
-		c.render(w, r, "message", page{Title: "Not a namespace", Namespace: c.namespace,
-			Message: fmt.Sprintf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))})
+		c.renderCode(w, http.StatusBadRequest, "message", page{Title: "Not a namespace", Namespace: c.namespace,
+			Message: "The address names no namespace: a namespace name is lower-case letters, digits and '-'."})
 		return
 	}
 	seeOther(w, r, "/n/"+ns+"/")
@@ -117,6 +116,8 @@ func rowOf(a *v1alpha1.PrivateApp, now time.Time) appRow {
 // attention is one needs-attention line with its fix.
 type attention struct {
 	App, Reason, Message, Action string
+	// Account: the line is about the namespace's account, not an app.
+	Account bool
 	// Fix is a one-click form (Post) or a link.
 	Fix fix
 }
@@ -127,8 +128,8 @@ type fix struct {
 	Field, Value string
 }
 
-// fixFor is the one-click fix of a reason.
-func fixFor(ns string, n insightsv1alpha1.NeedsAttention) fix {
+// fixFor is the one-click fix of a reason; apps are the apps by name.
+func fixFor(ns string, n insightsv1alpha1.NeedsAttention, apps map[string]*v1alpha1.PrivateApp) fix {
 	if n.App == nil {
 		return fix{Label: "See usage", Link: "/n/" + ns + "/insights"}
 	}
@@ -140,7 +141,12 @@ func fixFor(ns string, n insightsv1alpha1.NeedsAttention) fix {
 	case insightsv1alpha1.AttentionExpired, insightsv1alpha1.AttentionTokenExpiring:
 		return fix{Label: "Rotate token", Link: base + "/rotate"}
 	case insightsv1alpha1.AttentionGracePeriodEnds:
-		return fix{Label: "Expire old token now", Post: base + "/rotation/expire-now"}
+		// Only a rotation's grace period can be ended early (a repaired
+		// Secret's old token just runs out); the form names the rotation
+		// the page showed.
+		if a := apps[app]; a != nil && a.Status.Token != nil && a.Status.Token.Previous != nil && a.Status.Token.Previous.Rotation != "" {
+			return fix{Label: "Expire old token now", Post: base + "/rotation/expire-now", Field: "rotation", Value: a.Status.Token.Previous.Rotation}
+		}
 	case insightsv1alpha1.AttentionScopesNotOffered:
 		return fix{Label: "Edit scopes", Link: base + "/edit"}
 	case insightsv1alpha1.AttentionWaitingForSlot:
@@ -190,13 +196,17 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 			shown = append(shown, apps[i])
 		}
 	}
+	byName := map[string]*v1alpha1.PrivateApp{}
+	for i := range shown {
+		byName[shown[i].Name] = &shown[i]
+	}
 	for _, n := range insights.NeedsAttention(shown, now, insights.DefaultAttentionWithin) {
 		if n.App == nil && (data.Q != "" || data.Mine) {
 			continue // the account's own lines show with every app only
 		}
-		a := attention{App: "account", Reason: n.Reason, Message: n.Message, Action: n.Action, Fix: fixFor(ns, n)}
+		a := attention{App: "the account", Account: true, Reason: n.Reason, Message: n.Message, Action: n.Action, Fix: fixFor(ns, n, byName)}
 		if n.App != nil {
-			a.App = *n.App
+			a.App, a.Account = *n.App, false
 		}
 		data.Attention = append(data.Attention, a)
 	}
@@ -228,7 +238,7 @@ func (c *Console) appList(w http.ResponseWriter, r *http.Request) {
 	}
 	data.Q, data.Status, data.Total = q, status, len(apps)
 	data.Statuses = []string{"Connected", "Disconnected", "Expired", "Error", "Pending"}
-	data.CanCreate = c.access(r.Context(), ns, group, "privateapps", "create")
+	data.CanCreate = c.access(r.Context(), ns, group, "privateapps", "create", "")
 	for i := range apps {
 		row := rowOf(&apps[i], now)
 		if q != "" && !strings.Contains(strings.ToLower(row.Name+" "+row.DisplayName), strings.ToLower(q)) {
@@ -282,7 +292,7 @@ func (c *Console) appPage(w http.ResponseWriter, r *http.Request) {
 		v.Ready = fmt.Sprintf("%s: %s", cond.Reason, cond.Message)
 	}
 	for _, n := range insights.NeedsAttention([]v1alpha1.PrivateApp{*app}, now, insights.DefaultAttentionWithin) {
-		v.Alerts = append(v.Alerts, attention{App: app.Name, Reason: n.Reason, Message: n.Message, Action: n.Action, Fix: fixFor(ns, n)})
+		v.Alerts = append(v.Alerts, attention{App: app.Name, Reason: n.Reason, Message: n.Message, Action: n.Action, Fix: fixFor(ns, n, map[string]*v1alpha1.PrivateApp{app.Name: app})})
 	}
 	catalogs, err := c.catalogs(ctx)
 	if err != nil {
@@ -299,14 +309,23 @@ func (c *Console) appPage(w http.ResponseWriter, r *http.Request) {
 	v.Records, v.RecordsErr = c.records(ctx, ns, app.Name)
 	v.Calls, _, v.CallsErr = c.calls(ctx, ns, client.MatchingFields{"app": app.Name, "since": "30d"}, 10, "")
 	v.May = map[string]bool{
-		"token":  c.access(ctx, ns, "", "secrets", "get"),
-		"rotate": c.access(ctx, ns, group, "tokenrotations", "create"),
-		"patch":  c.access(ctx, ns, group, "privateapps", "patch"),
-		"grace":  c.access(ctx, ns, group, "tokenrotations", "patch"),
-		"delete": c.access(ctx, ns, group, "privateapps", "delete"),
+		"token":  c.access(ctx, ns, "", "secrets", "get", app.TokenSecretName()),
+		"rotate": c.access(ctx, ns, group, "tokenrotations", "create", ""),
+		"patch":  c.access(ctx, ns, group, "privateapps", "patch", app.Name),
+		"grace":  c.access(ctx, ns, group, "tokenrotations", "patch", graceName(app)),
+		"delete": c.access(ctx, ns, group, "privateapps", "delete", app.Name),
 	}
 	c.render(w, r, "app", page{Title: displayName(app), Namespace: ns, Menu: "apps", Notice: c.notice(r),
 		Kubectl: fmt.Sprintf("kubectl privateapp -n %s describe %s", ns, app.Name), Data: v})
+}
+
+// graceName is the rotation whose grace period keeps the app's old token,
+// or "".
+func graceName(app *v1alpha1.PrivateApp) string {
+	if t := app.Status.Token; t != nil && t.Previous != nil {
+		return t.Previous.Rotation
+	}
+	return ""
 }
 
 func displayName(app *v1alpha1.PrivateApp) string {
@@ -328,10 +347,16 @@ func (c *Console) showToken(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, app.Namespace, "read the app's Secret "+app.TokenSecretName(), err)
 		return
 	}
+	if !app.HoldsTokenOf(&s) {
+		c.renderCode(w, http.StatusConflict, "message", page{Title: "Not the app's token", Namespace: app.Namespace, Menu: "apps",
+			Message: fmt.Sprintf("The Secret %s is not a token Secret the operator wrote for %s (its type or owner differ), so the console does not show it.",
+				app.TokenSecretName(), app.Name),
+			Fix: "kubectl describe privateapp " + app.Name + " -n " + app.Namespace + " says what the operator did with the app's Secret."})
+		return
+	}
 	tok := string(s.Data[v1alpha1.SecretTokenKey])
 	if tok == "" {
-		w.WriteHeader(http.StatusConflict)
-		c.render(w, r, "message", page{Title: "No token yet", Namespace: app.Namespace, Menu: "apps",
+		c.renderCode(w, http.StatusConflict, "message", page{Title: "No token yet", Namespace: app.Namespace, Menu: "apps",
 			Message: fmt.Sprintf("The Secret %s holds no token yet: the app is %s.", app.TokenSecretName(), rowOf(app, c.now()).Status),
 			Fix:     "The operator issues it once the app is Connected; reload the app's page in a moment."})
 		return
@@ -368,8 +393,15 @@ func (c *Console) deleteApp(w http.ResponseWriter, r *http.Request) {
 		}{app, fmt.Sprintf("Type the app's name, %s, exactly to delete it; nothing was deleted.", app.Name)}})
 		return
 	}
-	// Only the app that was shown: a newer one of the same name stays.
-	if err := c.c.Delete(r.Context(), app, client.Preconditions{UID: &app.UID}); err != nil && !apierrors.IsNotFound(err) {
+	// Only the app the dialog showed: a newer one of the same name stays.
+	uid := types.UID(r.PostFormValue("uid"))
+	if uid != app.UID {
+		c.renderCode(w, http.StatusConflict, "message", page{Title: "Not deleted", Namespace: app.Namespace, Menu: "apps",
+			Message: "The app named " + app.Name + " is not the one this dialog showed (it was deleted and created again); nothing was deleted.",
+			Fix:     "Open its page again to see the app there now: " + appURL(app.Namespace, app.Name, "")})
+		return
+	}
+	if err := c.c.Delete(r.Context(), app, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
 		c.fail(w, r, app.Namespace, "delete the app", err)
 		return
 	}
@@ -382,7 +414,16 @@ func (c *Console) setConnection(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	suspend := r.PostFormValue("connected") != "true"
+	var suspend bool
+	switch r.PostFormValue("connected") {
+	case "true":
+	case "false":
+		suspend = true
+	default:
+		c.renderCode(w, http.StatusBadRequest, "message", page{Title: "Nothing changed", Namespace: app.Namespace, Menu: "apps",
+			Message: "The form said neither connect nor disconnect; nothing changed."})
+		return
+	}
 	done := "reconnected"
 	if suspend {
 		done = "suspended"

@@ -57,8 +57,9 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 type WhoAmI func(ctx context.Context) string
 
 // Access reports whether the user may do verb on resource (of group) in
-// namespace; the console shows what they may not do as disabled.
-type Access func(ctx context.Context, namespace, group, resource, verb string) bool
+// namespace, on the object name ("" for any, or a create); the console
+// shows what they may not do as disabled.
+type Access func(ctx context.Context, namespace, group, resource, verb, name string) bool
 
 // Options configure a console.
 type Options struct {
@@ -94,6 +95,7 @@ type Console struct {
 
 	mu          sync.Mutex
 	loginSecret string // "" once used
+	usedSecret  string
 	session     string
 	cookie      string
 }
@@ -166,14 +168,18 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	given := r.URL.Query().Get("secret")
 	c.mu.Lock()
 	ok := c.loginSecret != "" && subtle.ConstantTimeCompare([]byte(given), []byte(c.loginSecret)) == 1
+	again := c.usedSecret != "" && subtle.ConstantTimeCompare([]byte(given), []byte(c.usedSecret)) == 1
 	if ok {
-		c.loginSecret = ""
+		c.loginSecret, c.usedSecret = "", c.loginSecret
 	}
 	c.mu.Unlock()
+	if again {
+		// Someone has the link: a second tab of the user, or not.
+		c.log.Printf("the sign-in link was used again after it signed a browser in; if that was not you, stop the console (Ctrl-C) now")
+	}
 	if !ok {
 		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusForbidden)
-		c.render(w, r, "message", page{Title: "Sign-in link not valid", Message: "This sign-in link is not valid or was used already: " +
+		c.renderCode(w, http.StatusForbidden, "message", page{Title: "Sign-in link not valid", Message: "This sign-in link is not valid or was used already: " +
 			"each link works once. Stop kubectl privateapp ui and start it again for a new link."})
 		return
 	}
@@ -190,8 +196,7 @@ func (c *Console) signedIn(next http.Handler) http.Handler {
 		ck, err := r.Cookie(c.cookie)
 		if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(c.session)) != 1 {
 			w.Header().Set("Cache-Control", "no-store")
-			w.WriteHeader(http.StatusUnauthorized)
-			c.render(w, r, "message", page{Title: "Not signed in", Message: "Open the link kubectl privateapp ui printed in this browser. " +
+			c.renderCode(w, http.StatusUnauthorized, "message", page{Title: "Not signed in", Message: "Open the link kubectl privateapp ui printed in this browser. " +
 				"Each link works once; start kubectl privateapp ui again for a new one."})
 			return
 		}
@@ -214,7 +219,7 @@ func (c *Console) routes() http.Handler {
 	app.HandleFunc("GET /namespace", c.switchNamespace)
 	app.HandleFunc("GET /n/{ns}/{$}", c.home)
 	app.HandleFunc("GET /n/{ns}/apps", c.appList)
-	app.HandleFunc("GET /n/{ns}/apps/new", c.newApp)
+	app.HandleFunc("GET /n/{ns}/new-app", c.newApp)
 	app.HandleFunc("POST /n/{ns}/apps", c.createApp)
 	app.HandleFunc("GET /n/{ns}/apps/{name}", c.appPage)
 	app.HandleFunc("POST /n/{ns}/apps/{name}/token", c.showToken)
@@ -229,8 +234,8 @@ func (c *Console) routes() http.Handler {
 	app.HandleFunc("POST /n/{ns}/apps/{name}/delete", c.deleteApp)
 	app.HandleFunc("GET /n/{ns}/insights", c.connectionInsights)
 	app.HandleFunc("GET /n/{ns}/notifications", c.notifications)
-	app.HandleFunc("GET /n/{ns}/notifications/new", c.wizard)
-	app.HandleFunc("POST /n/{ns}/notifications/new", c.wizard)
+	app.HandleFunc("GET /n/{ns}/new-notification", c.wizard)
+	app.HandleFunc("POST /n/{ns}/new-notification", c.wizard)
 	app.HandleFunc("GET /n/{ns}/notifications/{name}", c.notification)
 	app.HandleFunc("POST /n/{ns}/notifications/{name}", c.notification)
 	app.HandleFunc("POST /n/{ns}/notifications/{name}/delete", c.deleteNotification)
@@ -242,16 +247,15 @@ func (c *Console) routes() http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusForbidden)
-		c.render(w, r, "message", page{Title: "Refused", Message: "A request from another site or origin tried to change something here; it was refused."})
+		c.renderCode(w, http.StatusForbidden, "message", page{Title: "Refused", Message: "A request from another site or origin tried to change something here; it was refused."})
 	}))
 	return cop.Handler(mux)
 }
 
 // selfSubjectAccess asks the API server, as the user.
-func (c *Console) selfSubjectAccess(ctx context.Context, namespace, group, resource, verb string) bool {
+func (c *Console) selfSubjectAccess(ctx context.Context, namespace, group, resource, verb, name string) bool {
 	r := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Group: group, Resource: resource, Verb: verb}}}
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Group: group, Resource: resource, Verb: verb, Name: name}}}
 	if err := c.c.Create(ctx, r); err != nil {
 		// Unknown: let the user try, and show the API server's answer.
 		return true

@@ -1,9 +1,11 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -31,6 +34,9 @@ const (
 	// answer and nowhere else.
 	theToken = "pat-na1-5e3c7a10-test-token-of-the-console-tests"
 )
+
+// consoleLog is what newConsole's consoles log.
+var consoleLog bytes.Buffer
 
 var now = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 
@@ -61,9 +67,14 @@ func objects() []client.Object {
 	return []client.Object{
 		hostile(),
 		&v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "billing"},
-			Spec:   v1alpha1.PrivateAppSpec{DisplayName: "Billing", Scopes: []string{"crm.objects.deals.read"}, Suspend: true},
+			Spec:   v1alpha1.PrivateAppSpec{DisplayName: "Billing", Scopes: []string{"crm.objects.deals.read"}, Suspend: true, SecretName: "builder-sa-token"},
 			Status: v1alpha1.PrivateAppStatus{Connection: v1alpha1.ConnectionDisconnected, InstalledBy: "bob"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm-sync-token"}, Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(theToken)}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm-sync-token", OwnerReferences: []metav1.OwnerReference{
+			{APIVersion: v1alpha1.GroupVersion.String(), Kind: "PrivateApp", Name: "crm-sync", UID: "uid-1", Controller: ptr.To(true)}}},
+			Type: v1alpha1.SecretType, Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte(theToken)}},
+		// billing's spec points at a Secret the operator did not write.
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "builder-sa-token"}, Type: corev1.SecretTypeServiceAccountToken,
+			Data: map[string][]byte{v1alpha1.SecretTokenKey: []byte("a-service-account-token-never-shown")}},
 		&v1alpha1.TokenRotation{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "crm-sync-abcde"},
 			Spec: v1alpha1.TokenRotationSpec{AppName: "crm-sync", Strategy: v1alpha1.RotationDelayed}},
 		&v1alpha1.AppNotification{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "installs"},
@@ -74,6 +85,7 @@ func objects() []client.Object {
 			Scopes: []v1alpha1.CatalogScope{
 				{Name: "crm.objects.contacts.read", Area: "CRM / Contacts", Description: "Read contacts"},
 				{Name: "crm.objects.contacts.write", Area: "CRM / Contacts", Description: "Change contacts"},
+				{Name: "crm.lists.contacts.read", Area: "CRM / Contacts", Description: "Read contact lists"},
 				{Name: "crm.objects.deals.read", Area: "CRM / Deals", Description: `<u>deals</u>`}},
 			Routes: []v1alpha1.CatalogRoute{{Name: "list-contacts", Methods: []v1alpha1.HTTPMethod{"GET"}, Path: "/crm/v3/objects/contacts",
 				Scopes: []string{"crm.objects.contacts.read"}}}}},
@@ -96,7 +108,7 @@ func newFixture(t *testing.T, access Access, funcs *interceptor.Funcs) *fixture 
 	}
 	cl := b.Build()
 	if access == nil {
-		access = func(context.Context, string, string, string, string) bool { return true }
+		access = func(context.Context, string, string, string, string, string) bool { return true }
 	}
 	c, err := New(Options{Client: cl, Namespace: "team-a", Hosts: []string{host, "localhost:8765"}, Access: access, Now: func() time.Time { return now },
 		WhoAmI: func(context.Context) string { return "bob" }})
@@ -215,10 +227,10 @@ func text(n *html.Node) string {
 
 // pages are every GET page of the console for the fixture's apps.
 var pages = []string{
-	"/n/team-a/", "/n/team-a/apps", "/n/team-a/apps?q=crm&status=Connected", "/n/team-a/apps/new",
+	"/n/team-a/", "/n/team-a/apps", "/n/team-a/apps?q=crm&status=Connected", "/n/team-a/new-app",
 	"/n/team-a/apps/crm-sync", "/n/team-a/apps/billing", "/n/team-a/apps/crm-sync/rotate", "/n/team-a/apps/crm-sync/edit",
 	"/n/team-a/apps/crm-sync/logs", "/n/team-a/apps/crm-sync/delete", "/n/team-a/insights", "/n/team-a/insights?type=Installed&user=alice",
-	"/n/team-a/notifications", "/n/team-a/notifications?event=AppInstalled", "/n/team-a/notifications/new", "/n/team-a/notifications/installs",
+	"/n/team-a/notifications", "/n/team-a/notifications?event=AppInstalled", "/n/team-a/new-notification", "/n/team-a/notifications/installs",
 }
 
 // TestPages: every page draws, with the headers every answer carries, no
@@ -331,11 +343,17 @@ func TestSignIn(t *testing.T) {
 	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Name != fresh.cookie {
 		t.Errorf("the session cookie: %+v", ck)
 	}
+	// The link presented again is refused, and the terminal is told.
+	rec = httptest.NewRecorder()
+	fresh.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://localhost:8765/login?secret="+secret, nil))
+	if rec.Code != http.StatusForbidden || !strings.Contains(consoleLog.String(), "used again") {
+		t.Errorf("the link used a second time: %d, log %q", rec.Code, consoleLog.String())
+	}
 }
 
 func newConsole(t *testing.T) *Console {
 	c, err := New(Options{Client: fake.NewClientBuilder().WithScheme(testScheme()).WithObjects(objects()...).Build(),
-		Namespace: "team-a", Hosts: []string{host, "localhost:8765"}})
+		Namespace: "team-a", Hosts: []string{host, "localhost:8765"}, Log: log.New(&consoleLog, "", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,8 +409,22 @@ func TestShowToken(t *testing.T) {
 			t.Error("the token is in the title")
 		}
 	}
+	// A Secret the operator did not write for the app is not shown.
+	if rec := f.post("/n/team-a/apps/billing/token", nil); rec.Code != http.StatusConflict || strings.Contains(rec.Body.String(), "a-service-account-token") {
+		t.Errorf("show token of an app whose secretName names another Secret: %d", rec.Code)
+	}
+	// The access check names the Secret: a user who may read only this
+	// app's Secret may show it.
+	named := newFixture(t, func(_ context.Context, _, _, resource, _, name string) bool {
+		return resource != "secrets" || name == "crm-sync-token"
+	}, nil)
+	for b := range nodes(doc(t, named.get("/n/team-a/apps/crm-sync")), "button") {
+		if text(b) == "Show token" && hasAttr(b, "disabled") {
+			t.Error("Show token is disabled for a user who may read the app's Secret by name")
+		}
+	}
 	// Without the right to read Secrets the button is disabled.
-	deny := newFixture(t, func(_ context.Context, _, _, resource, _ string) bool { return resource != "secrets" }, nil)
+	deny := newFixture(t, func(_ context.Context, _, _, resource, _, _ string) bool { return resource != "secrets" }, nil)
 	for b := range nodes(doc(t, deny.get("/n/team-a/apps/crm-sync")), "button") {
 		if text(b) == "Show token" && attr(b, "disabled") == "" && !hasAttr(b, "disabled") {
 			t.Error("Show token is enabled for a user who may not read Secrets")
@@ -458,7 +490,14 @@ func TestCreateApp(t *testing.T) {
 // TestEditKeepsToken: editing changes the spec fields on the form only.
 func TestEditKeepsToken(t *testing.T) {
 	f := newFixture(t, nil, nil)
-	rec := f.post("/n/team-a/apps/billing/edit", url.Values{"displayName": {"Billing v2"}, "scope": {"crm.objects.contacts.write"}})
+	// A form drawn from an older spec is refused, and changes nothing.
+	if rec := f.post("/n/team-a/apps/billing/edit", url.Values{"generation": {"41"}, "displayName": {"Stale"}, "scope": {"crm.objects.contacts.write"}}); rec.Code != http.StatusConflict {
+		t.Errorf("a save from an older form: %d", rec.Code)
+	}
+	form := f.hidden("/n/team-a/apps/billing/edit", "")
+	form.Set("displayName", "Billing v2")
+	form.Set("scope", "crm.objects.contacts.write")
+	rec := f.post("/n/team-a/apps/billing/edit", form)
 	if rec.Code != http.StatusSeeOther {
 		t.Fatalf("edit: %d\n%s", rec.Code, rec.Body)
 	}
@@ -510,7 +549,10 @@ func TestRotate(t *testing.T) {
 		"expire-now": func(r *v1alpha1.TokenRotation) bool { return r.Spec.ExpireOldTokenNow },
 		"cancel":     func(r *v1alpha1.TokenRotation) bool { return r.Spec.Cancel },
 	} {
-		if rec := f.post("/n/team-a/apps/crm-sync/rotation/"+action, nil); rec.Code != http.StatusSeeOther {
+		if rec := f.post("/n/team-a/apps/crm-sync/rotation/"+action, url.Values{"rotation": {"crm-sync-older"}}); rec.Code != http.StatusConflict {
+			t.Errorf("%s of another rotation than the page showed: %d", action, rec.Code)
+		}
+		if rec := f.post("/n/team-a/apps/crm-sync/rotation/"+action, f.hidden("/n/team-a/apps/crm-sync", "/rotation/"+action)); rec.Code != http.StatusSeeOther {
 			t.Errorf("%s: %d %s", action, rec.Code, rec.Body)
 		}
 		var r v1alpha1.TokenRotation
@@ -535,7 +577,12 @@ func TestDelete(t *testing.T) {
 	if err := f.client.Get(ctx, client.ObjectKey{Namespace: "team-a", Name: "crm-sync"}, &v1alpha1.PrivateApp{}); err != nil {
 		t.Fatalf("deleted with a wrong name: %v", err)
 	}
-	if rec := f.post("/n/team-a/apps/crm-sync/delete", url.Values{"confirm": {"crm-sync"}}); rec.Code != http.StatusSeeOther {
+	if rec := f.post("/n/team-a/apps/crm-sync/delete", url.Values{"confirm": {"crm-sync"}, "uid": {"uid-of-an-earlier-crm-sync"}}); rec.Code != http.StatusConflict {
+		t.Errorf("deleting with the uid of another app of the name: %d", rec.Code)
+	}
+	form := f.hidden("/n/team-a/apps/crm-sync/delete", "/delete")
+	form.Set("confirm", "crm-sync")
+	if rec := f.post("/n/team-a/apps/crm-sync/delete", form); rec.Code != http.StatusSeeOther {
 		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
 	}
 	if err := f.client.Get(ctx, client.ObjectKey{Namespace: "team-a", Name: "crm-sync"}, &v1alpha1.PrivateApp{}); !apierrors.IsNotFound(err) {
@@ -578,15 +625,15 @@ func TestForbidden(t *testing.T) {
 			return c.List(ctx, list, opts...)
 		},
 	}
-	f := newFixture(t, func(context.Context, string, string, string, string) bool { return false }, forbid)
+	f := newFixture(t, func(context.Context, string, string, string, string, string) bool { return false }, forbid)
 	rec := f.get("/n/team-b/")
 	body := text(doc(t, rec))
 	if rec.Code != http.StatusForbidden || !strings.Contains(body, "--clusterrole=edit") || !strings.Contains(body, "namespace team-b") {
 		t.Errorf("a forbidden list: %d\n%s", rec.Code, body)
 	}
 	// The create button is disabled for a user who may not create.
-	g := newFixture(t, func(_ context.Context, _, _, _, verb string) bool { return verb != "create" }, nil)
-	if strings.Contains(g.get("/n/team-a/apps").Body.String(), `href="/n/team-a/apps/new"`) {
+	g := newFixture(t, func(_ context.Context, _, _, _, verb, _ string) bool { return verb != "create" }, nil)
+	if strings.Contains(g.get("/n/team-a/apps").Body.String(), `href="/n/team-a/new-app"`) {
 		t.Error("the apps list offers Create to a user who may not create apps")
 	}
 }
@@ -596,12 +643,18 @@ func TestForbidden(t *testing.T) {
 func TestLogsFilters(t *testing.T) {
 	f := newFixture(t, nil, nil)
 	for q, says := range map[string]string{
-		"?start=yesterday":                 `the start date "yesterday" is not a date`,
+		"?start=yesterday":                 "the start date is not a date",
 		"?response=7xx":                    "the response is not one of the list",
 		"?method=TELEPORT":                 "the method is not one of the list",
 		"?url=" + strings.Repeat("a", 300): "longer than 256",
+		"?method=GET%3Bcurl+evil%7Csh":     "the method is not one of the list",
 	} {
 		rec := f.get("/n/team-a/apps/crm-sync/logs" + q)
+		// The filter fields keep what was typed; no text of the page (the
+		// kubectl line included) repeats it.
+		if body := text(doc(t, rec)); strings.Contains(body, "curl") || strings.Contains(body, "yesterday") {
+			t.Errorf("logs%s: the page repeats what the link said:\n%s", q[:min(len(q), 20)], body)
+		}
 		if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(text(doc(t, rec)), says) {
 			t.Errorf("logs%s: %d, want 422 saying %q", q[:min(len(q), 20)], rec.Code, says)
 		}
@@ -624,7 +677,7 @@ func TestNotificationWizard(t *testing.T) {
 		for k, v := range answers {
 			form[k] = v
 		}
-		rec := f.post("/n/team-a/notifications/new", form)
+		rec := f.post("/n/team-a/new-notification", form)
 		if rec.Code != wantCode {
 			t.Fatalf("step %d: %d, want %d\n%s", at, rec.Code, wantCode, rec.Body)
 		}
@@ -651,7 +704,7 @@ func TestNotificationWizard(t *testing.T) {
 	step(2, url.Values{"app": {"billing"}}, http.StatusOK, "Who is told?")
 	step(3, url.Values{"kind": {"Specific"}}, http.StatusUnprocessableEntity, "Name at least one user or team")
 	// Back from the recipients goes to the apps, with billing still picked.
-	back := f.post("/n/team-a/notifications/new", func() url.Values {
+	back := f.post("/n/team-a/new-notification", func() url.Values {
 		v := url.Values{"step": {"3"}, "back": {"1"}}
 		for k, x := range carried {
 			v[k] = x
@@ -679,15 +732,18 @@ func TestNotificationWizard(t *testing.T) {
 		t.Errorf("the notification made: %+v", n.Spec)
 	}
 	// Manage: save a change, then delete.
-	if rec := f.post("/n/team-a/notifications/billing-down", url.Values{"event": {"AppDisconnected"}, "reminder": {"Weekly"}, "app": {"billing", "crm-sync"},
-		"kind": {"Everyone"}}); rec.Code != http.StatusSeeOther {
+	save := f.hidden("/n/team-a/notifications/billing-down", "/notifications/billing-down")
+	for k, v := range (url.Values{"event": {"AppDisconnected"}, "reminder": {"Weekly"}, "app": {"billing", "crm-sync"}, "kind": {"Everyone"}}) {
+		save[k] = v
+	}
+	if rec := f.post("/n/team-a/notifications/billing-down", save); rec.Code != http.StatusSeeOther {
 		t.Fatalf("save: %d\n%s", rec.Code, rec.Body)
 	}
 	_ = f.client.Get(context.Background(), client.ObjectKey{Namespace: "team-a", Name: "billing-down"}, &n)
 	if n.Spec.Reminder != v1alpha1.ReminderWeekly || len(n.Spec.Apps) != 2 || n.Spec.Recipients.Kind != v1alpha1.RecipientsEveryone || len(n.Spec.Recipients.Users) != 0 {
 		t.Errorf("after save: %+v", n.Spec)
 	}
-	if rec := f.post("/n/team-a/notifications/billing-down/delete", nil); rec.Code != http.StatusSeeOther {
+	if rec := f.post("/n/team-a/notifications/billing-down/delete", f.hidden("/n/team-a/notifications/billing-down", "/delete")); rec.Code != http.StatusSeeOther {
 		t.Fatalf("delete: %d", rec.Code)
 	}
 	if err := f.client.Get(context.Background(), client.ObjectKey{Namespace: "team-a", Name: "billing-down"}, &n); !apierrors.IsNotFound(err) {
@@ -715,5 +771,70 @@ func TestHomeFilters(t *testing.T) {
 	}
 	if body := text(doc(t, f.get("/n/team-a/?mine=1"))); !strings.Contains(body, "My apps (1)") || !strings.Contains(body, "Only apps I installed (bob)") {
 		t.Errorf("home?mine=1:\n%s", body)
+	}
+}
+
+// hidden is what the page at path carries in the hidden fields of its
+// form whose action ends in action ("" for the page's first form in main).
+func (f *fixture) hidden(path, action string) url.Values {
+	f.t.Helper()
+	rec := f.get(path)
+	if rec.Code != http.StatusOK {
+		f.t.Fatalf("GET %s: %d", path, rec.Code)
+	}
+	for form := range nodes(doc(f.t, rec), "form") {
+		if attr(form, "method") != "post" || action != "" && !strings.HasSuffix(attr(form, "action"), action) {
+			continue
+		}
+		v := url.Values{}
+		for in := range nodes(form, "input") {
+			if attr(in, "type") == "hidden" {
+				v.Add(attr(in, "name"), attr(in, "value"))
+			}
+		}
+		return v
+	}
+	f.t.Fatalf("%s has no form posting to …%s", path, action)
+	return nil
+}
+
+// TestScopePicker: an area with two read scopes offers both, and an edit
+// keeps the app's scopes checked, also one no catalog offers.
+func TestScopePicker(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	boxes := func(path string) map[string]bool {
+		checked := map[string]bool{}
+		for in := range nodes(doc(t, f.get(path)), "input") {
+			if attr(in, "name") == "scope" {
+				checked[attr(in, "value")] = hasAttr(in, "checked")
+			}
+		}
+		return checked
+	}
+	if b := boxes("/n/team-a/new-app"); len(b) != 4 {
+		t.Errorf("the picker offers %v, want the catalog's 4 scopes", b)
+	}
+	if b := boxes("/n/team-a/apps/crm-sync/edit"); !b["crm.objects.contacts.read"] || b["crm.lists.contacts.read"] {
+		t.Errorf("editing crm-sync checks %v", b)
+	}
+	for in := range nodes(doc(t, f.get("/n/team-a/apps/crm-sync/edit")), "input") {
+		if attr(in, "name") == "other" && attr(in, "value") != "crm.gone.write" {
+			t.Errorf("the scope no catalog offers is not kept: %q", attr(in, "value"))
+		}
+	}
+}
+
+// TestAppNamedNew: no app name is taken by a page of the console.
+func TestAppNamedNew(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.client.Create(context.Background(), &v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "new"},
+		Spec: v1alpha1.PrivateAppSpec{DisplayName: "The new one", Scopes: []string{"crm.objects.contacts.read"}}}))
+	if body := text(doc(t, f.get("/n/team-a/apps/new"))); !strings.Contains(body, "The new one") {
+		t.Errorf("the page of the app named new:\n%s", body)
 	}
 }

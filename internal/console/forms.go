@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,7 +27,10 @@ var scopePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*\.(re
 
 // appForm is the create and edit form: basic info and the scope picker.
 type appForm struct {
-	Editing                                 bool
+	Editing bool
+	// Generation is the spec's generation the form was drawn from: a
+	// save refuses when the app changed meanwhile.
+	Generation                              int64
 	Name, DisplayName, Description, LogoURL string
 	// Areas are the catalogs' scopes, grouped; Other are scopes the app
 	// holds that no catalog offers, and the free-text scopes field.
@@ -36,10 +40,11 @@ type appForm struct {
 	Errors     map[string]string
 }
 
-// area is one part of the API with its read and write scopes.
+// area is one part of the API with its read and write scopes (an area a
+// catalog names may hold several of each).
 type area struct {
 	Name        string
-	Read, Write *pick
+	Read, Write []*pick
 }
 
 type pick struct {
@@ -90,9 +95,9 @@ func picker(catalogs []v1alpha1.APICatalog, have map[string]bool) ([]area, []str
 			}
 			p := &pick{Scope: s.Name, Description: s.Description, Checked: have[s.Name]}
 			if strings.HasSuffix(s.Name, ".write") {
-				a.Write = p
+				a.Write = append(a.Write, p)
 			} else {
-				a.Read = p
+				a.Read = append(a.Read, p)
 			}
 		}
 	}
@@ -116,6 +121,7 @@ func (c *Console) formFor(ctx context.Context, app *v1alpha1.PrivateApp, editing
 	have := map[string]bool{}
 	if app != nil {
 		f.Name, f.DisplayName, f.Description, f.LogoURL = app.Name, app.Spec.DisplayName, app.Spec.Description, app.Spec.LogoURL
+		f.Generation = app.Generation
 		for _, s := range app.Spec.Scopes {
 			have[s] = true
 		}
@@ -158,11 +164,9 @@ func (c *Console) readForm(r *http.Request, f *appForm) []string {
 		}
 		add(s)
 	}
-	for i := range f.Areas {
-		for _, p := range []*pick{f.Areas[i].Read, f.Areas[i].Write} {
-			if p != nil {
-				p.Checked = seen[p.Scope]
-			}
+	for _, a := range f.Areas {
+		for _, p := range append(slices.Clone(a.Read), a.Write...) {
+			p.Checked = seen[p.Scope]
 		}
 	}
 	f.Errors = map[string]string{}
@@ -247,14 +251,19 @@ func (c *Console) saveApp(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !sameGeneration(r, app.Generation) {
+		changedMeanwhile(c, w, app.Namespace, "The app", appURL(app.Namespace, app.Name, "")+"/edit")
+		return
+	}
 	f := c.formFor(r.Context(), app, true)
 	scopes := c.readForm(r, &f)
 	if len(f.Errors) > 0 {
 		c.badInput(w, r, "form", page{Title: "Edit " + displayName(app), Namespace: app.Namespace, Menu: "apps", Data: f})
 		return
 	}
-	// A merge patch of the fields on the form, on the version shown: an
-	// edit made meanwhile elsewhere is not overwritten.
+	// A merge patch of the fields on the form, on the version read just
+	// now, which has the generation the form was drawn from: an edit made
+	// elsewhere since the form was opened is not overwritten.
 	patch, _ := json.Marshal(map[string]any{
 		"metadata": map[string]any{"resourceVersion": app.ResourceVersion},
 		"spec": map[string]any{"displayName": f.DisplayName, "description": nullIfEmpty(f.Description),
@@ -313,16 +322,19 @@ type rotateView struct {
 	Grace    string
 }
 
-func (c *Console) graceRotation(ctx context.Context, app *v1alpha1.PrivateApp) *v1alpha1.TokenRotation {
+func (c *Console) graceRotation(ctx context.Context, app *v1alpha1.PrivateApp) (*v1alpha1.TokenRotation, error) {
 	t := app.Status.Token
 	if t == nil || t.Previous == nil || t.Previous.Rotation == "" {
-		return nil
+		return nil, nil
 	}
 	r := &v1alpha1.TokenRotation{}
 	if err := c.c.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: t.Previous.Rotation}, r); err != nil {
-		return nil
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	return r
+	return r, nil
 }
 
 func (c *Console) rotateDialog(w http.ResponseWriter, r *http.Request) {
@@ -330,9 +342,14 @@ func (c *Console) rotateDialog(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	rot, err := c.graceRotation(r.Context(), app)
+	if err != nil {
+		c.fail(w, r, app.Namespace, "read the rotation in its grace period", err)
+		return
+	}
 	c.render(w, r, "rotate", page{Title: "Rotate the token of " + displayName(app), Namespace: app.Namespace, Menu: "apps",
 		Kubectl: fmt.Sprintf("kubectl privateapp -n %s rotate %s --later   # or --now", app.Namespace, app.Name),
-		Data:    rotateView{App: app, Rotation: c.graceRotation(r.Context(), app), Grace: "7"}})
+		Data:    rotateView{App: app, Rotation: rot, Grace: "7"}})
 }
 
 // rotate creates a TokenRotation: Immediate ("rotate and expire now") or
@@ -386,11 +403,14 @@ func (c *Console) rotationAction(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	rot := c.graceRotation(r.Context(), app)
-	if rot == nil {
-		w.WriteHeader(http.StatusConflict)
-		c.render(w, r, "message", page{Title: "No grace period", Namespace: app.Namespace, Menu: "apps",
-			Message: app.Name + " has no rotation in its grace period (it may have ended meanwhile); nothing changed.",
+	rot, err := c.graceRotation(r.Context(), app)
+	if err != nil {
+		c.fail(w, r, app.Namespace, "read the rotation in its grace period", err)
+		return
+	}
+	if rot == nil || rot.Name != r.PostFormValue("rotation") {
+		c.renderCode(w, http.StatusConflict, "message", page{Title: "No grace period", Namespace: app.Namespace, Menu: "apps",
+			Message: app.Name + " has no longer the rotation in its grace period that the page showed (it ended, or another rotation replaced it); nothing changed.",
 			Fix:     "The app's page shows its tokens now."})
 		return
 	}
@@ -400,4 +420,18 @@ func (c *Console) rotationAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seeOther(w, r, appURL(app.Namespace, app.Name, done))
+}
+
+// sameGeneration reports whether the form was drawn from the object's
+// current spec (its hidden generation field). Status writes do not change
+// the generation, so only a change of the spec refuses a save.
+func sameGeneration(r *http.Request, generation int64) bool {
+	return r.PostFormValue("generation") == strconv.FormatInt(generation, 10)
+}
+
+// changedMeanwhile answers a form drawn from an older spec.
+func changedMeanwhile(c *Console, w http.ResponseWriter, ns, what, again string) {
+	c.renderCode(w, http.StatusConflict, "message", page{Title: "Changed meanwhile", Namespace: ns,
+		Message: what + " changed since this form was opened (someone edited it elsewhere); your changes were not saved, so theirs stay.",
+		Fix:     "Open the form again to see the current settings: " + again})
 }

@@ -88,53 +88,60 @@ func (c *Console) appLogs(w http.ResponseWriter, r *http.Request) {
 	v := logsView{App: app, Method: q.Get("method"), Response: q.Get("response"), Start: q.Get("start"), End: q.Get("end"),
 		Search:  strings.TrimSpace(q.Get("url")),
 		Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TOKENREVIEW", "INTROSPECT"}, Responses: responses}
+	// Only values that passed their check reach the query and the kubectl
+	// line: a link cannot put words of its choosing into the command a
+	// reader copies.
 	fields := client.MatchingFields{"app": app.Name, "since": "30d"}
-	kubectl := fmt.Sprintf("kubectl privateapp -n %s logs %s --since 30d", app.Namespace, app.Name)
+	sinceArg, kubectlArgs := "30d", ""
 	var problems []string
 	if v.Method != "" {
-		if !slices.Contains(v.Methods, v.Method) {
+		if slices.Contains(v.Methods, v.Method) {
+			fields["method"] = v.Method
+			kubectlArgs += " --method " + v.Method
+		} else {
 			problems = append(problems, "the method is not one of the list")
 		}
-		fields["method"] = v.Method
-		kubectl += " --method " + v.Method
 	}
 	if v.Response != "" {
-		if !slices.Contains(responses, v.Response) {
+		if slices.Contains(responses, v.Response) {
+			fields["code"] = v.Response
+			kubectlArgs += " --status " + v.Response
+		} else {
 			problems = append(problems, "the response is not one of the list")
 		}
-		fields["code"] = v.Response
-		kubectl += " --status " + v.Response
 	}
 	day := func(s, name string, add int) string {
 		t, err := time.Parse(time.DateOnly, s)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("the %s date %q is not a date (YYYY-MM-DD)", name, s))
+			problems = append(problems, fmt.Sprintf("the %s date is not a date (YYYY-MM-DD)", name))
 			return ""
 		}
 		return since(t.AddDate(0, 0, add))
 	}
 	if v.Start != "" {
 		if s := day(v.Start, "start", 0); s != "" {
-			fields["since"] = s
-			kubectl = strings.Replace(kubectl, "--since 30d", "--since "+s, 1)
+			fields["since"], sinceArg = s, s
 		}
 	}
 	if v.End != "" {
 		if s := day(v.End, "end", 1); s != "" {
 			fields["until"] = s
-			kubectl += " --until " + s
+			kubectlArgs += " --until " + s
 		}
 	}
 	if v.Search != "" {
-		if len(v.Search) > 256 {
-			problems = append(problems, "the URL search is longer than 256 characters")
+		if len(v.Search) > 256 || strings.ContainsFunc(v.Search, isControl) {
+			problems = append(problems, "the URL search is longer than 256 characters or holds control characters")
+		} else {
+			fields["url"] = v.Search
+			kubectlArgs += " --url '" + strings.ReplaceAll(v.Search, "'", `'\''`) + "'"
 		}
-		fields["url"] = v.Search
-		kubectl += " --url '" + strings.ReplaceAll(v.Search, "'", `'\''`) + "'"
 	}
+	kubectl := fmt.Sprintf("kubectl privateapp -n %s logs %s --since %s%s", app.Namespace, app.Name, sinceArg, kubectlArgs)
+	code := http.StatusOK
 	if len(problems) > 0 {
 		v.FilterError = "Change the filters: " + strings.Join(problems, "; ") + "."
-		w.WriteHeader(http.StatusUnprocessableEntity)
+		code = http.StatusUnprocessableEntity
 	} else {
 		var next string
 		v.Calls, next, v.Error = c.calls(r.Context(), app.Namespace, fields, 50, q.Get("continue"))
@@ -149,7 +156,7 @@ func (c *Console) appLogs(w http.ResponseWriter, r *http.Request) {
 			v.Next = "?" + nq.Encode()
 		}
 	}
-	c.render(w, r, "logs", page{Title: "Logs of " + displayName(app), Namespace: app.Namespace, Menu: "apps", Kubectl: kubectl, Data: v})
+	c.renderCode(w, code, "logs", page{Title: "Logs of " + displayName(app), Namespace: app.Namespace, Menu: "apps", Kubectl: kubectl, Data: v})
 }
 
 // recordRow is one day and record type of record insights.

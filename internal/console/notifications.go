@@ -46,6 +46,11 @@ type noteForm struct {
 	Ready      string
 	// MayPatch and MayDelete: what the user may do to it (the manage page).
 	MayPatch, MayDelete bool
+	// Generation and UID are those of the notification the manage page
+	// shows: a save or delete of one changed or replaced meanwhile is
+	// refused.
+	Generation int64
+	UID        string
 }
 
 type eventChoice struct{ Value, Label, Explain string }
@@ -161,8 +166,17 @@ func (f *noteForm) hidden() url.Values {
 func (f *noteForm) spec() v1alpha1.AppNotificationSpec {
 	s := v1alpha1.AppNotificationSpec{Event: v1alpha1.NotificationEvent(f.Event), Reminder: v1alpha1.ReminderFrequency(f.Reminder),
 		Apps: slices.Clone(f.Apps), Recipients: v1alpha1.Recipients{Kind: v1alpha1.RecipientKind(f.Kind)}}
-	s.Recipients.Users = strings.Fields(strings.ReplaceAll(f.Users, ",", " "))
-	s.Recipients.Teams = strings.Fields(strings.ReplaceAll(f.Teams, ",", " "))
+	// Empty lists stay unset: the API admits users and teams only with
+	// kind Specific.
+	if users := strings.Fields(strings.ReplaceAll(f.Users, ",", " ")); len(users) > 0 {
+		s.Recipients.Users = users
+	}
+	if teams := strings.Fields(strings.ReplaceAll(f.Teams, ",", " ")); len(teams) > 0 {
+		s.Recipients.Teams = teams
+	}
+	if len(s.Apps) == 0 {
+		s.Apps = nil
+	}
 	return s
 }
 
@@ -189,7 +203,7 @@ func (c *Console) notifications(w http.ResponseWriter, r *http.Request) {
 		CanCreate bool
 	}
 	data.Q, data.Event, data.Events = q, event, events
-	data.CanCreate = c.access(r.Context(), ns, group, "appnotifications", "create")
+	data.CanCreate = c.access(r.Context(), ns, group, "appnotifications", "create", "")
 	for _, n := range l.Items {
 		if q != "" && !strings.Contains(n.Name, q) || event != "" && string(n.Spec.Event) != event {
 			continue
@@ -207,6 +221,14 @@ func (c *Console) notifications(w http.ResponseWriter, r *http.Request) {
 	}
 	c.render(w, r, "notifications", page{Title: "Notifications", Namespace: ns, Menu: "notifications", Notice: c.notice(r),
 		Kubectl: "kubectl get appnotifications -n " + ns, Data: data})
+}
+
+// nullIfNone is a list for a merge patch: null (unset) when empty.
+func nullIfNone(l []string) any {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
 }
 
 func recipients(r v1alpha1.Recipients) string {
@@ -253,7 +275,7 @@ func (c *Console) wizard(w http.ResponseWriter, r *http.Request) {
 		default:
 			f.check(at)
 			if len(f.Errors) > 0 {
-				f.Step = at
+				f.Step = firstStepWithError(f.Errors)
 				f.Hidden = f.hidden()
 				p.Data = f
 				c.badInput(w, r, "wizard", p)
@@ -309,17 +331,31 @@ func (c *Console) notification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Editing, f.Name, f.Event, f.Reminder, f.Apps = true, n.Name, string(n.Spec.Event), string(n.Spec.Reminder), n.Spec.Apps
+	f.Generation, f.UID = n.Generation, string(n.UID)
+	// Apps the notification names that do not exist (yet, or any more)
+	// stay choices, so that a save keeps them.
+	for _, a := range n.Spec.Apps {
+		if !slices.Contains(f.AllApps, a) {
+			f.AllApps = append(f.AllApps, a)
+		}
+	}
+	slices.Sort(f.AllApps)
 	f.Kind, f.Users, f.Teams = string(n.Spec.Recipients.Kind), strings.Join(n.Spec.Recipients.Users, " "), strings.Join(n.Spec.Recipients.Teams, " ")
 	code := http.StatusOK
 	if r.Method == http.MethodPost {
+		if !sameGeneration(r, n.Generation) {
+			changedMeanwhile(c, w, n.Namespace, "The notification", "/n/"+n.Namespace+"/notifications/"+n.Name)
+			return
+		}
 		f.read(r)
 		f.check(3)
 		if len(f.Errors) == 0 {
 			spec := f.spec()
 			patch, _ := json.Marshal(map[string]any{
 				"metadata": map[string]any{"resourceVersion": n.ResourceVersion},
-				"spec": map[string]any{"event": spec.Event, "reminder": nullIfEmpty(string(spec.Reminder)), "apps": spec.Apps,
-					"recipients": map[string]any{"kind": spec.Recipients.Kind, "users": spec.Recipients.Users, "teams": spec.Recipients.Teams}},
+				"spec": map[string]any{"event": spec.Event, "reminder": nullIfEmpty(string(spec.Reminder)), "apps": nullIfNone(spec.Apps),
+					"recipients": map[string]any{"kind": spec.Recipients.Kind, "users": nullIfNone(spec.Recipients.Users),
+						"teams": nullIfNone(spec.Recipients.Teams)}},
 			})
 			if err := c.c.Patch(r.Context(), n, client.RawPatch(types.MergePatchType, patch)); err != nil {
 				c.fail(w, r, n.Namespace, "save the notification", err)
@@ -338,10 +374,9 @@ func (c *Console) notification(w http.ResponseWriter, r *http.Request) {
 	if cond := meta.FindStatusCondition(n.Status.Conditions, v1alpha1.ConditionReady); cond != nil {
 		f.Ready = cond.Reason + ": " + cond.Message
 	}
-	f.MayPatch = c.access(r.Context(), n.Namespace, group, "appnotifications", "patch")
-	f.MayDelete = c.access(r.Context(), n.Namespace, group, "appnotifications", "delete")
-	w.WriteHeader(code)
-	c.render(w, r, "notification", page{Title: "Notification " + n.Name, Namespace: n.Namespace, Menu: "notifications", Notice: c.notice(r),
+	f.MayPatch = c.access(r.Context(), n.Namespace, group, "appnotifications", "patch", n.Name)
+	f.MayDelete = c.access(r.Context(), n.Namespace, group, "appnotifications", "delete", n.Name)
+	c.renderCode(w, code, "notification", page{Title: "Notification " + n.Name, Namespace: n.Namespace, Menu: "notifications", Notice: c.notice(r),
 		Kubectl: fmt.Sprintf("kubectl describe appnotification -n %s %s", n.Namespace, n.Name), Data: f})
 }
 
@@ -350,9 +385,27 @@ func (c *Console) deleteNotification(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := c.c.Delete(r.Context(), n, client.Preconditions{UID: &n.UID}); err != nil && !apierrors.IsNotFound(err) {
+	uid := types.UID(r.PostFormValue("uid"))
+	if uid != n.UID {
+		c.renderCode(w, http.StatusConflict, "message", page{Title: "Not deleted", Namespace: n.Namespace, Menu: "notifications",
+			Message: "The notification named " + n.Name + " is not the one the page showed (it was deleted and created again); nothing was deleted."})
+		return
+	}
+	if err := c.c.Delete(r.Context(), n, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
 		c.fail(w, r, n.Namespace, "delete the notification", err)
 		return
 	}
 	seeOther(w, r, "/n/"+n.Namespace+"/notifications?done=deleted-note")
+}
+
+// firstStepWithError is the wizard step whose field an error is about, the
+// earliest when several are: an answer that went stale (an app deleted
+// while on Review) is fixed where it was given.
+func firstStepWithError(errs map[string]string) int {
+	for step, field := range []string{"name", "event", "apps", "recipients"} {
+		if _, ok := errs[field]; ok {
+			return step
+		}
+	}
+	return 0
 }

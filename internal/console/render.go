@@ -83,9 +83,14 @@ func parsePages() (map[string]*template.Template, error) {
 	return pages, nil
 }
 
-// render writes a page; a template that fails gives a plain 500, never a
-// half-written page.
+// render writes a page with 200.
 func (c *Console) render(w http.ResponseWriter, _ *http.Request, name string, p page) {
+	c.renderCode(w, http.StatusOK, name, p)
+}
+
+// renderCode writes a page with code; a template that fails gives a plain
+// 500, never a half-written page.
+func (c *Console) renderCode(w http.ResponseWriter, code int, name string, p page) {
 	t, ok := c.pages[name]
 	if !ok {
 		http.Error(w, "no such page: "+name, http.StatusInternalServerError)
@@ -98,6 +103,7 @@ func (c *Console) render(w http.ResponseWriter, _ *http.Request, name string, p 
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
 	_, _ = w.Write(b.Bytes())
 }
 
@@ -125,8 +131,7 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, ns, what string, 
 	if code == http.StatusBadGateway {
 		c.log.Printf("%s %s: %s: %v", r.Method, r.URL.Path, what, err)
 	}
-	w.WriteHeader(code)
-	c.render(w, r, "message", p)
+	c.renderCode(w, code, "message", p)
 }
 
 // forbiddenFix names the binding to ask for. The built-in roles include
@@ -138,8 +143,7 @@ func forbiddenFix(ns string) string {
 
 // badInput answers a form that cannot be used, saying what to change.
 func (c *Console) badInput(w http.ResponseWriter, r *http.Request, name string, p page) {
-	w.WriteHeader(http.StatusUnprocessableEntity)
-	c.render(w, r, name, p)
+	c.renderCode(w, http.StatusUnprocessableEntity, name, p)
 }
 
 // seeOther redirects to a path of the console's own: every caller builds

@@ -3,10 +3,13 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"html"
 	"log"
 	"net"
+	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -45,9 +48,19 @@ gets a session cookie. From a remote shell, pick the port and forward it:
 			}
 			port = l.Addr().(*net.TCPAddr).Port
 			p := strconv.Itoa(port)
-			hosts := []string{"127.0.0.1:" + p, "localhost:" + p, "[::1]:" + p}
-			if !ip.IsLoopback() && !ip.IsUnspecified() {
-				hosts = append(hosts, net.JoinHostPort(address, p))
+			// The names a browser may use: loopback's, the address itself,
+			// and with an unspecified address every address of this host.
+			hosts := []string{"127.0.0.1:" + p, "localhost:" + p, "[::1]:" + p, net.JoinHostPort(ip.String(), p)}
+			linkHost := ip.String()
+			if ip.IsUnspecified() {
+				linkHost = "127.0.0.1"
+				if addrs, err := net.InterfaceAddrs(); err == nil {
+					for _, a := range addrs {
+						if n, ok := a.(*net.IPNet); ok {
+							hosts = append(hosts, net.JoinHostPort(n.IP.String(), p))
+						}
+					}
+				}
 			}
 			c, err := console.New(console.Options{Client: e.c, Namespace: e.namespace, Hosts: hosts, Now: e.now,
 				Log: log.New(e.errOut, "console: ", log.LstdFlags)})
@@ -55,11 +68,7 @@ gets a session cookie. From a remote shell, pick the port and forward it:
 				_ = l.Close()
 				return err
 			}
-			host := address
-			if ip.IsUnspecified() || ip.IsLoopback() {
-				host = "127.0.0.1"
-			}
-			link := "http://" + net.JoinHostPort(host, p) + c.LoginPath()
+			link := "http://" + net.JoinHostPort(linkHost, p) + c.LoginPath()
 			fmt.Fprintf(e.out, "The private apps console of namespace %s is at\n  %s\n"+
 				"The link signs this browser in and works once. Ctrl-C stops the console.\n", e.namespace, link)
 			if !ip.IsLoopback() {
@@ -67,9 +76,11 @@ gets a session cookie. From a remote shell, pick the port and forward it:
 					"but the link and the session cross the network unencrypted; prefer an ssh port forward.\n", address)
 			}
 			if !noBrowser {
-				if err := openBrowser(link); err != nil {
+				done, err := openBrowser(link)
+				if err != nil {
 					fmt.Fprintf(e.out, "Could not open a browser (%v); open the link yourself.\n", err)
 				}
+				defer done()
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -83,23 +94,38 @@ gets a session cookie. From a remote shell, pick the port and forward it:
 	return cmd
 }
 
-// openBrowser opens url, the console's own sign-in link, in the desktop's
-// browser.
+// openBrowser opens link, the console's own sign-in link, in the desktop's
+// browser. The link is not put on a command line, where other users of the
+// machine could read it (/proc/PID/cmdline) for as long as a browser it
+// starts runs: the browser opens a file, readable only by this user, that
+// sends it on. done removes the file.
 //
-//nolint:gosec // url is the link the console made, passed as one argument
-func openBrowser(url string) error {
+//nolint:gosec // the command opens a file this process wrote
+func openBrowser(link string) (done func(), err error) {
+	done = func() {}
+	dir, err := os.MkdirTemp("", "privateapp-console-")
+	if err != nil {
+		return done, err
+	}
+	done = func() { _ = os.RemoveAll(dir) }
+	page := filepath.Join(dir, "sign-in.html")
+	content := `<!DOCTYPE html><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
+		`<meta http-equiv="refresh" content="0;url=` + html.EscapeString(link) + `"><title>Private apps console</title>`
+	if err := os.WriteFile(page, []byte(content), 0o600); err != nil {
+		return done, err
+	}
 	var cmd *exec.Cmd
 	switch runtime.GOOS {
 	case "darwin":
-		cmd = exec.CommandContext(context.Background(), "open", url)
+		cmd = exec.CommandContext(context.Background(), "open", page)
 	case "windows":
-		cmd = exec.CommandContext(context.Background(), "rundll32", "url.dll,FileProtocolHandler", url)
+		cmd = exec.CommandContext(context.Background(), "rundll32", "url.dll,FileProtocolHandler", page)
 	default:
-		cmd = exec.CommandContext(context.Background(), "xdg-open", url)
+		cmd = exec.CommandContext(context.Background(), "xdg-open", page)
 	}
 	if err := cmd.Start(); err != nil {
-		return err
+		return done, err
 	}
 	go func() { _ = cmd.Wait() }()
-	return nil
+	return done, nil
 }

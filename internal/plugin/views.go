@@ -309,6 +309,10 @@ TOKEN=$(kubectl privateapp token APP) works. Needs get on the Secret.`,
 			if err := e.c.Get(cmd.Context(), client.ObjectKey{Namespace: app.Namespace, Name: app.TokenSecretName()}, &s); err != nil {
 				return fmt.Errorf("reading Secret %s/%s: %w", app.Namespace, app.TokenSecretName(), explain(err))
 			}
+			if !app.HoldsTokenOf(&s) {
+				return fmt.Errorf("the Secret %s/%s is not a token Secret the operator wrote for %s (its type or owner differ); kubectl describe privateapp %s -n %s says what happened",
+					app.Namespace, app.TokenSecretName(), app.Name, app.Name, app.Namespace)
+			}
 			tok := s.Data[v1alpha1.SecretTokenKey]
 			if len(tok) == 0 {
 				return fmt.Errorf("the Secret %s/%s has no token yet; the app is %s", app.Namespace, app.TokenSecretName(), orDash(string(app.Status.Connection)))
