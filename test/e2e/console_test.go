@@ -155,7 +155,7 @@ func TestWebConsole(t *testing.T) {
 	}
 
 	// Create an app with two scopes picked through the search.
-	open("/n/default/apps/new")
+	open("/n/default/new-app")
 	run("filling in the new app",
 		chromedp.SendKeys(chromedp.CSS("#name"), "invoices"),
 		chromedp.SendKeys(chromedp.CSS("#displayName"), "Invoice sync"),
@@ -286,7 +286,7 @@ func TestWebConsole(t *testing.T) {
 	// A notification through the wizard.
 	open("/n/default/notifications")
 	run("the wizard",
-		chromedp.Click(chromedp.CSS(`a[href="/n/default/notifications/new"]`)), chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.Click(chromedp.CSS(`a[href="/n/default/new-notification"]`)), chromedp.WaitVisible(chromedp.CSS("#name")),
 		chromedp.SendKeys(chromedp.CSS("#name"), "invoices-down"), chromedp.Click(chromedp.CSS(`button[name="next"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`input[value="AppDisconnected"]`)),
 		chromedp.Click(chromedp.CSS(`input[value="AppDisconnected"]`)), setField("#reminder", "Daily"),
@@ -304,6 +304,16 @@ func TestWebConsole(t *testing.T) {
 	if note.Spec.Event != v1alpha1.EventAppDisconnected || note.Spec.Reminder != v1alpha1.ReminderDaily || strings.Join(note.Spec.Apps, ",") != "invoices" ||
 		strings.Join(note.Spec.Recipients.Users, ",") != "alice@example.com" {
 		t.Errorf("the notification the wizard made: %+v", note.Spec)
+	}
+
+	// Its page saves a change against the API server's own rules: for
+	// everyone, without the users.
+	open("/n/default/notifications/invoices-down")
+	run("saving it for everyone", chromedp.Click(chromedp.CSS(`input[name="kind"][value="Everyone"]`)), setField("#users", ""),
+		chromedp.Click(chromedp.CSS(`form.card button.primary`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
+	must(t, s.c.Get(ctx, client.ObjectKeyFromObject(note), note))
+	if note.Spec.Recipients.Kind != v1alpha1.RecipientsEveryone || len(note.Spec.Recipients.Users) != 0 || strings.Join(note.Spec.Apps, ",") != "invoices" {
+		t.Errorf("the notification after Save: %+v", note.Spec)
 	}
 
 	// Disconnect an app from its page; home lists it under needs attention
