@@ -10,7 +10,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,17 +153,14 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if !runControllers && ts.addr == "" && ins.addr == "" && ins.ingestAddr == "" && ins.syslogAddr == "" {
-		log.Error(nil, "--run-controllers=false with --token-service-bind-address and every --insights/--call-log address empty leaves nothing to run")
-		os.Exit(2)
-	}
-	if scopeCatalog != "" {
-		log.Error(nil, "--scope-catalog was removed: an APICatalog now says which scopes apps may ask for, and which scopes each route needs; "+
-			"create one with these scopes (docs/apicatalogs.md#migrating-from---scope-catalog shows how) and drop the flag", "scopes", scopeCatalog)
-		os.Exit(2)
-	}
-	if maxApps < 0 {
-		log.Error(nil, "--max-apps-per-namespace must be zero or more", "value", maxApps)
+	// Every mistake of the command line at once, before anything starts.
+	if problems := (startFlags{runControllers: runControllers, selfSignedCerts: selfSignedCerts, scopeCatalog: scopeCatalog,
+		operatorNamespace: operatorNamespace, maxApps: maxApps, concurrency: concurrency, leaderElect: leaderElect,
+		leaseDuration: leaseDuration, renewDeadline: renewDeadline, retryPeriod: retryPeriod, ts: ts, ins: ins}).problems(); len(problems) > 0 {
+		fmt.Fprintf(os.Stderr, "The command line has %d problem(s); nothing was started:\n", len(problems))
+		for _, p := range problems {
+			fmt.Fprintf(os.Stderr, "  - %s\n", p)
+		}
 		os.Exit(2)
 	}
 
@@ -395,9 +391,6 @@ func setUpTokenService(mgr ctrl.Manager, f tokenServiceFlags, catalogs *catalogf
 		Introspection: &tokenservice.IntrospectionLimit{PerSecond: f.introspectionLimit}, Clock: clock.RealClock{}, Log: log,
 		Issuer: strings.TrimSuffix(f.issuer, "/"),
 	}
-	if u, err := url.Parse(srv.Issuer); srv.Issuer != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "") {
-		return fmt.Errorf("--token-service-issuer %q must be an https URL without query or fragment, such as https://privateapps-token-service.privateapps-system.svc:8443", f.issuer)
-	}
 	if f.oauthClientsFile != "" {
 		if srv.OAuthClients, err = tokenservice.LoadIntrospectionClients(f.oauthClientsFile, func(err error) { log.Error(err, "introspection clients") }); err != nil {
 			return err
@@ -447,12 +440,7 @@ type insightsFlags struct {
 // --insights-bind-address, serves it as insights.privateapps.dev. It
 // returns the queue the token service hands its decisions to.
 func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
-	if (f.sqlite == "") == (f.postgresFile == "") {
-		return nil, errors.New("the call log (--insights-bind-address, --call-log-ingest-bind-address, --call-log-syslog-bind-address) needs one store: --call-log-sqlite=<file> or --call-log-postgres-dsn-file=<file>")
-	}
-	if f.retention < 24*time.Hour {
-		return nil, fmt.Errorf("--call-log-retention is %s; it keeps whole UTC days, so at least 24h", f.retention)
-	}
+	// The flags' combinations are checked at start (startFlags.problems).
 	log := ctrl.Log.WithName("insights")
 	store, err := openStore(f)
 	if err != nil {
@@ -464,9 +452,6 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 	}
 	if err := mgr.Add(&calllog.Retention{Store: store, Keep: f.retention, Clock: clock.RealClock{}, Log: log}); err != nil {
 		return nil, err
-	}
-	if f.reportWait <= 0 {
-		return nil, fmt.Errorf("--call-log-gateway-report-wait is %s; give how long a gateway's report may take, e.g. 5m", f.reportWait)
 	}
 	metrics.Registry.MustRegister(calllog.GatewayReportsMissing)
 	if err := mgr.Add(&calllog.GatewayReports{Store: store, Wait: f.reportWait, Clock: clock.RealClock{}, Log: log}); err != nil {
@@ -496,9 +481,6 @@ func setUpInsights(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
 // setUpRemoteCallLog sends the token service's decisions to the insights
 // component, through a queue, so that its absence costs the checks nothing.
 func setUpRemoteCallLog(mgr ctrl.Manager, f insightsFlags) (*calllog.Queue, error) {
-	if f.sqlite != "" || f.postgresFile != "" || f.addr != "" || f.ingestAddr != "" || f.syslogAddr != "" {
-		return nil, errors.New("--call-log-url sends calls to another process's call log; it does not go with a store or insights addresses of this process")
-	}
 	secret, err := readSecretFile("--call-log-token-file", f.remoteTokenFile)
 	if err != nil {
 		return nil, err
@@ -547,11 +529,6 @@ func openStore(f insightsFlags) (calllog.Store, error) {
 // setUpIngest starts the endpoints through which gateways, the
 // kube-apiserver and token-service replicas report calls.
 func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log logr.Logger) error {
-	if f.ingestTokenFile != "" {
-		return errors.New("--call-log-ingest-token-file is gone: one secret for every sender let whoever read a gateway's " +
-			"syslog line post audit events and token-service decisions; give each sender kind its own secret with " +
-			"--call-log-gateway-token-file, --call-log-audit-token-file and --call-log-token-service-token-file")
-	}
 	files := map[ingest.Sender]string{ingest.SenderGateway: f.gatewayTokenFile, ingest.SenderAudit: f.auditTokenFile,
 		ingest.SenderTokenService: f.tokenServiceTokenFile}
 	secrets := map[ingest.Sender][]byte{}
@@ -601,9 +578,6 @@ func setUpIngest(mgr ctrl.Manager, f insightsFlags, queue *calllog.Queue, log lo
 // setUpCertRotator makes the certificates once before the manager starts, so
 // the webhook server finds its files, and keeps them renewed after.
 func setUpCertRotator(mgr ctrl.Manager, namespace, prefix, service, configurations, extraNames, certDir, apiService string) error {
-	if namespace == "" {
-		return errors.New("--self-signed-certs needs --operator-namespace (or $POD_NAMESPACE)")
-	}
 	names := commaList(configurations)
 	if len(names) == 0 {
 		names = []string{prefix}
