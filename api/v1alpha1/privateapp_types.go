@@ -478,6 +478,24 @@ func (a *PrivateApp) UsageOn(t time.Time) DailyUsage {
 	return DailyUsage{Date: day}
 }
 
+// CallsByDay is the app's calls on each of the days UTC days up to the day
+// of now, oldest first, with the days (YYYY-MM-DD); zero for a day
+// status.usage.daily does not hold.
+func (a *PrivateApp) CallsByDay(now time.Time, days int) (dates []string, calls []int64) {
+	byDay := map[string]int64{}
+	if a.Status.Usage != nil {
+		for _, d := range a.Status.Usage.Daily {
+			byDay[d.Date] = d.Calls
+		}
+	}
+	for i := days - 1; i >= 0; i-- {
+		d := now.UTC().AddDate(0, 0, -i).Format(time.DateOnly)
+		dates = append(dates, d)
+		calls = append(calls, byDay[d])
+	}
+	return dates, calls
+}
+
 // TokenSecretName is the Secret that holds the app's token: the one recorded
 // in status once the operator has written it, so that a spec edit that
 // bypassed validation cannot move the token.

@@ -312,26 +312,12 @@ func trend(values []int64) string {
 type chart struct {
 	Title string
 	SVG   template.HTML
-	Max   int64
-	Limit int64
 }
 
 // dailyChart is an app's calls per UTC day, the last 30 days.
 func dailyChart(app *v1alpha1.PrivateApp, now time.Time, limit int64) chart {
-	byDay := map[string]int64{}
-	if app.Status.Usage != nil {
-		for _, d := range app.Status.Usage.Daily {
-			byDay[d.Date] = d.Calls
-		}
-	}
-	var values []int64
-	var labels []string
-	for i := 29; i >= 0; i-- {
-		d := now.UTC().AddDate(0, 0, -i).Format(time.DateOnly)
-		values = append(values, byDay[d])
-		labels = append(labels, d)
-	}
-	return barChart("Calls per day, last 30 days, UTC", values, labels, limit)
+	dates, calls := app.CallsByDay(now, 30)
+	return barChart("Calls per day, last 30 days, UTC", calls, dates, limit)
 }
 
 // barChart draws values as bars; limit, when set, is a dashed line with
@@ -373,7 +359,7 @@ func barChart(title string, values []int64, labels []string, limit int64) chart 
 		fmt.Fprintf(&b, `<text class="tick" x="%d" y="%d" text-anchor="end">daily limit %d, above the chart</text>`, width-4, 14, limit)
 	}
 	b.WriteString(`</svg>`)
-	return chart{Title: title, SVG: template.HTML(b.String()), Max: top, Limit: limit} //nolint:gosec // numbers and escaped dates only
+	return chart{Title: title, SVG: template.HTML(b.String())} //nolint:gosec // numbers and escaped dates only
 }
 
 func shortDay(d string) string {

@@ -261,18 +261,10 @@ func (e *env) describe(ctx context.Context, name string) error {
 // dailySeries is the app's calls for each of the last 30 UTC days, oldest
 // first, with the days' labels (MM-DD).
 func dailySeries(app *v1alpha1.PrivateApp, now time.Time) ([]int64, []string) {
-	byDay := map[string]int64{}
-	if app.Status.Usage != nil {
-		for _, d := range app.Status.Usage.Daily {
-			byDay[d.Date] = d.Calls
-		}
-	}
-	var values []int64
-	var labels []string
-	for i := 29; i >= 0; i-- {
-		d := now.UTC().AddDate(0, 0, -i)
-		values = append(values, byDay[d.Format(time.DateOnly)])
-		labels = append(labels, d.Format("01-02"))
+	dates, values := app.CallsByDay(now, 30)
+	labels := make([]string, len(dates))
+	for i, d := range dates {
+		labels[i] = d[len("2006-"):]
 	}
 	return values, labels
 }
