@@ -48,19 +48,11 @@ func (c *Console) calls(ctx context.Context, ns string, fields client.MatchingFi
 	}
 	var rows []callRow
 	for _, x := range l.Items {
-		u := x.Path
-		if x.Query != "" {
-			u += "?" + x.Query
-		}
-		decided := x.DecidedBy
-		if x.Reason != "" && x.Reason != "allowed" {
-			decided += ": " + x.Reason
-		}
 		latency := "-"
 		if x.Latency != nil {
 			latency = x.Latency.Duration.String()
 		}
-		rows = append(rows, callRow{Time: x.Time.Time, App: x.App, Method: x.Method, URL: u, DecidedBy: decided, Latency: latency,
+		rows = append(rows, callRow{Time: x.Time.Time, App: x.App, Method: x.Method, URL: x.RequestURL(), DecidedBy: x.Decision(), Latency: latency,
 			Code: x.Code, Refused: x.Code >= 400})
 	}
 	return rows, l.Continue, ""

@@ -15,22 +15,15 @@ var callHeaders = []string{"TIME (UTC)", "METHOD", "CODE", "URL", "DECIDED BY", 
 func callRows(calls []insightsv1alpha1.Call) [][]string {
 	var rows [][]string
 	for _, c := range calls {
-		url := c.Path
-		if c.Query != "" {
-			url += "?" + c.Query
-		}
+		url := c.RequestURL()
 		if len(url) > 80 {
 			url = url[:79] + "…"
-		}
-		decided := c.DecidedBy
-		if c.Reason != "" && c.Reason != "allowed" {
-			decided += ": " + c.Reason
 		}
 		latency := "-"
 		if c.Latency != nil {
 			latency = c.Latency.Duration.String()
 		}
-		rows = append(rows, []string{c.Time.UTC().Format("2006-01-02 15:04:05.000"), c.Method, fmt.Sprint(c.Code), url, decided, latency})
+		rows = append(rows, []string{c.Time.UTC().Format("2006-01-02 15:04:05.000"), c.Method, fmt.Sprint(c.Code), url, c.Decision(), latency})
 	}
 	return rows
 }

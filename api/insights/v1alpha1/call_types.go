@@ -71,3 +71,20 @@ type CallList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Call `json:"items"`
 }
+
+// RequestURL is the call's path with its query, as the call log lists it.
+func (c *Call) RequestURL() string {
+	if c.Query == "" {
+		return c.Path
+	}
+	return c.Path + "?" + c.Query
+}
+
+// Decision is who decided the call's code, with the reason when it is not
+// "allowed" (token-service: missing_scope).
+func (c *Call) Decision() string {
+	if c.Reason != "" && c.Reason != "allowed" {
+		return c.DecidedBy + ": " + c.Reason
+	}
+	return c.DecidedBy
+}
