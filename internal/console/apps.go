@@ -164,6 +164,12 @@ func (c *Console) listApps(ctx context.Context, ns string) ([]v1alpha1.PrivateAp
 	return l.Items, nil
 }
 
+// nameMatches is the apps' name search: q, in any case, in the name or
+// the display name; an empty q matches every app.
+func nameMatches(name, displayName, q string) bool {
+	return q == "" || strings.Contains(strings.ToLower(name+" "+displayName), strings.ToLower(q))
+}
+
 func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 	ns, ok := c.ns(w, r)
 	if !ok {
@@ -187,7 +193,7 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 	data.Q, data.Mine = strings.TrimSpace(r.URL.Query().Get("q")), r.URL.Query().Get("mine") != ""
 	data.Me = c.whoAmI(r.Context())
 	keep := func(a *v1alpha1.PrivateApp) bool {
-		return (data.Q == "" || strings.Contains(strings.ToLower(a.Name+" "+a.Spec.DisplayName), strings.ToLower(data.Q))) &&
+		return nameMatches(a.Name, a.Spec.DisplayName, data.Q) &&
 			(!data.Mine || data.Me != "" && a.Status.InstalledBy == data.Me)
 	}
 	var shown []v1alpha1.PrivateApp
@@ -241,7 +247,7 @@ func (c *Console) appList(w http.ResponseWriter, r *http.Request) {
 	data.CanCreate = c.access(r.Context(), ns, group, "privateapps", "create", "")
 	for i := range apps {
 		row := rowOf(&apps[i], now)
-		if q != "" && !strings.Contains(strings.ToLower(row.Name+" "+row.DisplayName), strings.ToLower(q)) {
+		if !nameMatches(row.Name, row.DisplayName, q) {
 			continue
 		}
 		if status != "" && row.Status != status {
