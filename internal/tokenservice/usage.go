@@ -7,11 +7,14 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 )
 
 // usageDays is how many UTC days status.usage.daily keeps.
@@ -96,6 +99,11 @@ func (u *Usage) giveBack(app types.NamespacedName, a *appUsage) {
 	}
 }
 
+// FieldOwner is the field manager of the token service's status writes:
+// managedFields show it owns status.usage and status.lastActivityTime, and
+// nothing else of a PrivateApp.
+const FieldOwner = "privateapp-token-service"
+
 // Flusher writes the counts into status every Interval.
 type Flusher struct {
 	Client   client.Client
@@ -135,30 +143,47 @@ func (f *Flusher) Flush(ctx context.Context) {
 	}
 }
 
+// flushApp adds the counts to the app's status by server-side apply of the
+// two fields the token service owns. The apply carries the resourceVersion
+// it read, so that two replicas adding their counts at once do not lose
+// either's: the second gets a conflict and adds its counts on the next
+// flush.
 func (f *Flusher) flushApp(ctx context.Context, key types.NamespacedName, a *appUsage) error {
 	app := &v1alpha1.PrivateApp{}
 	if err := f.Client.Get(ctx, key, app); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	base := app.DeepCopy()
-	now := f.Clock.Now()
+	edition, addOn := "", false
+	if f.Accounts != nil {
+		edition, addOn = f.Accounts.Labels(app.Namespace)
+	}
+	usage, last := addUsage(app.Status, a, f.Limits.For(edition, addOn), f.Clock.Now())
+	ac, err := usageApply(app, usage, last)
+	if err != nil {
+		return err
+	}
+	return f.Client.Status().Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership)
+}
+
+// addUsage is the app's usage and last activity with the counts a added:
+// the last 30 UTC days, today's totals and the limits in force. Both are
+// whole values: an apply that left a field out would remove it.
+func addUsage(st v1alpha1.PrivateAppStatus, a *appUsage, lim ratelimit.Limits, now time.Time) (*v1alpha1.UsageStatus, *metav1.Time) {
 	today := now.UTC().Format(time.DateOnly)
 	oldest := now.UTC().AddDate(0, 0, -(usageDays - 1)).Format(time.DateOnly)
 
-	usage := app.Status.Usage
-	if usage == nil {
-		usage = &v1alpha1.UsageStatus{}
-	}
 	byDay := map[string]v1alpha1.DailyUsage{}
-	for _, d := range usage.Daily {
-		byDay[d.Date] = d
+	if st.Usage != nil {
+		for _, d := range st.Usage.Daily {
+			byDay[d.Date] = d
+		}
 	}
 	for day, d := range a.pending {
 		e := byDay[day]
 		e.Date, e.Calls, e.Refused = day, e.Calls+d.Calls, e.Refused+d.Refused
 		byDay[day] = e
 	}
-	usage.Daily = usage.Daily[:0]
+	usage := &v1alpha1.UsageStatus{}
 	for day := oldest; day <= today; day = nextDay(day) {
 		if d, ok := byDay[day]; ok {
 			usage.Daily = append(usage.Daily, d)
@@ -166,18 +191,35 @@ func (f *Flusher) flushApp(ctx context.Context, key types.NamespacedName, a *app
 	}
 	t := byDay[today]
 	usage.CallsToday, usage.RefusedToday = t.Calls, t.Refused
-	edition, addOn := "", false
-	if f.Accounts != nil {
-		edition, addOn = f.Accounts.Labels(app.Namespace)
-	}
-	lim := f.Limits.For(edition, addOn)
 	usage.LimitPer10s, usage.DailyLimit = lim.PerWindow, lim.PerDay
-	app.Status.Usage = usage
-	if !a.last.IsZero() && (app.Status.LastActivityTime == nil || a.last.After(app.Status.LastActivityTime.Time)) {
-		last := metav1.NewTime(a.last)
-		app.Status.LastActivityTime = &last
+
+	last := st.LastActivityTime.DeepCopy()
+	if !a.last.IsZero() && (last == nil || a.last.After(last.Time)) {
+		at := metav1.NewTime(a.last)
+		last = &at
 	}
-	return f.Client.Status().Patch(ctx, app, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	return usage, last
+}
+
+// usageStatus is the part of PrivateApp status the token service applies.
+type usageStatus struct {
+	Usage            *v1alpha1.UsageStatus `json:"usage,omitempty"`
+	LastActivityTime *metav1.Time          `json:"lastActivityTime,omitempty"`
+}
+
+// usageApply is the apply configuration of the token service's fields of
+// app's status, preconditioned on the resourceVersion app was read at.
+func usageApply(app *v1alpha1.PrivateApp, usage *v1alpha1.UsageStatus, last *metav1.Time) (runtime.ApplyConfiguration, error) {
+	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&usageStatus{Usage: usage, LastActivityTime: last})
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"status": st}}
+	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("PrivateApp"))
+	u.SetNamespace(app.Namespace)
+	u.SetName(app.Name)
+	u.SetResourceVersion(app.ResourceVersion)
+	return client.ApplyConfigurationFromUnstructured(u), nil
 }
 
 func nextDay(day string) string {
