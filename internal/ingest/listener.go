@@ -34,7 +34,7 @@ type HTTPS struct {
 // Listen binds the address, so that a bad one fails at start.
 func (s *HTTPS) Listen() error {
 	if s.CertFile == "" || s.KeyFile == "" {
-		return errors.New("the ingest endpoints serve HTTPS: give --insights-tls-cert and --insights-tls-key")
+		return errors.New("the ingest endpoints serve HTTPS: give --tls-cert-file and --tls-private-key-file")
 	}
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {

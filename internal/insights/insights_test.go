@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,14 +99,20 @@ func TestCallsThroughTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := insights.New(insights.Options{Address: addr, CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig, Store: store,
+	serving, authn, authz := insights.NewServingOptions(dir)
+	host, port, _ := net.SplitHostPort(addr)
+	serving.BindAddress = net.ParseIP(host)
+	serving.BindPort, err = strconv.Atoi(port)
+	must(t, err)
+	serving.ServerCert.CertKey.CertFile, serving.ServerCert.CertKey.KeyFile = certFile, keyFile
+	authn.RemoteKubeConfigFile, authz.RemoteKubeConfigFile = kubeconfig, kubeconfig
+	srv, err := insights.New(insights.Options{Serving: serving, Authentication: authn, Authorization: authz, Store: store,
 		Apps: admin, Log: logr.Discard(), MaxRecordRows: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Start(ctx) }()
-	_, port, _ := net.SplitHostPort(addr)
 	if err := insightstest.Register(ctx, admin, namespace, service, port, caPEM); err != nil {
 		t.Fatal(err)
 	}

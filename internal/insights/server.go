@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -35,18 +34,14 @@ import (
 
 // Options configure the aggregated API server.
 type Options struct {
-	// Address is host:port to serve HTTPS on.
-	Address string
-	// CertFile and KeyFile are its serving certificate, whose CA the
-	// APIService's caBundle names; reloaded when they change. Empty makes
-	// a self-signed one in CertDir, for an APIService with
-	// insecureSkipTLSVerify (local use only).
-	CertFile, KeyFile, CertDir string
-	// Kubeconfig reaches the kube-apiserver that authenticates and
-	// authorizes each request (TokenReview, SubjectAccessReview) and
-	// publishes the front proxy's CA; empty is the in-cluster config.
-	Kubeconfig string
-	Store      calllog.Store
+	// Serving, Authentication and Authorization are k8s.io/apiserver's
+	// own options (the --secure-port, --tls-*, --authentication-* and
+	// --requestheader-* flags of every aggregated API server), already
+	// defaulted and validated; NewServingOptions makes them.
+	Serving        *genericoptions.SecureServingOptionsWithLoopback
+	Authentication *genericoptions.DelegatingAuthenticationOptions
+	Authorization  *genericoptions.DelegatingAuthorizationOptions
+	Store          calllog.Store
 	// Apps reads PrivateApps and APICatalogs (the manager's cache), for
 	// needs attention, API usage and the record types insights show.
 	Apps client.Reader
@@ -61,6 +56,21 @@ type Options struct {
 	Log           logr.Logger
 }
 
+// DefaultPort is the insights API's port: the chart's Service targets it.
+const DefaultPort = 8444
+
+// NewServingOptions are the serving, delegated authentication and
+// delegated authorization options with this server's defaults: port 8444,
+// and a self-signed certificate kept in certDir when no --tls-cert-file is
+// given (for an APIService with insecureSkipTLSVerify: local use only).
+func NewServingOptions(certDir string) (*genericoptions.SecureServingOptionsWithLoopback, *genericoptions.DelegatingAuthenticationOptions, *genericoptions.DelegatingAuthorizationOptions) {
+	serving := genericoptions.NewSecureServingOptions().WithLoopback()
+	serving.BindPort = DefaultPort
+	serving.ServerCert.CertDirectory = certDir
+	serving.ServerCert.PairName = "insights"
+	return serving, genericoptions.NewDelegatingAuthenticationOptions(), genericoptions.NewDelegatingAuthorizationOptions()
+}
+
 // Server is the aggregated API server, a manager Runnable.
 type Server struct {
 	generic *genericapiserver.GenericAPIServer
@@ -72,40 +82,22 @@ type Server struct {
 // TokenReview) and delegated authorization (SubjectAccessReview), as every
 // aggregated API server does, then the insights API group.
 func New(o Options) (*Server, error) {
-	host, portText, err := net.SplitHostPort(o.Address)
-	if err != nil {
-		return nil, fmt.Errorf("insights address %q: %w", o.Address, err)
+	if o.Serving == nil || o.Authentication == nil || o.Authorization == nil {
+		return nil, errors.New("insights: no serving, authentication or authorization options")
 	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return nil, fmt.Errorf("insights address %q: the port is not a number", o.Address)
-	}
-	serving := genericoptions.NewSecureServingOptions().WithLoopback()
-	serving.BindPort = port
-	if host != "" {
-		if serving.BindAddress = net.ParseIP(host); serving.BindAddress == nil {
-			return nil, fmt.Errorf("insights address %q: the host must be an IP address", o.Address)
-		}
-	}
-	serving.ServerCert.CertKey = genericoptions.CertKey{CertFile: o.CertFile, KeyFile: o.KeyFile}
-	serving.ServerCert.CertDirectory = o.CertDir
-	if o.CertFile == "" {
-		if err := serving.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
+	if o.Serving.ServerCert.CertKey.CertFile == "" {
+		if err := o.Serving.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 			return nil, fmt.Errorf("insights: making a self-signed certificate: %w", err)
 		}
 	}
 	cfg := genericapiserver.NewConfig(Codecs)
-	if err := serving.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
+	if err := o.Serving.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
 		return nil, fmt.Errorf("insights: %w", err)
 	}
-	authn := genericoptions.NewDelegatingAuthenticationOptions()
-	authn.RemoteKubeConfigFile = o.Kubeconfig
-	if err := authn.ApplyTo(&cfg.Authentication, cfg.SecureServing, nil); err != nil {
+	if err := o.Authentication.ApplyTo(&cfg.Authentication, cfg.SecureServing, nil); err != nil {
 		return nil, fmt.Errorf("insights: delegated authentication: %w", err)
 	}
-	authz := genericoptions.NewDelegatingAuthorizationOptions()
-	authz.RemoteKubeConfigFile = o.Kubeconfig
-	if err := authz.ApplyTo(&cfg.Authorization); err != nil {
+	if err := o.Authorization.ApplyTo(&cfg.Authorization); err != nil {
 		return nil, fmt.Errorf("insights: delegated authorization: %w", err)
 	}
 

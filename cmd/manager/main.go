@@ -1,0 +1,14 @@
+// Command manager is the operator's controller component: it issues and
+// rotates the tokens of PrivateApps, carries out TokenRotations, delivers
+// AppNotifications, compiles APICatalogs, serves the admission webhooks and
+// keeps the operator's own certificates (docs/install.md).
+package main
+
+import (
+	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
+	"github.com/privateapps-dev/privateapp-operator/cmd/manager/app"
+)
+
+func main() {
+	base.Main("manager", "the controllers and admission webhooks of privateapp-operator", &app.Options{})
+}
