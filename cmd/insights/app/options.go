@@ -51,10 +51,10 @@ func NewOptions() *Options {
 // replacedBy says, for each flag of the manager's insights mode that is
 // gone, what does its work now.
 var replacedBy = map[string]string{
-	"insights-bind-address":     "--secure-port (and --bind-address for the address)",
-	"insights-tls-cert":         "--tls-cert-file",
-	"insights-tls-key":          "--tls-private-key-file",
-	"insights-kubeconfig":       "--authentication-kubeconfig and --authorization-kubeconfig (default: --kubeconfig or $KUBECONFIG, else the in-cluster config)",
+	"insights-bind-address":      "--secure-port (and --bind-address for the address)",
+	"insights-tls-cert":          "--tls-cert-file",
+	"insights-tls-key":           "--tls-private-key-file",
+	"insights-kubeconfig":        "--authentication-kubeconfig and --authorization-kubeconfig (default: --kubeconfig or $KUBECONFIG, else the in-cluster config)",
 	"call-log-ingest-token-file": "--call-log-gateway-token-file, --call-log-audit-token-file and --call-log-token-service-token-file (one secret for every sender let whoever read a gateway's syslog line post audit events and token-service decisions)",
 }
 
