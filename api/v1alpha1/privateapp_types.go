@@ -249,6 +249,17 @@ type PrivateAppStatus struct {
 	// +optional
 	Usage *UsageStatus `json:"usage,omitempty"`
 
+	// rotations records what the operator did with each of the app's
+	// TokenRotations whose own status does not show it yet: the
+	// TokenRotation controller reports it there, and the entry goes once it
+	// has. The operator applies rotations, and the order of its token writes
+	// holds only if it alone decides how each went.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Rotations []RotationRecord `json:"rotations,omitempty"`
+
 	// activity lists the most recent lifecycle events, oldest first.
 	// +optional
 	// +listType=atomic
@@ -341,6 +352,48 @@ type PreviousTokenStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Rotation string `json:"rotation,omitempty"`
+}
+
+// RotationRecord is how one TokenRotation of the app went, as the operator
+// applied it.
+type RotationRecord struct {
+	// name of the TokenRotation.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// uid of the TokenRotation: one deleted and created again under the same
+	// name is another rotation.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	UID string `json:"uid,omitempty"`
+
+	// phase the rotation reached: GracePeriod, Completed, Cancelled,
+	// Superseded or Failed.
+	// +required
+	Phase RotationPhase `json:"phase"`
+
+	// rotatedAt is when the rotation's token was issued.
+	// +optional
+	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
+
+	// oldTokenExpiresAt is when the token it replaced stops working.
+	// +optional
+	OldTokenExpiresAt *metav1.Time `json:"oldTokenExpiresAt,omitempty"`
+
+	// completedAt is when it reached a final phase.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+
+	// reason of the rotation's Ready condition.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+
+	// message of the rotation's Ready condition.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
 }
 
 // Reasons a previous token is valid.

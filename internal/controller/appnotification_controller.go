@@ -23,6 +23,9 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 )
 
+// AppNotificationFieldOwner is the field manager of AppNotification status.
+const AppNotificationFieldOwner = "appnotification-controller"
+
 const (
 	// maxFinishedDeliveries is how many sent or failed deliveries status
 	// keeps.
@@ -416,6 +419,7 @@ func (r *AppNotificationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	r.Client = client.WithFieldOwner(r.Client, AppNotificationFieldOwner)
 	opts := controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, NewQueue: r.NewQueue}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.AppNotification{}).

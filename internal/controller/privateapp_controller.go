@@ -45,6 +45,10 @@ const (
 	// EventUninstallNotRecorded says an app went without its uninstall
 	// notification.
 	EventUninstallNotRecorded = "UninstallNotRecorded"
+	// PrivateAppFieldOwner is the field manager of the PrivateApp
+	// controller's writes: every field of PrivateApp status but usage and
+	// lastActivityTime, which the token service owns.
+	PrivateAppFieldOwner = "privateapp-controller"
 )
 
 // PrivateAppReconciler issues each PrivateApp's token into its Secret and
@@ -116,7 +120,6 @@ type CatalogSource interface {
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/finalizers,verbs=update
 // +kubebuilder:rbac:groups=privateapps.dev,resources=tokenrotations,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=privateapps.dev,resources=appnotifications,verbs=get;list;watch
-// +kubebuilder:rbac:groups=privateapps.dev,resources=tokenrotations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // The namespace's UID names its account in the id registry; the registry's
@@ -152,9 +155,6 @@ func (r *PrivateAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		if err := r.patchStatus(ctx, s); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 			return
-		}
-		if err := r.writeRotationStatus(ctx, s); err != nil {
-			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
 		s.emitEvents(r.Recorder)
 	}()
@@ -193,6 +193,7 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
+		forgetReportedRotations(app, rotations)
 		// Rotations start from a Secret that holds the current token; a
 		// Secret that needs repair is repaired first, and its update event
 		// brings the rotations back.
@@ -288,6 +289,7 @@ func (r *PrivateAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.GracePeriod == 0 {
 		r.GracePeriod = DefaultGracePeriod
 	}
+	r.Client = client.WithFieldOwner(r.Client, PrivateAppFieldOwner)
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.TokenRotation{}, rotationAppField,
 		func(o client.Object) []string { return []string{o.(*v1alpha1.TokenRotation).Spec.AppName} }); err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
@@ -104,17 +104,19 @@ func isFinal(p v1alpha1.RotationPhase) bool {
 }
 
 // reconcileRotations applies the app's TokenRotations one at a time, oldest
-// first, and keeps their status in line with the app's. secret is the app's
+// first, and records how each went in the app's status.rotations, which the
+// TokenRotation controller reports on the rotation. secret is the app's
 // Secret, holding the current token. It returns the Secret as it is after any
 // write.
 func (r *PrivateAppReconciler) reconcileRotations(ctx context.Context, s *appScope, secret *corev1.Secret, rotations []v1alpha1.TokenRotation) (*corev1.Secret, error) {
 	t := s.app.Status.Token
 	for i := range rotations {
 		rot := &rotations[i]
-		if isFinal(rot.Status.Phase) {
+		phase := rotationPhase(s.app, rot)
+		if isFinal(phase) {
 			continue
 		}
-		if rot.Status.Phase == v1alpha1.RotationGracePeriod {
+		if phase == v1alpha1.RotationGracePeriod {
 			if t.Previous == nil || t.Previous.Rotation != rot.Name {
 				// Its end was not recorded before a restart: the current
 				// token says how it ended.
@@ -134,13 +136,63 @@ func (r *PrivateAppReconciler) reconcileRotations(ctx context.Context, s *appSco
 		}
 		// Pending or new.
 		if t.Rotation == rot.Name {
-			// Applied, but its status was not written before a restart.
+			// Applied, but not recorded before a restart.
 			s.markApplied(rot, t)
+			return secret, nil
+		}
+		if len(s.app.Status.Rotations) >= maxUnreportedRotations {
+			// The TokenRotation controller is behind; its reports wake the app.
 			return secret, nil
 		}
 		return r.applyRotation(ctx, s, secret, rot)
 	}
 	return secret, nil
+}
+
+// maxUnreportedRotations bounds status.rotations (the CRD allows 16): no
+// rotation starts while this many wait to be reported on their own status.
+const maxUnreportedRotations = 8
+
+// rotationPhase is how far rot got, as the app's status records it; a
+// rotation in its grace period before status.rotations existed is recorded
+// from its own status.
+func rotationPhase(app *v1alpha1.PrivateApp, rot *v1alpha1.TokenRotation) v1alpha1.RotationPhase {
+	if rec := findRotationRecord(app.Status.Rotations, rot); rec != nil {
+		return rec.Phase
+	}
+	if rot.Status.Phase == v1alpha1.RotationGracePeriod {
+		rec := v1alpha1.RotationRecord{Name: rot.Name, UID: string(rot.UID), Phase: rot.Status.Phase,
+			RotatedAt: rot.Status.RotatedAt, OldTokenExpiresAt: rot.Status.OldTokenExpiresAt}
+		if c := meta.FindStatusCondition(rot.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+			rec.Reason, rec.Message = c.Reason, c.Message
+		}
+		app.Status.Rotations = append(app.Status.Rotations, rec)
+	}
+	return rot.Status.Phase
+}
+
+// findRotationRecord is the record of rot in records, nil when there is none.
+func findRotationRecord(records []v1alpha1.RotationRecord, rot *v1alpha1.TokenRotation) *v1alpha1.RotationRecord {
+	for i := range records {
+		if rec := &records[i]; rec.Name == rot.Name && (rec.UID == "" || rec.UID == string(rot.UID)) {
+			return rec
+		}
+	}
+	return nil
+}
+
+// forgetReportedRotations drops the records of rotations that are gone or
+// whose own status shows their end: nothing is left to report.
+func forgetReportedRotations(app *v1alpha1.PrivateApp, rotations []v1alpha1.TokenRotation) {
+	app.Status.Rotations = slices.DeleteFunc(app.Status.Rotations, func(rec v1alpha1.RotationRecord) bool {
+		i := slices.IndexFunc(rotations, func(rot v1alpha1.TokenRotation) bool {
+			return rot.Name == rec.Name && (rec.UID == "" || rec.UID == string(rot.UID))
+		})
+		return i < 0 || isFinal(rotations[i].Status.Phase)
+	})
+	if len(app.Status.Rotations) == 0 {
+		app.Status.Rotations = nil
+	}
 }
 
 // endedPhase is the final phase of a rotation whose grace period is over.
@@ -209,7 +261,7 @@ func (r *PrivateAppReconciler) cancelRotation(ctx context.Context, s *appScope, 
 	prevText := secret.Data[v1alpha1.SecretPreviousTokenKey]
 	old, err := token.Parse(string(prevText))
 	if err != nil || old.Digest().String() != t.Previous.Digest {
-		s.rotationCondition(rot, metav1.ConditionTrue, v1alpha1.ReasonCannotCancel,
+		s.rotationCondition(rot, v1alpha1.ReasonCannotCancel,
 			"cancel cannot put the old token back: its text is no longer in the Secret's previous-token key; "+
 				"set expireOldTokenNow: true instead, or let the grace period end")
 		return secret, nil
@@ -243,38 +295,37 @@ func (r *PrivateAppReconciler) swapToken(ctx context.Context, s *appScope, secre
 	return want, nil
 }
 
-// Rotation status changes are collected during the app's reconcile and
-// written after the app's status.
-
-type rotationUpdate struct {
-	name   string
-	mutate func(*v1alpha1.TokenRotationStatus)
-}
-
-func (s *appScope) updateRotation(name string, mutate func(*v1alpha1.TokenRotationStatus)) {
-	s.rotationUpdates = append(s.rotationUpdates, rotationUpdate{name: name, mutate: mutate})
+// updateRotation changes the app's record of the named rotation, adding it
+// if there is none.
+func (s *appScope) updateRotation(name string, uid types.UID, mutate func(*v1alpha1.RotationRecord)) {
+	recs := &s.app.Status.Rotations
+	i := slices.IndexFunc(*recs, func(rec v1alpha1.RotationRecord) bool { return rec.Name == name })
+	if i < 0 {
+		*recs = append(*recs, v1alpha1.RotationRecord{Name: name, UID: string(uid)})
+		i = len(*recs) - 1
+	}
+	mutate(&(*recs)[i])
 }
 
 func (s *appScope) markApplied(rot *v1alpha1.TokenRotation, t *v1alpha1.TokenStatus) {
 	rotatedAt := t.IssuedAt
 	if t.Previous != nil && t.Previous.Rotation == rot.Name {
 		expires := t.Previous.ExpiresAt
-		s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
-			st.Phase, st.RotatedAt, st.OldTokenExpiresAt = v1alpha1.RotationGracePeriod, &rotatedAt, &expires
-			setRotationReady(st, s.now, metav1.ConditionTrue, v1alpha1.ReasonGracePeriod, fmt.Sprintf(
+		s.updateRotation(rot.Name, rot.UID, func(rec *v1alpha1.RotationRecord) {
+			rec.Phase, rec.RotatedAt, rec.OldTokenExpiresAt = v1alpha1.RotationGracePeriod, &rotatedAt, &expires
+			rec.Reason, rec.Message = v1alpha1.ReasonGracePeriod, fmt.Sprintf(
 				"The new token is in the Secret; the old one also works until %s. Set expireOldTokenNow: true to end "+
-					"this now, or cancel: true to go back to the old token", expires.UTC().Format(time.RFC3339)))
+					"this now, or cancel: true to go back to the old token", expires.UTC().Format(time.RFC3339))
 		})
 		return
 	}
-	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
-		st.RotatedAt = &rotatedAt
+	s.updateRotation(rot.Name, rot.UID, func(rec *v1alpha1.RotationRecord) {
+		rec.RotatedAt = &rotatedAt
 	})
 	s.finishRotation(rot, v1alpha1.RotationCompleted, "")
 }
 
 func (s *appScope) finishRotation(rot *v1alpha1.TokenRotation, phase v1alpha1.RotationPhase, by string) {
-	now := metav1.NewTime(s.now)
 	var reason, msg string
 	switch phase {
 	case v1alpha1.RotationCompleted:
@@ -287,69 +338,40 @@ func (s *appScope) finishRotation(rot *v1alpha1.TokenRotation, phase v1alpha1.Ro
 			msg = fmt.Sprintf("Immediate TokenRotation %q revoked every token this rotation left valid", by)
 		}
 	}
-	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
-		st.Phase, st.CompletedAt = phase, &now
-		if st.OldTokenExpiresAt != nil && st.OldTokenExpiresAt.After(s.now) {
-			st.OldTokenExpiresAt = &now
-		}
-		setRotationReady(st, s.now, metav1.ConditionTrue, reason, msg)
-	})
+	s.endRotation(rot.Name, rot.UID, phase, reason, msg)
 }
 
 func (s *appScope) supersede(name, by string) {
+	s.endRotation(name, "", v1alpha1.RotationSuperseded, v1alpha1.ReasonSuperseded,
+		fmt.Sprintf("Immediate TokenRotation %q revoked every token this rotation left valid", by))
+}
+
+// endRotation records a rotation's final phase; a grace period it left
+// running ends now.
+func (s *appScope) endRotation(name string, uid types.UID, phase v1alpha1.RotationPhase, reason, msg string) {
 	now := metav1.NewTime(s.now)
-	s.updateRotation(name, func(st *v1alpha1.TokenRotationStatus) {
-		st.Phase, st.CompletedAt = v1alpha1.RotationSuperseded, &now
-		st.OldTokenExpiresAt = &now
-		setRotationReady(st, s.now, metav1.ConditionTrue, v1alpha1.ReasonSuperseded,
-			fmt.Sprintf("Immediate TokenRotation %q revoked every token this rotation left valid", by))
+	s.updateRotation(name, uid, func(rec *v1alpha1.RotationRecord) {
+		rec.Phase, rec.CompletedAt = phase, &now
+		if rec.OldTokenExpiresAt != nil && rec.OldTokenExpiresAt.After(s.now) {
+			rec.OldTokenExpiresAt = &now
+		}
+		rec.Reason, rec.Message = reason, msg
 	})
 }
 
 func (s *appScope) failRotation(rot *v1alpha1.TokenRotation, msg string) {
 	now := metav1.NewTime(s.now)
-	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
-		st.Phase, st.CompletedAt = v1alpha1.RotationFailed, &now
-		setRotationReady(st, s.now, metav1.ConditionFalse, v1alpha1.ReasonRotationInProgress, msg)
+	s.updateRotation(rot.Name, rot.UID, func(rec *v1alpha1.RotationRecord) {
+		rec.Phase, rec.CompletedAt = v1alpha1.RotationFailed, &now
+		rec.Reason, rec.Message = v1alpha1.ReasonRotationInProgress, msg
 	})
 	s.event(corev1.EventTypeWarning, v1alpha1.ReasonRotationInProgress, fmt.Sprintf("TokenRotation %q refused: %s", rot.Name, msg))
 }
 
-func (s *appScope) rotationCondition(rot *v1alpha1.TokenRotation, status metav1.ConditionStatus, reason, msg string) {
-	s.updateRotation(rot.Name, func(st *v1alpha1.TokenRotationStatus) {
-		setRotationReady(st, s.now, status, reason, msg)
+func (s *appScope) rotationCondition(rot *v1alpha1.TokenRotation, reason, msg string) {
+	s.updateRotation(rot.Name, rot.UID, func(rec *v1alpha1.RotationRecord) {
+		rec.Reason, rec.Message = reason, msg
 	})
-}
-
-// writeRotationStatus applies the collected changes, each to the rotation as
-// the cache has it. A change that fails is made again by the next reconcile,
-// from the app's status.
-func (r *PrivateAppReconciler) writeRotationStatus(ctx context.Context, s *appScope) error {
-	var errs []error
-	for _, u := range s.rotationUpdates {
-		if err := r.patchRotationStatus(ctx, s.app.Namespace, u); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	s.rotationUpdates = nil
-	return kerrors.NewAggregate(errs)
-}
-
-func (r *PrivateAppReconciler) patchRotationStatus(ctx context.Context, ns string, u rotationUpdate) error {
-	rot := &v1alpha1.TokenRotation{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: u.name}, rot); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	base := rot.DeepCopy()
-	u.mutate(&rot.Status)
-	rot.Status.ObservedGeneration = rot.Generation
-	for i := range rot.Status.Conditions {
-		rot.Status.Conditions[i].ObservedGeneration = rot.Generation
-	}
-	if err := r.Status().Patch(ctx, rot, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("writing the status of TokenRotation %q: %w", u.name, err)
-	}
-	return nil
 }
 
 // scheduleRotation creates the next automatic rotation when spec.rotation

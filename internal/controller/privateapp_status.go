@@ -35,9 +35,6 @@ type appScope struct {
 	// and its status must not be written; the newer version is on its way.
 	skipStatus bool
 	events     []pendingEvent
-	// rotationUpdates are TokenRotation status changes, written after the
-	// app's status.
-	rotationUpdates []rotationUpdate
 }
 
 type pendingEvent struct {
