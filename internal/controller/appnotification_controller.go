@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -62,10 +63,12 @@ const (
 // status recording it: that recipient gets the message again, with the same
 // Message-ID (and the webhook the same delivery id), so it can be folded.
 //
-// Installs and disconnects are read from the apps' status; uninstalls are
-// recorded by the PrivateApp finalizer (RecordUninstall) before the app is
-// allowed to go, so none is missed. status.apps remembers what was already
-// reported per app, so restarts and resyncs send nothing twice.
+// Installs and disconnects are read from the apps' status; uninstalls from
+// apps being deleted, which the PrivateApp finalizer holds until every
+// notification that owes the uninstall shows it recorded, so none is missed.
+// status.apps remembers what was already reported per app, so restarts and
+// resyncs send nothing twice. This controller is the only writer of
+// AppNotification status.
 type AppNotificationReconciler struct {
 	client.Client
 	// APIReader reads the directory ConfigMaps and fresh copies on
@@ -169,9 +172,9 @@ func (r *AppNotificationReconciler) configured() bool {
 }
 
 // updateStatus applies mutate to the notification and writes status when it
-// changed. On a conflict (the PrivateApp finalizer records uninstalls in the
-// same status) it reads the object again and applies mutate to that, so
-// nothing either writer recorded is lost.
+// changed. On a conflict (the cache lagged behind this controller's own last
+// write) it reads the object again and applies mutate to that, so nothing
+// recorded is lost.
 func (r *AppNotificationReconciler) updateStatus(ctx context.Context, n *v1alpha1.AppNotification,
 	mutate func(*v1alpha1.AppNotification)) (*v1alpha1.AppNotification, error) {
 	for attempt := 0; ; attempt++ {
@@ -231,6 +234,12 @@ func observeApps(n *v1alpha1.AppNotification, apps []v1alpha1.PrivateApp, now ti
 				observeDisconnect(n, a, now)
 			}
 		}
+	case v1alpha1.EventAppUninstalled:
+		for i := range apps {
+			if watched(n, apps[i].Name) {
+				observeUninstall(n, &apps[i])
+			}
+		}
 	}
 	trimDeliveries(n)
 }
@@ -264,6 +273,16 @@ func observeInstall(n *v1alpha1.AppNotification, a *v1alpha1.PrivateApp) {
 		return
 	}
 	addDelivery(n, v1alpha1.Delivery{App: a.Name, AppUID: string(a.UID), Event: v1alpha1.EventAppInstalled, Time: *at})
+}
+
+// observeUninstall records the uninstall of an app that is being deleted
+// while the PrivateApp finalizer holds it, which waits for this record; the
+// delivery's id comes from the deletion, so it is recorded once.
+func observeUninstall(n *v1alpha1.AppNotification, a *v1alpha1.PrivateApp) {
+	if a.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(a, Finalizer) {
+		return
+	}
+	addDelivery(n, v1alpha1.Delivery{App: a.Name, AppUID: string(a.UID), Event: v1alpha1.EventAppUninstalled, Time: *a.DeletionTimestamp})
 }
 
 func observeDisconnect(n *v1alpha1.AppNotification, a *v1alpha1.PrivateApp, now time.Time) {
@@ -435,9 +454,11 @@ func (r *AppNotificationReconciler) notificationsOfApp(ctx context.Context, obj 
 		return nil
 	}
 	var reqs []reconcile.Request
+	deleting := obj.GetDeletionTimestamp() != nil
 	for i := range list.Items {
-		if list.Items[i].Spec.Event != v1alpha1.EventAppUninstalled && watched(&list.Items[i], obj.GetName()) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		n := &list.Items[i]
+		if (n.Spec.Event != v1alpha1.EventAppUninstalled || deleting) && watched(n, obj.GetName()) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(n)})
 		}
 	}
 	return reqs

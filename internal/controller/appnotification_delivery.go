@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -15,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
@@ -373,41 +371,28 @@ func latestAttempted(n *v1alpha1.AppNotification) *v1alpha1.Delivery {
 	return nil
 }
 
-// RecordUninstall adds an AppUninstalled delivery for app to every
-// AppNotification in its namespace that asks for one. The PrivateApp
-// finalizer calls it before letting the app go, so an uninstall is never
-// missed; the delivery id is derived from the deletion, so a repeated call
-// adds nothing.
-func RecordUninstall(ctx context.Context, c client.Client, reader client.Reader, app *v1alpha1.PrivateApp) error {
+// uninstallsNotRecorded names the AppNotifications that owe app's uninstall
+// a delivery and do not show one yet. The AppNotification controller records
+// it while the PrivateApp finalizer holds the app, which waits for this list
+// to be empty, so an uninstall is never missed.
+func uninstallsNotRecorded(ctx context.Context, reader client.Reader, app *v1alpha1.PrivateApp) ([]string, error) {
 	var list v1alpha1.AppNotificationList
-	if err := c.List(ctx, &list, client.InNamespace(app.Namespace)); err != nil {
-		return err
+	if err := reader.List(ctx, &list, client.InNamespace(app.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing the AppNotifications of namespace %q: %w", app.Namespace, err)
 	}
-	var errs []error
+	var waiting []string
 	for i := range list.Items {
 		n := &list.Items[i]
-		if n.Spec.Event != v1alpha1.EventAppUninstalled || !watched(n, app.Name) || !n.DeletionTimestamp.IsZero() {
-			continue
-		}
-		at := app.DeletionTimestamp
-		if at == nil {
-			now := metav1.Now()
-			at = &now
-		}
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			fresh := &v1alpha1.AppNotification{}
-			if err := reader.Get(ctx, client.ObjectKeyFromObject(n), fresh); err != nil {
-				return err
-			}
-			if !addDelivery(fresh, v1alpha1.Delivery{App: app.Name, AppUID: string(app.UID),
-				Event: v1alpha1.EventAppUninstalled, Time: *at}) {
-				return nil
-			}
-			return c.Status().Update(ctx, fresh)
-		})
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("recording the uninstall in AppNotification %s: %w", n.Name, err))
+		if owesUninstall(n, app.Name) && !slices.ContainsFunc(n.Status.Deliveries, func(d v1alpha1.Delivery) bool {
+			return d.Event == v1alpha1.EventAppUninstalled && d.AppUID == string(app.UID)
+		}) {
+			waiting = append(waiting, n.Name)
 		}
 	}
-	return errors.Join(errs...)
+	return waiting, nil
+}
+
+// owesUninstall says whether n reports the uninstall of the named app.
+func owesUninstall(n *v1alpha1.AppNotification, app string) bool {
+	return n.Spec.Event == v1alpha1.EventAppUninstalled && watched(n, app) && n.DeletionTimestamp.IsZero()
 }

@@ -233,7 +233,7 @@ var _ = Describe("AppNotification", func() {
 		Entry("Monthly", v1alpha1.ReminderMonthly, func(t time.Time) time.Time { return notify.ReminderDue(t, notify.Monthly, 1) }),
 	)
 
-	It("reports an uninstall through the finalizer, even while the notifier is down", func() {
+	It("holds a deleted app until its uninstall is recorded, even while the notifier is down", func() {
 		Expect(k8s.Create(ctx, newApp(ns, "legacy"))).To(Succeed())
 		waitReady(ns, "legacy")
 		createNotification(ns, "removals", v1alpha1.AppNotificationSpec{
@@ -243,13 +243,16 @@ var _ = Describe("AppNotification", func() {
 
 		stopNotifier()
 		Expect(k8s.Delete(ctx, getApp(ns, "legacy"))).To(Succeed())
-		Eventually(func() int { return len(listApps(ns)) }).Should(BeZero())
-		n := getNotification(ns, "removals")
-		Expect(n.Status.Deliveries).To(HaveLen(1))
-		Expect(n.Status.Deliveries[0].State).To(Equal(v1alpha1.DeliveryPending))
+		Consistently(func() int { return len(listApps(ns)) }, 2*time.Second).Should(Equal(1),
+			"the finalizer waits for the notification to record the uninstall")
+		Expect(getNotification(ns, "removals").Status.Deliveries).To(BeEmpty())
 		Expect(mails(ns)).To(BeEmpty())
 
 		stopNotifier = startNotifier()
+		Eventually(func() int { return len(listApps(ns)) }).Should(BeZero())
+		n := getNotification(ns, "removals")
+		Expect(n.Status.Deliveries).To(HaveLen(1))
+		Expect(n.Status.Deliveries[0].Event).To(Equal(v1alpha1.EventAppUninstalled))
 		Eventually(func() []string { return subjects(ns) }).Should(Equal([]string{"alice: was uninstalled"}))
 		Eventually(func() int { return len(payloads(ns)) }).Should(Equal(1))
 		Expect(payloads(ns)[0].Event).To(Equal(notify.AppUninstalled))
@@ -262,7 +265,6 @@ var _ = Describe("AppNotification", func() {
 		})
 		waitActive(ns, "removals")
 		stopNotifier()
-		DeferCleanup(func() { stopNotifier = startNotifier() })
 		// As full as the CRD allows: 200 uninstalls waiting for a dead
 		// mail server.
 		n := getNotification(ns, "removals")
@@ -271,6 +273,13 @@ var _ = Describe("AppNotification", func() {
 				Event: v1alpha1.EventAppUninstalled, Time: metav1.NewTime(fakeClock.Now()), State: v1alpha1.DeliveryPending, Attempts: 3})
 		}
 		Expect(k8s.Status().Update(ctx, n)).To(Succeed())
+		dead := notifierChannels()
+		dead.Mailer.Address, dead.Webhook = "127.0.0.1:1", nil
+		stopNotifier = startNotifierWith(dead)
+		DeferCleanup(func() {
+			stopNotifier()
+			stopNotifier = startNotifier()
+		})
 
 		Expect(k8s.Create(ctx, newApp(ns, "last"))).To(Succeed())
 		waitReady(ns, "last")

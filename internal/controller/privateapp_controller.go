@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,6 +43,9 @@ const (
 	// uninstallRecordingBound is how long a deleted app waits for its
 	// AppUninstalled notification to be recorded before it goes anyway.
 	uninstallRecordingBound = 2 * time.Minute
+	// uninstallRecheck is how often a deleted app looks again when no
+	// AppNotification update woke it.
+	uninstallRecheck = 5 * time.Second
 	// EventUninstallNotRecorded says an app went without its uninstall
 	// notification.
 	EventUninstallNotRecorded = "UninstallNotRecorded"
@@ -138,7 +142,7 @@ func (r *PrivateAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !app.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, app)
+		return r.reconcileDelete(ctx, app)
 	}
 	if !controllerutil.ContainsFinalizer(app, Finalizer) {
 		base := app.DeepCopy()
@@ -242,27 +246,34 @@ func (r *PrivateAppReconciler) patchStatus(ctx context.Context, s *appScope) err
 	return r.Status().Patch(ctx, s.app, client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{}))
 }
 
-// reconcileDelete records the uninstall, removes the Secret (so the token is
-// gone even where no garbage collector runs) and lets the app go.
-func (r *PrivateAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha1.PrivateApp) error {
+// reconcileDelete records the uninstall, waits for the AppNotifications
+// that report it to record it too, removes the Secret (so the token is gone
+// even where no garbage collector runs) and lets the app go.
+func (r *PrivateAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha1.PrivateApp) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(app, Finalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	if n := len(app.Status.Activity); n == 0 || app.Status.Activity[n-1].Type != v1alpha1.ActivityUninstalled {
 		s := &appScope{app: app, base: app.DeepCopy(), now: r.Clock.Now()}
 		s.record(v1alpha1.ActivityUninstalled, "", corev1.EventTypeNormal,
 			"The app was deleted; its tokens are revoked and its Secret %q is removed", app.TokenSecretName())
 		if err := r.patchStatus(ctx, s); err != nil {
-			return err
+			return ctrl.Result{}, err
 		}
 		s.emitEvents(r.Recorder)
 	}
-	if err := RecordUninstall(ctx, r.Client, r.APIReader, app); err != nil {
+	waiting, err := uninstallsNotRecorded(ctx, r.Client, app)
+	if err == nil && len(waiting) > 0 {
+		err = fmt.Errorf("AppNotification %s has not recorded it", strings.Join(waiting, ", "))
+	}
+	if err != nil {
 		// Notifications never hold an app (and its namespace) in
-		// Terminating: the uninstall is retried for a while, then the app
-		// goes without it, and the Event says which notice was missed.
+		// Terminating: the app waits a while for its uninstall to be
+		// recorded (their status updates wake it), then goes without it,
+		// and the Event says which notice was missed.
 		if since := r.WallClock.Since(app.DeletionTimestamp.Time); since < uninstallRecordingBound {
-			return err
+			log.FromContext(ctx).V(1).Info("waiting for the uninstall notification to be recorded", "reason", err.Error())
+			return ctrl.Result{RequeueAfter: min(uninstallRecheck, uninstallRecordingBound-since)}, nil
 		}
 		r.Recorder.Eventf(app, nil, corev1.EventTypeWarning, EventUninstallNotRecorded, "Delete", "%s", truncate(fmt.Sprintf(
 			"The app is removed without its AppUninstalled notification, which could not be recorded for %s: %v",
@@ -270,11 +281,11 @@ func (r *PrivateAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha
 		log.FromContext(ctx).Error(err, "removing the app without recording its uninstall notification")
 	}
 	if err := r.deleteTokenSecret(ctx, app); err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	base := app.DeepCopy()
 	controllerutil.RemoveFinalizer(app, Finalizer)
-	return client.IgnoreNotFound(r.Patch(ctx, app, client.MergeFrom(base)))
+	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, app, client.MergeFrom(base)))
 }
 
 // SetupWithManager registers the controller: it watches apps and the Secrets
@@ -303,6 +314,7 @@ func (r *PrivateAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.PrivateApp{}).
 		Owns(&corev1.Secret{}).
 		Watches(&v1alpha1.TokenRotation{}, handler.EnqueueRequestsFromMapFunc(rotationToApp)).
+		Watches(&v1alpha1.AppNotification{}, handler.EnqueueRequestsFromMapFunc(r.appsBeingUninstalled)).
 		Watches(&v1alpha1.PrivateApp{},
 			handler.EnqueueRequestsFromMapFunc(r.appsWaitingForSlot),
 			builder.WithPredicates(slotsChanged())).
@@ -358,6 +370,26 @@ func (r *PrivateAppReconciler) allApps(ctx context.Context, _ client.Object) []r
 	reqs := make([]reconcile.Request, len(apps.Items))
 	for i := range apps.Items {
 		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&apps.Items[i])}
+	}
+	return reqs
+}
+
+// appsBeingUninstalled wakes the deleted apps an uninstall notification
+// reports on, which wait for it to record them.
+func (r *PrivateAppReconciler) appsBeingUninstalled(ctx context.Context, obj client.Object) []reconcile.Request {
+	n, ok := obj.(*v1alpha1.AppNotification)
+	if !ok || n.Spec.Event != v1alpha1.EventAppUninstalled {
+		return nil
+	}
+	var apps v1alpha1.PrivateAppList
+	if err := r.List(ctx, &apps, client.InNamespace(n.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range apps.Items {
+		if a := &apps.Items[i]; !a.DeletionTimestamp.IsZero() && watched(n, a.Name) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(a)})
+		}
 	}
 	return reqs
 }
