@@ -31,7 +31,7 @@ func callLogRuns(o options, w calllog.Writer) (off, on []float64, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	logged := server(ix, nil)
+	logged := service(ix, nil)
 	q := calllog.NewQueue(w, calllog.QueueOptions{}, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
@@ -40,7 +40,7 @@ func callLogRuns(o options, w calllog.Writer) (off, on []float64, err error) {
 	// caller closes w.
 	defer func() { cancel(); <-stopped }()
 	logged.Calls = q
-	return pairedRuns(o, server(ix, nil), logged, tok)
+	return pairedRuns(o, service(ix, nil), logged, tok)
 }
 
 // countingIngest is an ingest endpoint that only counts what it gets: the
@@ -96,7 +96,7 @@ func callLogRows(o options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	a1, a2, err := pairedRuns(o, server(ix, nil), server(ix, nil), tok)
+	a1, a2, err := pairedRuns(o, service(ix, nil), service(ix, nil), tok)
 	if err != nil {
 		return "", err
 	}

@@ -41,5 +41,5 @@ func catalogRuns(o options) (empty, withCatalog []float64, err error) {
 	if !results[0].InForce {
 		return nil, nil, fmt.Errorf("the benchmark catalog is not in force: %+v", results[0])
 	}
-	return pairedRuns(o, server(ix, nil), server(ix, staticCatalogs{set}), tok)
+	return pairedRuns(o, service(ix, nil), service(ix, staticCatalogs{set}), tok)
 }

@@ -2,8 +2,8 @@
 // Debian's wrk as the load generator on the same machine:
 //
 //   - /v1/check throughput in the chart's shape (10,000 apps, a 1,000-route
-//     APICatalog, the call log on), on the fasthttp and net/http engines,
-//     plain and over TLS, next to a bare net/http handler answering 200 and
+//     APICatalog, the call log on), plain and over TLS, next to a bare
+//     net/http handler answering 200 and
 //     the same writing the check's ten answer headers, each server in a
 //     process of its own, in alternating runs;
 //   - latency at half of the plain maximum, paced wrk2-style by the harness,
@@ -12,7 +12,7 @@
 //     ServiceAccount token (envtest);
 //   - /v1/check with and without an APICatalog, and with and without the
 //     call log, in ABBA order;
-//   - revocation latency: the real manager binary against an envtest control
+//   - revocation latency: the real manager and token service against an envtest control
 //     plane; delete an app, then time until its token is first refused.
 //
 // It prints a markdown table; `make bench` writes it into
@@ -34,7 +34,7 @@ import (
 )
 
 type options struct {
-	manager, assets, crds string
+	bin, assets, crds string
 	connections           int
 	duration              time.Duration
 	trials                int
@@ -52,7 +52,7 @@ type options struct {
 func main() {
 	var o options
 	flags := flag.NewFlagSet("bench-tokenservice", flag.ExitOnError)
-	flags.StringVar(&o.manager, "manager", "bin/manager", "The manager binary, for the revocation trials.")
+	flags.StringVar(&o.bin, "bin", "bin", "The directory of the operator's commands (make build): the revocation trials run the manager and the token service.")
 	flags.StringVar(&o.assets, "assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with etcd and kube-apiserver.")
 	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs.")
 	flags.IntVar(&o.connections, "connections", 32, "Concurrent keep-alive connections of the load generator.")
@@ -140,11 +140,11 @@ func run(o options) error {
 	}{{"plain HTTP", prod.Plain}, {"TLS", prod.TLS}} {
 		// Every side gets the gateway's request, headers and all: the bare
 		// handlers' figure is what answering it at all costs.
-		runs, err := alternate(o, []string{listener.urls.Bare, listener.urls.Headers, listener.urls.Check, listener.urls.NetHTTP, listener.urls.CheckNoLog}, prod.Request)
+		runs, err := alternate(o, []string{listener.urls.Bare, listener.urls.Headers, listener.urls.Check, listener.urls.CheckNoLog}, prod.Request)
 		if err != nil {
 			return err
 		}
-		bare, headers, check, netHTTP, noLog := median(runs[0]), median(runs[1]), median(runs[2]), median(runs[3]), median(runs[4])
+		bare, headers, check, noLog := median(runs[0]), median(runs[1]), median(runs[2]), median(runs[3])
 		if listener.urls == prod.Plain {
 			maxCheck = check
 		}
@@ -152,12 +152,10 @@ func run(o options) error {
 			listener.name, o.rounds, bare, spread(runs[0]))
 		fmt.Fprintf(&table, "| %s: bare net/http handler writing /v1/check's ten answer headers | %.0f req/s (runs %s) = %.0f%% of bare | |\n",
 			listener.name, headers, spread(runs[1]), 100*headers/bare)
-		fmt.Fprintf(&table, "| **%s: /v1/check** (fasthttp engine, the default): 10,000 apps, 1,000-route APICatalog, call log on, nginx's headers | **%.0f req/s** (runs %s) = **%.0f%% of bare**, %.0f%% of bare with the ten headers | at least 90%% of bare |\n",
+		fmt.Fprintf(&table, "| **%s: /v1/check**: 10,000 apps, 1,000-route APICatalog, call log on, nginx's headers | **%.0f req/s** (runs %s) = **%.0f%% of bare**, %.0f%% of bare with the ten headers | at least 90%% of bare |\n",
 			listener.name, check, spread(runs[2]), 100*check/bare, 100*check/headers)
-		fmt.Fprintf(&table, "| %s: the same on the net/http engine (`--token-service-http-engine=net/http`) | %.0f req/s (runs %s) = %.0f%% of bare | |\n",
-			listener.name, netHTTP, spread(runs[3]), 100*netHTTP/bare)
-		fmt.Fprintf(&table, "| %s: /v1/check (fasthttp) with the call log off, same process, same index and catalog | %.0f req/s (runs %s) = %.0f%% of bare; the call log on is %.1f%% of off (median of the rounds' paired ratios) | call log on at least 95%% of off |\n",
-			listener.name, noLog, spread(runs[4]), 100*noLog/bare, 100*pairedRatio(runs[4], runs[2]))
+		fmt.Fprintf(&table, "| %s: /v1/check with the call log off, same process, same index and catalog | %.0f req/s (runs %s) = %.0f%% of bare; the call log on is %.1f%% of off (median of the rounds' paired ratios) | call log on at least 95%% of off |\n",
+			listener.name, noLog, spread(runs[3]), 100*noLog/bare, 100*pairedRatio(runs[3], runs[2]))
 	}
 	// Latency: the check and, at the same rate, the bare handler, whose
 	// figure is what the machine and the load generator add on their own.
@@ -213,7 +211,7 @@ func run(o options) error {
 		return err
 	}
 	slices.Sort(revocations)
-	fmt.Fprintf(&table, "| revocation: app deleted to first 401, %d trials (real manager, envtest) | p50 %s, p99 %s, max %s | p99 under 1 s |\n",
+	fmt.Fprintf(&table, "| revocation: app deleted to first 401, %d trials (real manager and token service, envtest) | p50 %s, p99 %s, max %s | p99 under 1 s |\n",
 		len(revocations), pct(revocations, 50), pct(revocations, 99), revocations[len(revocations)-1])
 	fmt.Print(table.String())
 	return nil

@@ -36,7 +36,7 @@ import (
 // sides are the servers of one listener kind (plain or TLS) that the
 // throughput rows compare.
 type sides struct {
-	Bare, Headers, Check, NetHTTP string
+	Bare, Headers, Check string
 	// CheckNoLog is Check's token service without a call log.
 	CheckNoLog string
 }
@@ -77,7 +77,7 @@ func spawn(args ...string) (*served, error) {
 // 10,000 apps indexed, a 1,000-route catalog, the call log on (entries
 // sent to an ingest endpoint, which here only counts them), limits that
 // refuse nothing; the request is nginx's, for a route whose scope the app
-// holds. Served on both engines, plain and over TLS.
+// holds. Served plain and over TLS.
 func serveCheck(ingestURL string) error {
 	ctx := context.Background()
 	ix, tok, err := index()
@@ -90,9 +90,9 @@ func serveCheck(ingestURL string) error {
 	}
 	q := calllog.NewQueue(ingestClient(ingestURL), calllog.QueueOptions{}, logr.Discard())
 	go func() { _ = q.Start(ctx) }()
-	srv := server(ix, staticCatalogs{set})
-	srv.Calls = q
-	noLog := server(ix, staticCatalogs{set})
+	svc := service(ix, staticCatalogs{set})
+	svc.Calls = q
+	noLog := service(ix, staticCatalogs{set})
 	s := served{Request: []string{"Authorization: Bearer " + tok.Reveal(), "X-Original-Method: GET",
 		"X-Original-URL: https://api.example.com/area7/v3/objects/type247/12345?properties=email"}}
 	b, _ := json.Marshal(map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": map[string]any{"token": tok.Reveal()}})
@@ -105,17 +105,13 @@ func serveCheck(ingestURL string) error {
 		s   *sides
 		cfg *tls.Config
 	}{{&s.Plain, nil}, {&s.TLS, cfg}} {
-		if l.s.Check, err = serveToken(ctx, srv, tokenservice.EngineFastHTTP, l.cfg); err != nil {
+		if l.s.Check, err = serveToken(ctx, svc, l.cfg); err != nil {
 			return err
 		}
-		if l.s.NetHTTP, err = serveToken(ctx, srv, tokenservice.EngineNetHTTP, l.cfg); err != nil {
-			return err
-		}
-		if l.s.CheckNoLog, err = serveToken(ctx, noLog, tokenservice.EngineFastHTTP, l.cfg); err != nil {
+		if l.s.CheckNoLog, err = serveToken(ctx, noLog, l.cfg); err != nil {
 			return err
 		}
 		l.s.Check += tokenservice.PathCheck
-		l.s.NetHTTP += tokenservice.PathCheck
 		l.s.CheckNoLog += tokenservice.PathCheck
 	}
 	debug, err := serveHTTP(http.HandlerFunc(httppprof.Profile), nil)
@@ -228,9 +224,9 @@ func checkAnswerHeaders(url string, headers []string) (http.Header, error) {
 	return h, nil
 }
 
-// serveToken serves srv on loopback with engine, as the manager does
+// serveToken serves svc on loopback as the manager does
 // (tokenservice.Serve), over TLS with cfg.
-func serveToken(ctx context.Context, srv *tokenservice.Server, engine tokenservice.Engine, cfg *tls.Config) (string, error) {
+func serveToken(ctx context.Context, svc *tokenservice.Service, cfg *tls.Config) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -239,7 +235,7 @@ func serveToken(ctx context.Context, srv *tokenservice.Server, engine tokenservi
 	if cfg != nil {
 		ln, scheme = tls.NewListener(ln, cfg.Clone()), "https://"
 	}
-	go func() { _ = tokenservice.Serve(ctx, ln, srv, engine, logr.Discard()) }()
+	go func() { _ = tokenservice.Serve(ctx, ln, svc, logr.Discard()) }()
 	return scheme + ln.Addr().String(), nil
 }
 
@@ -255,7 +251,7 @@ func serveHTTP(h http.Handler, cfg *tls.Config) (string, error) {
 		return "http://" + ln.Addr().String(), nil
 	}
 	c := cfg.Clone()
-	c.NextProtos = []string{"http/1.1"} // wrk speaks HTTP/1.1; so does the fasthttp engine
+	c.NextProtos = []string{"http/1.1"} // wrk speaks HTTP/1.1; so does the token service
 	go func() { _ = hs.Serve(tls.NewListener(ln, c)) }()
 	return "https://" + ln.Addr().String(), nil
 }
@@ -283,13 +279,13 @@ func selfSigned() (*tls.Config, error) {
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }
 
-// server is a token service over ix with limits high enough that no call
+// service is a token service over ix with limits high enough that no call
 // is rate limited, and no introspection limit (wrk presents no client
 // certificate; kube-apiserver's, which the limit exempts, would).
-func server(ix *tokenservice.Index, cats tokenservice.Catalogs) *tokenservice.Server {
+func service(ix *tokenservice.Index, cats tokenservice.Catalogs) *tokenservice.Service {
 	limits := tokenservice.DefaultLimits()
 	limits.Editions["free"] = tokenservice.EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
-	return &tokenservice.Server{Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: tokenservice.NewUsage(), Clock: clock.RealClock{}, Catalogs: cats}
+	return &tokenservice.Service{Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: tokenservice.NewUsage(), Clock: clock.RealClock{}, Catalogs: cats}
 }
 
 // staticCatalogs is a compiled set that never changes.

@@ -56,14 +56,14 @@ func postScript(dir, name, body string) (string, error) {
 // pairedRuns drives a and b with the same nginx-style request in ABBA
 // order, so that a drift over the run (heap, CPU frequency) weighs on both
 // sides alike.
-func pairedRuns(o options, a, b *tokenservice.Server, tok token.Token) (ra, rb []float64, err error) {
+func pairedRuns(o options, a, b *tokenservice.Service, tok token.Token) (ra, rb []float64, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first, err := serveToken(ctx, a, tokenservice.EngineFastHTTP, nil)
+	first, err := serveToken(ctx, a, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	second, err := serveToken(ctx, b, tokenservice.EngineFastHTTP, nil)
+	second, err := serveToken(ctx, b, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -48,7 +48,7 @@ type DailyUsageResult struct {
 // app whose token is presented. Reading the usage is not a call that
 // counts: it takes nothing from the app's or the account's limits. It is
 // an introspection, limited per source like access-token-info.
-func (s *Server) dailyUsage(w http.ResponseWriter, r *http.Request) {
+func (s *Service) dailyUsage(w http.ResponseWriter, r *http.Request) {
 	if !s.introspectionAllowed(w, r) {
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/hex"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -82,7 +81,7 @@ type decision struct {
 // logCheck hands a check's decision to the call log. Calls of no known app
 // (no token, a malformed or unknown one) are not an app's: the refusal
 // metrics count them.
-func (s *Server) logCheck(r *checkRequest, d decision, at time.Time) {
+func (s *Service) logCheck(r *checkRequest, d decision, at time.Time) {
 	if s.Calls == nil || d.app == nil {
 		return
 	}
@@ -95,12 +94,12 @@ func (s *Server) logCheck(r *checkRequest, d decision, at time.Time) {
 	e := calllog.Entry{
 		ID: d.id, Time: at, Namespace: d.app.Namespace, App: d.app.Name, Method: method, Host: host, Path: path, Query: query,
 		Code: d.code, DecidedBy: calllog.DecidedByTokenService, Reason: d.reason, Source: calllog.SourceGateway,
-		Final: d.code != http.StatusOK,
+		Final: d.code != statusOK,
 	}
 	if d.route != nil {
 		e.Route, e.RecordType, e.RecordAction = d.route.ID, d.route.RecordType, d.route.RecordAction
 	}
-	if d.code == http.StatusOK {
+	if d.code == statusOK {
 		e.Reason = calllog.ReasonAllowed
 		if gatewayNamed(r) {
 			// Only a call the gateway named can meet its report.
@@ -164,17 +163,17 @@ func loggedRequest(r *checkRequest) (method, host, target string) {
 // logTokenReview logs the authentication of an app by the kube-apiserver:
 // 200 when the token was good, else 401 (what the API server answers the
 // client). The API calls themselves come from the audit webhook.
-func (s *Server) logTokenReview(v verdict, at time.Time) {
+func (s *Service) logTokenReview(v verdict, at time.Time) {
 	if s.Calls == nil || v.match.App == nil {
 		return
 	}
 	e := calllog.Entry{
 		ID: newCallID(), Time: at, Namespace: v.match.App.Namespace, App: v.match.App.Name,
-		Method: calllog.MethodTokenReview, Path: PathTokenReview, Code: http.StatusOK, DecidedBy: calllog.DecidedByTokenService,
+		Method: calllog.MethodTokenReview, Path: PathTokenReview, Code: statusOK, DecidedBy: calllog.DecidedByTokenService,
 		Reason: calllog.ReasonAllowed, Source: calllog.SourceKubernetes, Final: true,
 	}
-	if v.status != http.StatusOK {
-		e.Code, e.Reason = http.StatusUnauthorized, v.reason
+	if v.status != statusOK {
+		e.Code, e.Reason = statusUnauthorized, v.reason
 	}
 	s.Calls.Add(e)
 }

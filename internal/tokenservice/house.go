@@ -13,7 +13,7 @@ var connectionsShed = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Connections the token service closed near --token-service-max-connections to make room, by state: idle (a kept-alive connection between requests) or silent (no request a second after it was accepted).",
 }, []string{"state"})
 
-// connPhase is what a connection is doing, as both engines report it.
+// connPhase is what a connection is doing, as the server reports it.
 type connPhase int
 
 const (
@@ -48,7 +48,7 @@ const silentAfter = time.Second
 // connection waits in the listen backlog), shedding again as connections
 // fall silent.
 //
-// The listener counts slots; the servers report each connection's phase
+// The listener counts slots; the server reports each connection's phase
 // through connState, keyed by the connection they serve (the TLS
 // connection over TLS), which is also the one shedding closes.
 type house struct {

@@ -21,7 +21,7 @@ import (
 // bound with kept-alive connections after one request each, or with
 // connections that send nothing, do not keep a gateway that opens a
 // connection per check from being answered; below the bound, kept-alive
-// connections stay. Over real TCP on loopback, on both engines.
+// connections stay. Over real TCP on loopback, plain and over TLS.
 func TestFullHouseShedsHeldConnections(t *testing.T) {
 	ca, err := certstest.NewCA("house-ca")
 	must(t, err)
@@ -31,18 +31,16 @@ func TestFullHouseShedsHeldConnections(t *testing.T) {
 	must(t, err)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	for _, engine := range []Engine{EngineFastHTTP, EngineNetHTTP} {
-		for _, useTLS := range []bool{false, true} {
-			for _, hold := range []string{"idle", "silent"} {
-				t.Run(fmt.Sprintf("%s/tls=%t/%s", engine, useTLS, hold), func(t *testing.T) {
-					testFullHouse(t, engine, useTLS, hold, &serving, roots)
-				})
-			}
+	for _, useTLS := range []bool{false, true} {
+		for _, hold := range []string{"idle", "silent"} {
+			t.Run(fmt.Sprintf("tls=%t/%s", useTLS, hold), func(t *testing.T) {
+				testFullHouse(t, useTLS, hold, &serving, roots)
+			})
 		}
 	}
 }
 
-func testFullHouse(t *testing.T, engine Engine, useTLS bool, hold string, serving *tls.Certificate, roots *x509.CertPool) {
+func testFullHouse(t *testing.T, useTLS bool, hold string, serving *tls.Certificate, roots *x509.CertPool) {
 	const max = 8
 	f := newFixture(t)
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
@@ -54,7 +52,7 @@ func testFullHouse(t *testing.T, engine Engine, useTLS bool, hold string, servin
 	if useTLS {
 		ln = tls.NewListener(h, &tls.Config{Certificates: []tls.Certificate{*serving}, MinVersion: tls.VersionTLS12})
 	}
-	go func() { _ = serve(t.Context(), ln, f.server, engine, logr.Discard(), h) }()
+	go func() { _ = serve(t.Context(), ln, f.service, logr.Discard(), h) }()
 	// dial connects from a source address; a connection that is to send
 	// requests speaks TLS when the house does.
 	dial := func(from string, requests bool) net.Conn {

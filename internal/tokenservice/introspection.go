@@ -58,7 +58,7 @@ func sourceOf(r *http.Request) string {
 
 // introspectionAllowed applies the limit to r, answering 429 when it is
 // spent.
-func (s *Server) introspectionAllowed(w http.ResponseWriter, r *http.Request) bool {
+func (s *Service) introspectionAllowed(w http.ResponseWriter, r *http.Request) bool {
 	if s.Introspection.allow(sourceOf(r), s.Clock.Now()) {
 		return true
 	}
@@ -73,7 +73,7 @@ func (s *Server) introspectionAllowed(w http.ResponseWriter, r *http.Request) bo
 // tokens exist, whose they are and when they expired is what the limit
 // protects, and /v1/check must not tell it for free. The call log keeps the
 // reason, for the app's admins.
-func (s *Server) meterRefusal(a *checkAnswer, source string, now time.Time) {
+func (s *Service) meterRefusal(a *checkAnswer, source string, now time.Time) {
 	if s.Introspection.allow(source, now) {
 		return
 	}
@@ -86,7 +86,7 @@ var withheld = "the token is not accepted (more failed checks per second from th
 
 // introspectionRefused counts a call over the limit and says why it is
 // refused.
-func (s *Server) introspectionRefused(source string) string {
+func (s *Service) introspectionRefused(source string) string {
 	refusals.WithLabelValues("rate_limit_introspection").Inc()
 	return "more than " + strconv.Itoa(s.Introspection.PerSecond) +
 		" token introspection calls per second from " + source + " (--introspection-rate-limit); retry after a second"
@@ -94,9 +94,3 @@ func (s *Server) introspectionRefused(source string) string {
 
 // limited reports whether l limits anything.
 func (l *IntrospectionLimit) limited() bool { return l != nil && l.PerSecond > 0 }
-
-// clientAuthenticated says whether the caller presented a client
-// certificate that the serving TLS configuration verified.
-func clientAuthenticated(r *http.Request) bool {
-	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
-}

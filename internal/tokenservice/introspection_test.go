@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,105 +15,95 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/valyala/fasthttp"
 	authnv1 "k8s.io/api/authentication/v1"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
 )
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip: the source address the introspection limit counts by.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 2 * time.Second}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
 
 // TestIntrospectionLimitPerSource: access-token-info and TokenReview share
 // one budget per source address per second; another source has its own;
 // the next second starts afresh; and the 429 says what to do.
 func TestIntrospectionLimitPerSource(t *testing.T) {
 	f := newFixture(t)
-	limited := *f.server
+	limited := *f.service
 	limited.Introspection = &IntrospectionLimit{PerSecond: 3}
-	h := limited.Handler()
-	call := func(path, source string) *httptest.ResponseRecorder {
+	f.serve(t, &limited)
+	call := func(path, source string) answer {
 		body := `{"tokenKey":"` + f.current.Reveal() + `"}`
 		if path == PathTokenReview {
 			b, _ := json.Marshal(authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: f.current.Reveal()}})
 			body = string(b)
 		}
-		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
-		r.RemoteAddr = source + ":40000"
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
+		req, err := http.NewRequest(http.MethodPost, f.url+path, strings.NewReader(body))
+		must(t, err)
+		a := roundTrip(t, clientFrom(source), req)
+		f.assertNoToken(t, a)
+		return a
 	}
 	for i, path := range []string{PathAccessTokenInfo, PathTokenReview, PathAccessTokenInfo} {
-		if w := call(path, "10.0.0.1"); w.Code != http.StatusOK {
-			t.Fatalf("call %d (%s): %d %s", i+1, path, w.Code, w.Body)
+		if a := call(path, "127.0.0.11"); a.code != http.StatusOK {
+			t.Fatalf("call %d (%s): %d %s", i+1, path, a.code, a.body)
 		}
 	}
 	for _, path := range []string{PathAccessTokenInfo, PathTokenReview} {
-		w := call(path, "10.0.0.1")
+		a := call(path, "127.0.0.11")
 		var e struct{ Category, Message string }
-		_ = json.Unmarshal(w.Body.Bytes(), &e)
-		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" || e.Category != categoryRateLimits ||
-			!strings.Contains(e.Message, "--introspection-rate-limit") || strings.Contains(w.Body.String(), f.current.Reveal()) {
-			t.Errorf("%s past the limit: %d %q %s", path, w.Code, w.Header().Get("Retry-After"), w.Body)
+		_ = json.Unmarshal(a.body, &e)
+		if a.code != http.StatusTooManyRequests || a.header.Get("Retry-After") != "1" || e.Category != categoryRateLimits ||
+			!strings.Contains(e.Message, "--introspection-rate-limit") || !strings.Contains(e.Message, "from 127.0.0.11") {
+			t.Errorf("%s past the limit: %d %q %s", path, a.code, a.header.Get("Retry-After"), a.body)
 		}
 	}
-	if w := call(PathAccessTokenInfo, "10.0.0.2"); w.Code != http.StatusOK {
-		t.Errorf("another source: %d", w.Code)
+	if a := call(PathAccessTokenInfo, "127.0.0.12"); a.code != http.StatusOK {
+		t.Errorf("another source: %d", a.code)
 	}
 	f.clock.Step(time.Second)
-	if w := call(PathAccessTokenInfo, "10.0.0.1"); w.Code != http.StatusOK {
-		t.Errorf("the next second: %d", w.Code)
+	if a := call(PathAccessTokenInfo, "127.0.0.11"); a.code != http.StatusOK {
+		t.Errorf("the next second: %d", a.code)
 	}
 }
 
 // TestCheckIsNoFreeOracle: refused tokens take from their source's
-// introspection budget at /v1/check; past it the answer is still 401, on
-// both engines, but no longer says which tokens exist or when they
-// expired. Valid tokens are never metered, and other sources keep the
-// details.
+// introspection budget at /v1/check; past it the answer is still 401, but
+// no longer says which tokens exist or when they expired. Valid tokens are
+// never metered, and other sources keep the details.
 func TestCheckIsNoFreeOracle(t *testing.T) {
 	f := newFixture(t)
 	f.clock.SetTime(t0.Add(2 * time.Hour)) // the previous token has expired
-	limited := *f.server
+	limited := *f.service
 	limited.Introspection = &IntrospectionLimit{PerSecond: 2}
-	h, fast := limited.Handler(), limited.FastHandler()
-	engines := map[string]func(tok, source string) (int, string){
-		"net/http": func(tok, source string) (int, string) {
-			r := httptest.NewRequest(http.MethodGet, PathCheck, nil)
-			r.RemoteAddr = source + ":40000"
-			r.Header.Set("Authorization", "Bearer "+tok)
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			return w.Code, w.Body.String()
-		},
-		"fasthttp": func(tok, source string) (int, string) {
-			var req fasthttp.Request
-			req.SetRequestURI(PathCheck)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			var ctx fasthttp.RequestCtx
-			ctx.Init(&req, &net.TCPAddr{IP: net.ParseIP(source), Port: 40000}, nil)
-			fast(&ctx)
-			return ctx.Response.StatusCode(), string(ctx.Response.Body())
-		},
+	f.serve(t, &limited)
+	check := func(tok, source string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, f.url+PathCheck, nil)
+		must(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		a := roundTrip(t, clientFrom(source), req)
+		f.assertNoToken(t, a)
+		return a.code, string(a.body)
 	}
-	for name, check := range engines {
-		t.Run(name, func(t *testing.T) {
-			source := map[string]string{"net/http": "10.0.1.1", "fasthttp": "10.0.2.1"}[name]
-			expired := f.prev.Reveal()
-			for i := range 2 {
-				if code, body := check(expired, source); code != http.StatusUnauthorized || !strings.Contains(body, "expired at") {
-					t.Fatalf("refusal %d within the budget: %d %s", i+1, code, body)
-				}
-			}
-			if code, _ := check(f.current.Reveal(), source); code != http.StatusOK {
-				t.Errorf("a valid token past the budget of refusals: %d", code)
-			}
-			code, body := check(expired, source)
-			if code != http.StatusUnauthorized || strings.Contains(body, "expired") || !strings.Contains(body, "details withheld") {
-				t.Errorf("a refusal past the budget: %d %s; want 401 without the expiry", code, body)
-			}
-			if code, body := check(expired, "10.0.9.9"); code != http.StatusUnauthorized || !strings.Contains(body, "expired at") {
-				t.Errorf("another source: %d %s", code, body)
-			}
-		})
+	const source = "127.0.0.21"
+	expired := f.prev.Reveal()
+	for i := range 2 {
+		if code, body := check(expired, source); code != http.StatusUnauthorized || !strings.Contains(body, "expired at") {
+			t.Fatalf("refusal %d within the budget: %d %s", i+1, code, body)
+		}
+	}
+	if code, _ := check(f.current.Reveal(), source); code != http.StatusOK {
+		t.Errorf("a valid token past the budget of refusals: %d", code)
+	}
+	code, body := check(expired, source)
+	if code != http.StatusUnauthorized || strings.Contains(body, "expired") || !strings.Contains(body, "details withheld") {
+		t.Errorf("a refusal past the budget: %d %s; want 401 without the expiry", code, body)
+	}
+	if code, body := check(expired, "127.0.0.22"); code != http.StatusUnauthorized || !strings.Contains(body, "expired at") {
+		t.Errorf("another source: %d %s", code, body)
 	}
 }
 
@@ -122,15 +111,8 @@ func TestCheckIsNoFreeOracle(t *testing.T) {
 // --token-review-client-ca: a TokenReview with a certificate of that CA is
 // answered (and not counted against the introspection limit), one without
 // is refused with what to configure, one from another CA fails the
-// handshake, and gateways still check without certificates; on either
-// HTTP engine.
+// handshake, and gateways still check without certificates.
 func TestTokenReviewClientCertificate(t *testing.T) {
-	for _, engine := range []Engine{EngineNetHTTP, EngineFastHTTP} {
-		t.Run(string(engine), func(t *testing.T) { testTokenReviewClientCertificate(t, engine) })
-	}
-}
-
-func testTokenReviewClientCertificate(t *testing.T, engine Engine) {
 	f := newFixture(t)
 	dir := t.TempDir()
 	serverCA, err := certstest.NewCA("token-service-ca")
@@ -142,19 +124,19 @@ func testTokenReviewClientCertificate(t *testing.T, engine Engine) {
 	caFile, err := apiserverCA.WriteCA(dir, "client-ca")
 	must(t, err)
 
-	s := *f.server
+	s := *f.service
 	s.TokenReviewNeedsClientCert = true
 	s.Introspection = &IntrospectionLimit{PerSecond: 1}
 	serving, err := tls.LoadX509KeyPair(certFile, keyFile)
 	must(t, err)
-	cfg, err := ServingTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &serving, nil }, caFile)
+	cfg, err := servingTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &serving, nil }, caFile)
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	serve := func(s *Server) string {
+	serve := func(s *Service) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		must(t, err)
-		go func() { _ = Serve(ctx, tls.NewListener(ln, cfg), s, engine, logr.Discard()) }()
+		go func() { _ = Serve(ctx, tls.NewListener(ln, cfg), s, logr.Discard()) }()
 		return "https://localhost:" + strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
 	}
 	url := serve(&s)

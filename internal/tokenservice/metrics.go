@@ -69,19 +69,18 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// instrument counts requests and times them, labelled by the known path.
-// /v1/check itself does not come through here (Handler observes it).
+// instrument counts the requests of the paths served through the adaptor
+// and times them, labelled by the known path. /v1/check and TokenReview do
+// not come through here (Handler observes them).
 func instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		path := "other"
-		switch {
-		case r.URL.Path == PathAccessTokenInfo, r.URL.Path == PathTokenReview, r.URL.Path == PathIntrospect, r.URL.Path == PathOAuthMetadata:
+		switch r.URL.Path {
+		case PathAccessTokenInfo, PathTokenReview, PathIntrospect, PathOAuthMetadata:
 			path = r.URL.Path
-		case len(r.URL.Path) > len(PathCheck) && r.URL.Path[:len(PathCheck)+1] == PathCheck+"/":
-			path = PathCheck
 		}
 		observe(path, rec.code, start)
 	})

@@ -246,7 +246,7 @@ type oauthError struct {
 // guessing tokens or client secrets. Introspecting is not a call of the app:
 // it takes nothing from its limits and is not counted in its usage; the
 // call log keeps it as an INTROSPECT.
-func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+func (s *Service) introspect(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
 		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_request", "send the form as application/x-www-form-urlencoded: token=<token>"})
@@ -284,7 +284,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 }
 
 // introspection is what client cl learns of a validated token.
-func (s *Server) introspection(v verdict, cl *IntrospectionClient, r *http.Request) Introspection {
+func (s *Service) introspection(v verdict, cl *IntrospectionClient, r *http.Request) Introspection {
 	if v.status != http.StatusOK {
 		return Introspection{}
 	}
@@ -317,7 +317,7 @@ func (s *Server) introspection(v verdict, cl *IntrospectionClient, r *http.Reque
 
 // logIntrospection puts an introspection of a known app's token into the
 // call log: 200 when the token was active, 401 with the reason when not.
-func (s *Server) logIntrospection(v verdict, active bool, at time.Time) {
+func (s *Service) logIntrospection(v verdict, active bool, at time.Time) {
 	if s.Calls == nil || v.match.App == nil {
 		return
 	}
@@ -350,7 +350,7 @@ type OAuthMetadata struct {
 // issued by the operator, not by an OAuth 2.0 flow, so the server offers no
 // authorization or token endpoint and no response or grant type: only
 // introspection, and the scopes the catalogs in force offer.
-func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 	iss := s.issuer(r)
 	if iss == "" {
 		writeError(w, http.StatusNotFound, categoryNotFound, "the token service does not know its issuer URL: set --token-service-issuer (the chart's tokenService.issuer) to the https URL resource servers reach it by")
@@ -371,7 +371,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 // issuer is the issuer URL: --token-service-issuer, or else the URL this
 // request reached the token service by, when its Host is a plain host name
 // or address (a name a client made up is answered no issuer at all).
-func (s *Server) issuer(r *http.Request) string {
+func (s *Service) issuer(r *http.Request) string {
 	if s.Issuer != "" {
 		return s.Issuer
 	}

@@ -35,7 +35,7 @@ func oauthFixture(t *testing.T) (*fixture, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := *f.server
+	s := *f.service
 	s.OAuthClients, s.Issuer, s.Introspection = clients, "https://tokens.example.com", &IntrospectionLimit{PerSecond: 5}
 	f.serve(t, &s)
 	return f, path
@@ -52,7 +52,7 @@ func basic(id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
 }
 
-// introspect posts a form to the introspection endpoint of both engines.
+// introspect posts a form to the introspection endpoint.
 func (f *fixture) introspect(t *testing.T, auth string, form url.Values) (answer, map[string]any) {
 	t.Helper()
 	a := f.send(t, http.MethodPost, PathIntrospect, auth, []byte(form.Encode()), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
@@ -245,7 +245,7 @@ func TestOAuthMetadata(t *testing.T) {
 		t.Fatalf("metadata: %+v", got)
 	}
 	// Without --token-service-issuer, the Host the request came by.
-	f.server.Issuer, f.twin.Issuer = "", ""
+	f.service.Issuer = ""
 	if a = f.do(t, http.MethodGet, PathOAuthMetadata, "", nil); !strings.Contains(string(a.body), `"issuer":"http://token-service.test:8443"`) {
 		t.Fatalf("derived issuer: %s", a.body)
 	}

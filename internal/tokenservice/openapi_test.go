@@ -160,7 +160,7 @@ func (d *documented) uncovered() []string {
 	return missing
 }
 
-// TestOpenAPI sends the token service, on both engines, a request for every
+// TestOpenAPI sends the token service a request for every
 // answer api/openapi/token-service.yaml describes: every answer must
 // validate against the document, and every status, field and header the
 // document names must appear in an answer.
@@ -169,7 +169,7 @@ func TestOpenAPI(t *testing.T) {
 	f, _ := oauthFixture(t)
 	f.catalogs.use(t, crmCatalog)
 	// Derive the issuer from the Host, so that a made-up Host shows the 404.
-	s := *f.server
+	s := *f.service
 	s.Issuer = ""
 	s.Introspection = &IntrospectionLimit{PerSecond: 3}
 	s.Audiences = []string{"https://kubernetes.default.svc"}
@@ -266,13 +266,12 @@ func TestOpenAPI(t *testing.T) {
 		}
 		send(x)
 	}
-	// A Host that is no host name gets no issuer: 404 (net/http only: the
-	// fixture sends one Host to both engines).
-	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+PathOAuthMetadata, nil)
+	// A Host that is no host name gets no issuer: 404.
+	req, _ := http.NewRequest(http.MethodGet, f.url+PathOAuthMetadata, nil)
 	req.Host = "not_a_host_name"
-	d.check(t, http.MethodGet, PathOAuthMetadata, roundTrip(t, req))
+	d.check(t, http.MethodGet, PathOAuthMetadata, roundTrip(t, http.DefaultClient, req))
 	// TokenReview from a caller without the client certificate it needs.
-	needsCert := *f.server
+	needsCert := *f.service
 	needsCert.TokenReviewNeedsClientCert = true
 	f.serve(t, &needsCert)
 	send(exchange{http.MethodPost, PathTokenReview, "", review(f.current.Reveal()), nil, 401})

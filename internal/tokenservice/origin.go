@@ -3,7 +3,6 @@ package tokenservice
 import (
 	"cmp"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/catalog"
@@ -18,9 +17,9 @@ const (
 	maxOriginalHeader = catalog.MaxPathLength + 1024
 )
 
-// The request headers a check reads, in canonical form (as net/http keys
-// its header map and fasthttp normalizes names); constants, so that a
-// switch over a header name compares without allocating.
+// The request headers a check reads, in canonical form (as fasthttp
+// normalizes names); constants, so that a switch over a header name
+// compares without allocating.
 const (
 	hdrAuthorization   = "Authorization"
 	hdrRequestID       = "X-Request-Id"
@@ -36,12 +35,11 @@ const (
 	hdrHTTPMethod         = "X-Http-Method"
 )
 
-// checkRequest is what a check reads of the gateway's request, the same
-// whichever HTTP engine served it.
+// checkRequest is what a check reads of the gateway's request.
 type checkRequest struct {
 	method, host string
 	// uri is the request target as sent; path is its path, decoded as
-	// net/http's URL.Path; query is the raw query.
+	// url.URL's Path; query is the raw query.
 	uri, path, query string
 	authorization    string
 	requestID        header
@@ -91,18 +89,6 @@ func (c *checkRequest) set(name, value string) {
 	case hdrHTTPMethodOverride, hdrMethodOverride, hdrHTTPMethod:
 		c.override = name
 	}
-}
-
-// checkRequestOf reads a net/http request; set keeps the headers a check
-// reads and ignores the others.
-func checkRequestOf(r *http.Request) checkRequest {
-	c := checkRequest{method: r.Method, host: r.Host, uri: r.RequestURI, path: r.URL.Path, query: r.URL.RawQuery}
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			c.set(k, v)
-		}
-	}
-	return c
 }
 
 // origin is the request a gateway asks the token service to authorize.

@@ -41,7 +41,7 @@ func TestRecordsAcrossMidnight(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() { stopped <- queue.Start(ctx) }()
-	f.server.Calls = queue
+	f.service.Calls = queue
 
 	midnight := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	tok := f.current.Reveal()
