@@ -16,7 +16,7 @@ SHELL := /usr/bin/env bash -o pipefail
 .PHONY: dev
 dev: build envtest ## Run the operator on a local control plane with the samples applied (Ctrl-C stops it).
 	go build -o bin/dev-env ./hack/dev
-	./bin/dev-env --manager bin/manager --kubeconfig bin/dev/kubeconfig
+	./bin/dev-env --bin bin --kubeconfig bin/dev/kubeconfig
 
 .PHONY: cluster
 cluster: node-components tools test-deps ## Run the operator on a real single-node Kubernetes here (containerd, kubelet, kube-proxy, CoreDNS): its image loaded, the chart installed by Helm with its defaults, the samples applied.
@@ -90,13 +90,13 @@ fuzz: ## Fuzz the token parser, the route matcher, the token service's answers a
 .PHONY: bench
 bench: test-deps envtest build ## Benchmark the token service (throughput, latency, TokenReview, revocation) with wrk and write docs/benchmarks.md.
 	go test ./internal/token ./internal/ratelimit ./internal/catalog ./internal/tokenservice -run '^$$' -bench . -benchmem | tee bin/bench-go.txt
-	go run ./hack/bench-tokenservice --manager bin/manager | tee bin/bench-tokenservice.md
+	go run ./hack/bench-tokenservice --bin bin | tee bin/bench-tokenservice.md
 	{ cat bin/bench-tokenservice.md; echo; echo '```'; grep -E '^(Benchmark|cpu:)' bin/bench-go.txt; echo '```'; } | \
 		hack/update-bench-section.sh token-service "make bench"
 
 .PHONY: bench-fullhouse
 bench-fullhouse: envtest build ## Measure the token service's memory with its connection bound full (idle, silent, stalled connections) and write docs/benchmarks.md.
-	go run ./hack/bench-fullhouse --manager bin/manager | tee bin/bench-fullhouse.md
+	go run ./hack/bench-fullhouse --token-service bin/token-service | tee bin/bench-fullhouse.md
 	hack/update-bench-section.sh fullhouse "make bench-fullhouse" < bin/bench-fullhouse.md
 
 .PHONY: bench-calllog
@@ -111,13 +111,12 @@ bench-reconcile: envtest build ## Benchmark: 1,000 apps in 50 namespaces against
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/manager and the kubectl plugin into bin/kubectl-privateapp.
-	go build -o bin/manager ./cmd
-	go build -o bin/kubectl-privateapp ./cmd/kubectl-privateapp
+build: ## Build each component's command into bin/ (manager, token-service, insights) and the kubectl plugin into bin/kubectl-privateapp.
+	go build -o bin/ ./cmd/manager ./cmd/token-service ./cmd/insights ./cmd/kubectl-privateapp
 
 .PHONY: run
-run: build ## Run the manager against the cluster of the current kubeconfig (token service on http://127.0.0.1:18080).
-	./bin/manager --token-service-bind-address=127.0.0.1:18080 --token-service-insecure
+run: build ## Run the controllers and the token service (http://127.0.0.1:18080) against the cluster of the current kubeconfig (Ctrl-C stops both).
+	trap 'kill 0' EXIT; ./bin/token-service --token-service-bind-address=127.0.0.1:18080 --token-service-insecure --health-probe-bind-address=0 & ./bin/manager
 
 IMG ?= privateapp-operator:dev
 # The image make cluster loads: the name the chart's default values pull.

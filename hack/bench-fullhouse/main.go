@@ -1,5 +1,5 @@
 // Command bench-fullhouse measures the token service's memory with its
-// connection bound full: the built manager binary, as the chart runs the
+// connection bound full: the built token-service command, as the chart runs the
 // token service (TLS, its own process, no controllers, GOMEMLIMIT at the
 // chart's memory limit, the default
 // connection bounds unless --max-connections says otherwise), beside a
@@ -16,7 +16,7 @@
 // process's peak resident memory (VmHWM) and its resident memory at the
 // end, against the chart's memory limit of the token service, and whether
 // a check on a new connection was answered while the house was full.
-// Usage: go run ./hack/bench-fullhouse --manager bin/manager
+// Usage: go run ./hack/bench-fullhouse --token-service bin/token-service
 package main
 
 import (
@@ -53,19 +53,19 @@ const (
 )
 
 func main() {
-	manager := flag.String("manager", "bin/manager", "The manager binary.")
+	tokenService := flag.String("token-service", "bin/token-service", "The token service's command (make build).")
 	assets := flag.String("assets", envOr("KUBEBUILDER_ASSETS", "bin/k8s"), "Directory with etcd and kube-apiserver.")
 	crds := flag.String("crds", "config/crd/bases", "The CRDs.")
 	maxConnections := flag.Int("max-connections", 2048, "--token-service-max-connections of the token service (its default); a multiple of 512.")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
-	if err := run(*manager, *assets, *crds, *maxConnections); err != nil {
+	if err := run(*tokenService, *assets, *crds, *maxConnections); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-fullhouse:", err)
 		os.Exit(1)
 	}
 }
 
-func run(manager, assets, crds string, maxConnections int) error {
+func run(tokenService, assets, crds string, maxConnections int) error {
 	env := &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
 	if _, err := env.Start(); err != nil {
 		return err
@@ -101,13 +101,13 @@ func run(manager, assets, crds string, maxConnections int) error {
 	tlsConfig := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 
 	sources := maxConnections / perSource
-	fmt.Printf("The token service of `bin/manager` as the chart runs it (TLS, %d connections at most, %d per source), "+
+	fmt.Printf("The token service (`bin/token-service`) as the chart runs it (TLS, %d connections at most, %d per source), "+
 		"filled from %d source addresses; one process per row. The chart's memory limit is %d MiB.\n\n",
 		maxConnections, perSource, sources, chartMiB)
 	fmt.Println("| the house full of | connections opened | shed | peak resident (VmHWM) | resident after | a new connection's check |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for _, way := range []string{"idle", "silent", "stalled"} {
-		row, err := fill(manager, kubeconfig, certFile, keyFile, tlsConfig, way, sources)
+		row, err := fill(tokenService, kubeconfig, certFile, keyFile, tlsConfig, way, sources)
 		if err != nil {
 			return fmt.Errorf("%s: %w", way, err)
 		}
@@ -117,9 +117,9 @@ func run(manager, assets, crds string, maxConnections int) error {
 }
 
 // fill starts a token service, fills it the given way and reports a row.
-func fill(manager, kubeconfig, certFile, keyFile string, tlsConfig *tls.Config, way string, sources int) (string, error) {
+func fill(tokenService, kubeconfig, certFile, keyFile string, tlsConfig *tls.Config, way string, sources int) (string, error) {
 	addr, metrics := freeAddress(), freeAddress()
-	cmd := exec.Command(manager, "--health-probe-bind-address=0", "--run-controllers=false",
+	cmd := exec.Command(tokenService, "--health-probe-bind-address=0",
 		"--token-service-max-connections="+strconv.Itoa(sources*perSource),
 		"--token-service-bind-address="+addr, "--token-service-tls-cert="+certFile, "--token-service-tls-key="+keyFile,
 		"--metrics-bind-address="+metrics, "--metrics-secure=false")

@@ -175,7 +175,7 @@ func runManager(o options, env *envtest.Environment, creator client.Client) (tim
 		return 0, mem, err
 	}
 	cmd := exec.Command(o.manager, "--health-probe-bind-address=127.0.0.1:18181", "--metrics-bind-address=127.0.0.1:18180", "--metrics-secure=false",
-		"--pprof-bind-address=127.0.0.1:18182", "--token-service-bind-address=127.0.0.1:0", "--token-service-insecure",
+		"--pprof-bind-address=127.0.0.1:18182",
 		"--max-concurrent-reconciles="+strconv.Itoa(o.concurrency),
 		fmt.Sprintf("--kube-api-qps=%g", o.qps), "--kube-api-burst="+strconv.Itoa(o.burst))
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+path)

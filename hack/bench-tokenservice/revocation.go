@@ -7,9 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,14 +21,16 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
-// Revocation latency: the manager binary against an envtest control
-// plane; delete an app, then time until its token is first refused.
+// Revocation latency: the manager and the token service, each its
+// command as the chart runs it, against an envtest control plane; delete
+// an app, then time until its token is first refused.
 
 // revocationTrials creates trials apps (20 per namespace, the cap), then
 // deletes them one by one, timing from the delete to the first 401 at
-// /v1/check of the real manager's token service.
+// /v1/check of the real token service.
 func revocationTrials(o options) ([]time.Duration, error) {
 	env := &envtest.Environment{CRDDirectoryPaths: []string{o.crds}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: o.assets}
 	cfg, err := env.Start()
@@ -58,13 +58,18 @@ func revocationTrials(o options) ([]time.Duration, error) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--token-service-bind-address="+addr, "--token-service-insecure")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
+	bins := framework.Commands{Dir: o.bin}
+	for component, args := range map[string][]string{
+		framework.Manager:      nil,
+		framework.TokenService: {"--token-service-bind-address=" + addr, "--token-service-insecure"},
+	} {
+		p := &framework.Process{Bin: bins.Path(component), Args: append([]string{"--health-probe-bind-address=0"}, args...),
+			Kubeconfig: kubeconfig, Log: filepath.Join(dir, component+".log")}
+		if err := p.Start(); err != nil {
+			return nil, err
+		}
+		defer p.Kill()
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
 	scheme := kruntime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

@@ -40,6 +40,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/internal/notify/notifytest"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 	"github.com/privateapps-dev/privateapp-operator/internal/webhook/webhooktest"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 func main() {
@@ -48,8 +49,8 @@ func main() {
 	// default one, with another meaning.
 	flags := flag.NewFlagSet("dev", flag.ExitOnError)
 	flags.StringVar(&o.kubeconfig, "kubeconfig", "bin/dev/kubeconfig", "Where to write the kubeconfig of the local control plane.")
-	flags.StringVar(&o.manager, "manager", "bin/manager", "The manager binary to run.")
-	flags.StringVar(&o.managerLog, "manager-log", "bin/dev/manager.log", "Where the manager's log goes.")
+	flags.StringVar(&o.bin, "bin", "bin", "The directory of the operator's commands (manager, token-service, insights: make build).")
+	flags.StringVar(&o.logDir, "log-dir", "bin/dev", "Where each component's log (manager.log, token-service.log, insights.log) and make dev's files go.")
 	flags.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs to install.")
 	flags.StringVar(&o.samples, "samples", "config/samples", "The manifests to apply once the manager runs.")
 	flags.StringVar(&o.webhook, "webhook-address", "127.0.0.1:19443", "Address the kube-apiserver calls the admission webhooks at (the manager listens on its port).")
@@ -61,7 +62,8 @@ func main() {
 	flags.StringVar(&o.tokenService, "token-service-address", "127.0.0.1:18080", "Loopback address of the token service (plain HTTP).")
 	flags.StringVar(&o.insights, "insights-address", "127.0.0.1:18444", "Loopback address of the insights API (kubectl get calls), which the local kube-apiserver reaches through its aggregation layer.")
 	flags.StringVar(&o.nginx, "nginx-address", "127.0.0.1:18081", "Loopback address of the nginx gateway make dev runs in front of a stand-in API, when nginx is installed.")
-	flags.StringVar(&o.syslog, "syslog-address", "127.0.0.1:18514", "Loopback UDP address where the manager takes nginx's access log.")
+	flags.StringVar(&o.syslog, "syslog-address", "127.0.0.1:18514", "Loopback UDP address where the insights component takes nginx's access log.")
+	flags.StringVar(&o.ingest, "ingest-address", "127.0.0.1:18445", "Loopback address of the insights component's ingest endpoint, where the token service sends its decisions.")
 	flags.StringVar(&o.callLog, "call-log", "bin/dev/calls.db", "The call log's SQLite file; emptied at start, like the control plane.")
 	flags.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "How long to wait for the sample apps to be Ready.")
 	_ = flags.Parse(os.Args[1:])
@@ -75,13 +77,14 @@ func main() {
 }
 
 type options struct {
-	kubeconfig, manager, managerLog, crds, samples, assets string
-	rotation, webhook, webhookManifests                    string
-	tokenService, insights, callLog                        string
-	insightsCert, insightsKey                              string
-	nginx, syslog, ingestToken                             string
-	readyTimeout                                           time.Duration
-	notifications, mailLog, notificationsConfig            string
+	kubeconfig, bin, logDir, crds, samples, assets        string
+	rotation, webhook, webhookManifests                   string
+	tokenService, insights, callLog                       string
+	insightsCert, insightsKey                             string
+	nginx, syslog, ingest, ingestToken, tokenServiceToken string
+	caFile                                                string
+	readyTimeout                                          time.Duration
+	notifications, mailLog, notificationsConfig           string
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -93,7 +96,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	// The API server proxies insights.privateapps.dev to the manager, as a
 	// cluster's does to metrics-server.
-	devDir := filepath.Dir(o.managerLog)
+	devDir := o.logDir
 	if err := os.MkdirAll(devDir, 0o755); err != nil {
 		return err
 	}
@@ -109,11 +112,17 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	// The gateways' secret (nginx's syslog lines); make dev has no audit
-	// webhook and its token service logs in-process.
-	o.ingestToken = filepath.Join(devDir, "gateway-secret")
+	// The gateways' secret (nginx's syslog lines) and the token service's
+	// (its decisions); make dev has no audit webhook.
+	o.ingestToken, o.tokenServiceToken, o.caFile = filepath.Join(devDir, "gateway-secret"), filepath.Join(devDir, "token-service-secret"), filepath.Join(devDir, "insights-ca.crt")
 	secret := newSecret()
 	if err := os.WriteFile(o.ingestToken, []byte(secret), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.tokenServiceToken, []byte(newSecret()), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.caFile, caBundle, 0o600); err != nil {
 		return err
 	}
 	cfg, err := env.Start()
@@ -148,14 +157,13 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer mail.Close()
-	o.notificationsConfig = filepath.Join(filepath.Dir(o.managerLog), "notifications.yaml")
+	o.notificationsConfig = filepath.Join(o.logDir, "notifications.yaml")
 	if err := os.WriteFile(o.notificationsConfig, []byte(fmt.Sprintf(
 		"smtp: {address: %q, from: \"Private apps <privateapps@localhost>\", tls: None}\n", mail.Addr)), 0o600); err != nil {
 		return err
 	}
 	say("Mail catcher on %s (mails in %s)", mail.Addr, o.mailLog)
 
-	say("Starting the manager %s (log in %s)", o.manager, o.managerLog)
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
@@ -173,20 +181,25 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("registering the admission webhooks: %w", err)
 	}
 
-	mgr, err := startManager(o)
+	components, err := startComponents(o)
 	if err != nil {
 		return err
 	}
-	managerDone := make(chan error, 1)
-	go func() { managerDone <- mgr.Wait() }()
+	// One channel says which component stopped first.
+	stopped := make(chan error, 1)
+	for _, p := range components {
+		go func() {
+			<-p.Done()
+			select {
+			case stopped <- fmt.Errorf("%s stopped (%v); see %s", filepath.Base(p.Bin), p.Err(), p.Log):
+			default:
+			}
+		}()
+	}
 	defer func() {
-		say("Stopping the manager")
-		_ = mgr.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-managerDone:
-		case <-time.After(15 * time.Second):
-			_ = mgr.Process.Kill()
-			<-managerDone
+		say("Stopping the operator's components")
+		for _, p := range components {
+			p.Stop(15 * time.Second)
 		}
 	}()
 
@@ -214,7 +227,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	say("Waiting for the sample apps to get their tokens")
-	apps, err := waitForApps(ctx, c, o.readyTimeout, managerDone)
+	apps, err := waitForApps(ctx, c, o.readyTimeout, stopped)
 	if err != nil {
 		return err
 	}
@@ -307,9 +320,8 @@ dev: ready
 	case <-ctx.Done():
 		fmt.Println()
 		return nil
-	case err := <-managerDone:
-		managerDone <- err
-		return fmt.Errorf("the manager stopped (%v); see %s", err, o.managerLog)
+	case err := <-stopped:
+		return err
 	}
 }
 
@@ -443,40 +455,60 @@ func showMails(ctx context.Context, mail *notifytest.SMTPServer, path string, wa
 	return os.WriteFile(path, []byte(all.String()), 0o600)
 }
 
-func startManager(o options) (*exec.Cmd, error) {
+// startComponents starts the operator's three components, each a process
+// of its own as the chart runs each in its own pod: the manager (the
+// controllers and the webhooks), the token service and the insights
+// component. They go down with this process even if it is killed.
+func startComponents(o options) ([]*framework.Process, error) {
 	webhookHost, webhookPort, err := net.SplitHostPort(o.webhook)
 	if err != nil {
 		return nil, fmt.Errorf("--webhook-address: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(o.managerLog), 0o755); err != nil {
-		return nil, err
-	}
-	logFile, err := os.Create(o.managerLog)
+	insightsHost, insightsPort, err := net.SplitHostPort(o.insights)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--insights-address: %w", err)
 	}
-	cmd := exec.Command(o.manager, "--health-probe-bind-address=0", "--zap-devel",
-		"--token-service-bind-address="+o.tokenService, "--token-service-insecure", "--token-service-route-header",
-		"--notifications-config="+o.notificationsConfig, "--operator-namespace="+devOperatorNamespace,
-		// Calls show up in `kubectl get privateapps` within seconds.
-		"--usage-flush-interval=5s",
-		"--insights-bind-address="+o.insights, "--insights-tls-cert="+o.insightsCert, "--insights-tls-key="+o.insightsKey,
-		"--call-log-sqlite="+o.callLog, "--call-log-syslog-bind-address="+o.syslog, "--call-log-gateway-token-file="+o.ingestToken,
-		"--self-signed-certs", "--webhook-configurations="+webhookConfigurations, "--webhook-cert-extra-names="+webhookHost,
-		"--webhook-cert-dir="+filepath.Join(filepath.Dir(o.managerLog), "webhook-certs"), "--webhook-port="+webhookPort)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// The manager goes down with this process even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the manager (run `make build` first): %w", err)
+	_, ingestPort, err := net.SplitHostPort(o.ingest)
+	if err != nil {
+		return nil, fmt.Errorf("--ingest-address: %w", err)
 	}
-	return cmd, nil
+	bins := framework.Commands{Dir: o.bin}
+	// The insights component first: the token service sends it calls.
+	specs := []struct {
+		component string
+		args      []string
+	}{
+		{framework.Insights, []string{"--bind-address=" + insightsHost, "--secure-port=" + insightsPort,
+			"--tls-cert-file=" + o.insightsCert, "--tls-private-key-file=" + o.insightsKey,
+			"--call-log-sqlite=" + o.callLog, "--call-log-syslog-bind-address=" + o.syslog, "--call-log-gateway-token-file=" + o.ingestToken,
+			"--call-log-ingest-bind-address=" + o.ingest, "--call-log-token-service-token-file=" + o.tokenServiceToken}},
+		{framework.TokenService, []string{"--token-service-bind-address=" + o.tokenService, "--token-service-insecure", "--token-service-route-header",
+			// Calls show up in `kubectl get privateapps` within seconds.
+			"--usage-flush-interval=5s",
+			"--call-log-url=https://localhost:" + ingestPort, "--call-log-ca-file=" + o.caFile, "--call-log-token-file=" + o.tokenServiceToken}},
+		{framework.Manager, []string{"--notifications-config=" + o.notificationsConfig, "--operator-namespace=" + devOperatorNamespace,
+			"--self-signed-certs", "--webhook-configurations=" + webhookConfigurations, "--webhook-cert-extra-names=" + webhookHost,
+			"--webhook-cert-dir=" + filepath.Join(o.logDir, "webhook-certs"), "--webhook-port=" + webhookPort}},
+	}
+	var started []*framework.Process
+	for _, spec := range specs {
+		p := &framework.Process{Bin: bins.Path(spec.component), Args: append([]string{"--health-probe-bind-address=0", "--zap-devel"}, spec.args...),
+			Kubeconfig: o.kubeconfig, Log: filepath.Join(o.logDir, spec.component+".log"), Deathsig: syscall.SIGTERM}
+		say("Starting the %s (log in %s)", spec.component, p.Log)
+		if err := p.Start(); err != nil {
+			for _, q := range started {
+				q.Stop(15 * time.Second)
+			}
+			return nil, fmt.Errorf("%w (run `make build` first)", err)
+		}
+		started = append(started, p)
+	}
+	return started, nil
 }
 
 // waitForApps waits until every PrivateApp is Ready and its Secret holds the
 // token status names by digest.
-func waitForApps(ctx context.Context, c client.Client, timeout time.Duration, managerDone chan error) ([]v1alpha1.PrivateApp, error) {
+func waitForApps(ctx context.Context, c client.Client, timeout time.Duration, stopped chan error) ([]v1alpha1.PrivateApp, error) {
 	deadline := time.After(timeout)
 	for {
 		var apps v1alpha1.PrivateAppList
@@ -489,9 +521,9 @@ func waitForApps(ctx context.Context, c client.Client, timeout time.Duration, ma
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case err := <-managerDone:
-			managerDone <- err
-			return nil, fmt.Errorf("the manager stopped (%v) before the sample apps were Ready", err)
+		case err := <-stopped:
+			stopped <- err
+			return nil, fmt.Errorf("%w before the sample apps were Ready", err)
 		case <-deadline:
 			return nil, fmt.Errorf("the sample apps were not Ready after %s; see `kubectl describe privateapps -A`", timeout)
 		case <-time.After(250 * time.Millisecond):

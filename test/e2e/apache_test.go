@@ -17,6 +17,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // apacheConf is Apache httpd with Debian's mod_auth_openidc as an OAuth 2.0
@@ -78,7 +79,7 @@ func TestApacheIntrospection(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	must(t, os.Chmod(tmp, 0o755)) // Apache's children run as www-data
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -87,11 +88,12 @@ func TestApacheIntrospection(t *testing.T) {
 	clients := filepath.Join(tmp, "clients.yaml")
 	must(t, os.WriteFile(clients, []byte("clients:\n- id: apache\n  secret: "+secret+"\n"), 0o600))
 	tsAddr := freeAddress(t)
-	manager := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	manager := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + tsAddr, "--token-service-insecure", "--introspection-clients-file=" + clients,
 			"--token-service-issuer=http://" + tsAddr}}
 	manager.start()
 	defer manager.kill()
+	startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"))
 
 	reader, readerToken := createReadyApp(t, ctx, c, "default", "contacts-reader", "crm.objects.contacts.read")
 	_, dealsToken := createReadyApp(t, ctx, c, "default", "deals-reader", "crm.objects.deals.read")

@@ -23,6 +23,7 @@ import (
 
 	insightsv1alpha1 "github.com/privateapps-dev/privateapp-operator/api/insights/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights/insightstest"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // nginxCallLogConf is the gateway of docs/calllog.md: nginxConf's
@@ -98,23 +99,23 @@ type callLogStack struct {
 	caPEM                                   []byte
 	env                                     *envtest.Environment
 	c                                       client.Client
-	mgr                                     *managerProcess
-	// insights is the process with the store, the insights API and the
-	// ingest listeners: mgr itself, or, split as in the chart, a process
-	// of its own that mgr's token service sends its decisions to.
-	insights *managerProcess
+	// mgr is the token service, controllers the manager, and insights the
+	// insights component (the store, the insights API and the ingest
+	// listeners) that mgr sends its decisions to: three processes, as in
+	// the chart.
+	mgr, controllers, insights *managerProcess
 }
 
-// startCallLogStack starts it all in one manager process; nginx asks the
+// startCallLogStack starts it all; nginx asks the
 // token service at checkURL (a path and query of the token service) and
 // passes allowed calls to upstream.
 func startCallLogStack(t *testing.T, ctx context.Context, checkURL string, upstream http.Handler) *callLogStack {
 	return startCallLogStackShaped(t, ctx, checkURL, upstream, false)
 }
 
-// startCallLogStackShaped starts it all; split runs the insights component
-// in a process of its own (s.insights), with a gateway report wait of 3 s
-// and its metrics on s.insightsMetrics.
+// startCallLogStackShaped starts it all; split gives the insights
+// component a gateway report wait of 3 s and its metrics on
+// s.insightsMetrics.
 func startCallLogStackShaped(t *testing.T, ctx context.Context, checkURL string, upstream http.Handler, split bool) *callLogStack {
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
@@ -123,7 +124,7 @@ func startCallLogStackShaped(t *testing.T, ctx context.Context, checkURL string,
 	root := repoRoot(t)
 	s := &callLogStack{t: t, tmp: t.TempDir(), secret: "the-gateways-secret-of-this-test",
 		auditSecret: "the-audit-webhooks-secret-of-this-test", tokenServiceSecret: "the-token-services-secret-of-this-test"}
-	managerBin := build(t, root, "./cmd", filepath.Join(s.tmp, "manager"))
+	bins := commands(t)
 	tokenService, insightsAddr, ingestAddr := freeAddress(t), freeAddress(t), freeAddress(t)
 	s.tokenService = tokenService
 	syslogAddr := freeUDPAddress(t)
@@ -163,26 +164,23 @@ current-context: audit
 	})
 	s.c = c
 	s.ingest, s.caPEM = ingestAddr, caPEM
-	insightsArgs := []string{"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
+	_, insightsPort, _ := net.SplitHostPort(insightsAddr)
+	insightsArgs := []string{"--bind-address=127.0.0.1", "--secure-port=" + insightsPort, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile,
 		"--call-log-sqlite=" + filepath.Join(s.tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
 		"--call-log-gateway-token-file=" + secretFile, "--call-log-audit-token-file=" + auditSecretFile,
 		"--call-log-token-service-token-file=" + tokenServiceSecretFile, "--call-log-syslog-bind-address=" + syslogAddr}
-	s.mgr = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "manager.log"),
-		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--usage-flush-interval=2s"}}
+	caFile := s.writeFile("ca.crt", string(caPEM))
+	s.mgr = &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "token-service.log"),
+		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--usage-flush-interval=2s",
+			"--call-log-url=https://localhost:" + ingestPort, "--call-log-ca-file=" + caFile, "--call-log-token-file=" + tokenServiceSecretFile}}
 	if split {
-		caFile := s.writeFile("ca.crt", string(caPEM))
-		s.mgr.args = append(s.mgr.args, "--call-log-url=https://localhost:"+ingestPort, "--call-log-ca-file="+caFile,
-			"--call-log-token-file="+tokenServiceSecretFile)
 		s.insightsMetrics = freeAddress(t)
-		s.insights = &managerProcess{t: t, bin: managerBin, kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "insights.log"),
-			args: append([]string{"--run-controllers=false", "--token-service-bind-address=", "--metrics-bind-address=" + s.insightsMetrics, "--metrics-secure=false",
-				"--call-log-gateway-report-wait=3s"}, insightsArgs...)}
-		s.insights.start()
-		t.Cleanup(s.insights.kill)
-	} else {
-		s.mgr.args = append(s.mgr.args, insightsArgs...)
-		s.insights = s.mgr
+		insightsArgs = append(insightsArgs, "--metrics-bind-address="+s.insightsMetrics, "--metrics-secure=false", "--call-log-gateway-report-wait=3s")
 	}
+	s.insights = &managerProcess{t: t, bin: bins.Path(framework.Insights), kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "insights.log"), args: insightsArgs}
+	s.insights.start()
+	t.Cleanup(s.insights.kill)
+	s.controllers = startManager(t, s.adminKubeconfig, filepath.Join(s.tmp, "manager.log"))
 	s.mgr.start()
 	t.Cleanup(s.mgr.kill)
 	// nginx logs its first request (the probe below) at once: were the
@@ -190,7 +188,6 @@ current-context: audit
 	// fail the next line nginx sends, the first call a test counts.
 	s.insights.waitLogged(ctx, syslogListening)
 
-	_, insightsPort, _ := net.SplitHostPort(insightsAddr)
 	must(t, insightstest.Register(ctx, c, namespace, service, insightsPort, caPEM))
 
 	up := httptest.NewServer(upstream)
@@ -385,7 +382,7 @@ func TestCallLog(t *testing.T) {
 		t.Errorf("a forged entry reached the call log:\n%s", forged)
 	}
 
-	logText, _ := os.ReadFile(s.mgr.log)
+	logText, _ := s.logs()
 	all := string(logText) + kubectl("get", "calls", "-A", "-o", "yaml")
 	for _, tok := range append(tokens, s.auditSecret, s.tokenServiceSecret) {
 		if strings.Contains(all, tok) {
@@ -531,9 +528,8 @@ func TestCallLogWithoutGatewayReports(t *testing.T) {
 		return c.Name == late.Name && c.DecidedBy == insightsv1alpha1.DecidedByUpstream && c.Code == 504 && c.Reason == ""
 	})
 
-	logText, _ := os.ReadFile(s.mgr.log)
-	insightsLog, _ := os.ReadFile(s.insights.log)
-	if all := string(logText) + string(insightsLog) + listed; strings.Contains(all, tok) || strings.Contains(all, s.secret) {
+	logText, _ := s.logs()
+	if all := string(logText) + listed; strings.Contains(all, tok) || strings.Contains(all, s.secret) {
 		t.Fatal("a token or the shared secret is in a log or the call log")
 	}
 }
@@ -554,37 +550,22 @@ func freeUDPAddress(t *testing.T) string {
 func TestCallLogOutlivesTheStore(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
-	tokenService, insightsAddr, ingestAddr := freeAddress(t), freeAddress(t), freeAddress(t)
-	const secret = "the-token-services-secret-of-this-test"
-	secretFile := filepath.Join(tmp, "token-service-secret")
-	must(t, os.WriteFile(secretFile, []byte(secret), 0o600))
-	const namespace, service = "privateapp-system", "privateapp-insights"
-	certFile, keyFile, caPEM, err := insightstest.ServingCert(tmp, service+"."+namespace+".svc")
-	must(t, err)
-	caFile := filepath.Join(tmp, "ca.crt")
-	must(t, os.WriteFile(caFile, caPEM, 0o600))
+	bins := commands(t)
+	tokenService := freeAddress(t)
 	_, c, adminKubeconfig := startControlPlane(t, root, tmp, func(env *envtest.Environment) {
 		must(t, insightstest.EnableAggregation(env, tmp))
 	})
-	_, ingestPort, _ := net.SplitHostPort(ingestAddr)
-	operator := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "manager.log"),
-		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure",
-			"--call-log-url=https://localhost:" + ingestPort, "--call-log-ca-file=" + caFile, "--call-log-token-file=" + secretFile}}
+	insights := startInsights(t, adminKubeconfig, tmp)
+	operator := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "token-service.log"),
+		args: append([]string{"--token-service-bind-address=" + tokenService, "--token-service-insecure"}, insights.tokenServiceArgs...)}
 	operator.start()
 	defer operator.kill()
-	insights := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "insights.log"),
-		args: []string{"--run-controllers=false", "--token-service-bind-address=",
-			"--insights-bind-address=" + insightsAddr, "--insights-tls-cert=" + certFile, "--insights-tls-key=" + keyFile,
-			"--call-log-sqlite=" + filepath.Join(tmp, "calls.db"), "--call-log-ingest-bind-address=" + ingestAddr,
-			"--call-log-token-service-token-file=" + secretFile}}
-	insights.start()
-	defer insights.kill()
+	startManager(t, adminKubeconfig, filepath.Join(tmp, "manager.log"))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	_, insightsPort, _ := net.SplitHostPort(insightsAddr)
-	must(t, insightstest.Register(ctx, c, namespace, service, insightsPort, caPEM))
+	_, insightsPort, _ := net.SplitHostPort(insights.secure)
+	must(t, insightstest.Register(ctx, c, "privateapp-system", "privateapp-insights", insightsPort, insights.caPEM))
 	_, tok := createReadyApp(t, ctx, c, "default", "steady", "crm.objects.contacts.read")
 	checks := func(n int) {
 		t.Helper()
@@ -620,4 +601,17 @@ func TestCallLogOutlivesTheStore(t *testing.T) {
 	if n := logged(); n != 80 {
 		t.Errorf("%d calls in the log, want 80: one call, one entry", n)
 	}
+}
+
+// logs are the three processes' logs, one after the other.
+func (s *callLogStack) logs() ([]byte, error) {
+	var all []byte
+	for _, p := range []*managerProcess{s.mgr, s.controllers, s.insights} {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, b...)
+	}
+	return all, nil
 }

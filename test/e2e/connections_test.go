@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestConnectionFloodThroughTheBinary runs the built manager's token service
@@ -27,16 +29,17 @@ import (
 func TestConnectionFloodThroughTheBinary(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	addr, metricsAddr := freeAddress(t), freeAddress(t)
 	certFile, keyFile, pool := selfSignedCert(t, tmp)
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addr, "--token-service-tls-cert=" + certFile, "--token-service-tls-key=" + keyFile,
 			"--token-service-max-connections=64", "--token-service-max-connections-per-source=16",
 			"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false"}}
 	mgr.start()
 	defer mgr.kill()
+	startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, tok := createReadyApp(t, ctx, c, "default", "crm", "crm.objects.contacts.read")

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // consoleProcess is a running kubectl privateapp ui and its sign-in link.
@@ -84,7 +85,7 @@ func TestWebConsole(t *testing.T) {
 		}
 	}))
 	root := repoRoot(t)
-	plugin := build(t, root, "./cmd/kubectl-privateapp", filepath.Join(s.tmp, "kubectl-privateapp"))
+	plugin := commands(t).Path(framework.Plugin)
 	s.kubectl("apply", "-f", filepath.Join(root, "config", "samples", "privateapps_v1alpha1_apicatalog.yaml"))
 	_, other := createReadyApp(t, ctx, s.c, "default", "reporting", "crm.objects.contacts.read")
 	waitUntil(t, ctx, "the catalog is in force", func() bool { return s.call(http.MethodGet, other, "/crm/v3/objects/contacts/1", nil) == 200 })

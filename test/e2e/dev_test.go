@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestDevEnvironment runs what `make dev` runs: it must bring up a control
@@ -31,14 +32,14 @@ import (
 func TestDevEnvironment(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	manager := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	dev := build(t, root, "./hack/dev", filepath.Join(tmp, "dev"))
 	kubeconfig := filepath.Join(tmp, "kubeconfig")
-	managerLog := filepath.Join(tmp, "manager.log")
+	logDir := filepath.Join(tmp, "dev")
 
 	tokenService := freeAddress(t)
 	mailLog := filepath.Join(tmp, "mail.log")
-	cmd := exec.Command(dev, "--manager", manager, "--kubeconfig", kubeconfig, "--manager-log", managerLog,
+	cmd := exec.Command(dev, "--bin", bins.Dir, "--kubeconfig", kubeconfig, "--log-dir", logDir, "--ingest-address", freeAddress(t),
 		"--assets", assets(root), "--token-service-address", tokenService, "--mail-log", mailLog,
 		"--insights-address", freeAddress(t), "--call-log", filepath.Join(tmp, "calls.db"),
 		"--nginx-address", freeAddress(t), "--syslog-address", freeUDPAddress(t), "--webhook-address", freeAddress(t))
@@ -217,7 +218,7 @@ func TestDevEnvironment(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	// The two plugin commands dev prints work against its control plane.
-	plugin := build(t, root, "./cmd/kubectl-privateapp", filepath.Join(tmp, "kubectl-privateapp"))
+	plugin := bins.Path(framework.Plugin)
 	for _, args := range [][]string{{}, {"describe", "billing-sync"}} {
 		if !strings.Contains(output.String(), strings.TrimSpace("bin/kubectl-privateapp "+strings.Join(args, " "))) {
 			t.Errorf("dev output does not suggest `kubectl-privateapp %s`", strings.Join(args, " "))
@@ -291,14 +292,18 @@ func TestDevEnvironment(t *testing.T) {
 		t.Fatalf("dev did not stop within a minute of Ctrl-C:\n%s", output.String())
 	}
 
-	logText, err := os.ReadFile(managerLog)
-	if err != nil {
-		t.Fatal(err)
+	texts := map[string]string{"Events": events, "dev output": output.String()}
+	for _, component := range []string{framework.Manager, framework.TokenService, framework.Insights} {
+		logText, err := os.ReadFile(filepath.Join(logDir, component+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(logText) == 0 {
+			t.Fatalf("the %s logged nothing; the leak check below would be empty", component)
+		}
+		texts[component+" log"] = string(logText)
 	}
-	if len(logText) == 0 {
-		t.Fatal("the manager logged nothing; the leak check below would be empty")
-	}
-	for what, text := range map[string]string{"manager log": string(logText), "Events": events, "dev output": output.String()} {
+	for what, text := range texts {
 		if strings.Contains(text, tok.Reveal()) {
 			t.Errorf("the token appears in the %s", what)
 		}
@@ -308,8 +313,10 @@ func TestDevEnvironment(t *testing.T) {
 		conn.Close()
 		t.Errorf("the kube-apiserver at %s still answers after dev stopped", server)
 	}
-	if out, _ := exec.Command("pgrep", "-f", manager).Output(); len(out) > 0 {
-		t.Errorf("the manager still runs after dev stopped: pids %s", out)
+	for _, component := range []string{framework.Manager, framework.TokenService, framework.Insights} {
+		if out, _ := exec.Command("pgrep", "-f", bins.Path(component)+" ").Output(); len(out) > 0 {
+			t.Errorf("the %s still runs after dev stopped: pids %s", component, out)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestLeaderFailover runs two manager replicas with leader election and
@@ -58,15 +59,15 @@ func TestLeaderFailover(t *testing.T) {
 
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+kills/10)*time.Minute)
 	defer cancel()
 
 	replicas := make([]*managerProcess, 2)
 	for i := range replicas {
-		replicas[i] = &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("replica-%d.log", i)),
-			args: append([]string{"--token-service-bind-address=", "--leader-elect", "--operator-namespace=default"}, lease...)}
+		replicas[i] = &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("replica-%d.log", i)),
+			args: append([]string{"--leader-elect", "--operator-namespace=default"}, lease...)}
 		replicas[i].start()
 		defer replicas[i].kill()
 	}

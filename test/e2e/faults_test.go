@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // apiProxy stands between a process and the API server, as a load balancer
@@ -125,7 +126,7 @@ func startProxiedTokenService(t *testing.T, ctx context.Context, extraArgs ...st
 	t.Helper()
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	env, c, adminKubeconfig := startControlPlane(t, root, tmp)
 
 	// The proxy presents the admin's client certificate upstream.
@@ -149,12 +150,12 @@ contexts:
 current-context: proxy
 `, proxy.url, base64.StdEncoding.EncodeToString(proxy.ca))), 0o600))
 
-	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	t.Cleanup(controllers.kill)
 	p := &proxiedTokenService{proxy: proxy, c: c, addr: freeAddress(t), probes: freeAddress(t), metrics: freeAddress(t)}
-	tokenService := &managerProcess{t: t, bin: managerBin, kubeconfig: viaProxy, log: filepath.Join(tmp, "token-service.log"),
-		args: append([]string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + p.addr,
+	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: viaProxy, log: filepath.Join(tmp, "token-service.log"),
+		args: append([]string{"--token-service-insecure", "--token-service-bind-address=" + p.addr,
 			"--health-probe-bind-address=" + p.probes, "--metrics-bind-address=" + p.metrics, "--metrics-secure=false"}, extraArgs...)}
 	tokenService.start()
 	t.Cleanup(tokenService.kill)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // caddyConf is the ForwardAuth gateway of docs/token-service.md in Caddy
@@ -71,7 +72,7 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	}
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -83,12 +84,13 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	must(t, c.Create(ctx, cat))
 
 	addrA, addrB := freeAddress(t), freeAddress(t)
-	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	serviceA := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addrA, "--token-service-insecure", "--token-service-route-header"}}
-	controllers.start()
-	defer controllers.kill()
-	replica := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "replica.log"),
-		args: []string{"--run-controllers=false", "--token-service-bind-address=" + addrB, "--token-service-insecure", "--token-service-route-header"}}
+	serviceA.start()
+	defer serviceA.kill()
+	controllers := startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"))
+	replica := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "replica.log"),
+		args: []string{"--token-service-bind-address=" + addrB, "--token-service-insecure", "--token-service-route-header"}}
 	replica.start()
 	defer replica.kill()
 
@@ -250,7 +252,7 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("a catalog edit took %s to reach both replicas, want under 1 s", took)
 	}
-	for _, log := range []string{controllers.log, replica.log} {
+	for _, log := range []string{controllers.log, serviceA.log, replica.log} {
 		b, _ := os.ReadFile(log)
 		for _, tok := range []string{reporting, warehouse} {
 			if strings.Contains(string(b), tok) {
@@ -284,7 +286,7 @@ func TestClientsCannotPickTheHostThroughGateways(t *testing.T) {
 	}
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -301,10 +303,11 @@ func TestClientsCannotPickTheHostThroughGateways(t *testing.T) {
 		must(t, c.Create(ctx, cat))
 	}
 	addr := freeAddress(t)
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addr, "--token-service-insecure"}}
 	mgr.start()
 	defer mgr.kill()
+	startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"))
 	for _, cat := range []*v1alpha1.APICatalog{crm, billing} {
 		waitUntil(t, ctx, "catalog "+cat.Name+" is in force", func() bool {
 			return c.Get(ctx, client.ObjectKeyFromObject(cat), cat) == nil && meta.IsStatusConditionTrue(cat.Status.Conditions, v1alpha1.ConditionReady)

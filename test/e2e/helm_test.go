@@ -261,17 +261,22 @@ func TestHelmChart(t *testing.T) {
 		}
 		ts := convert[appsv1.Deployment](t, objs["Deployment/pa-privateapp-operator-token-service"])
 		ctl := convert[appsv1.Deployment](t, objs["Deployment/pa-privateapp-operator-controller"])
-		if ts.Spec.Template.Spec.ServiceAccountName != "pa-privateapp-operator-token-service" ||
-			!slices.Contains(ts.Spec.Template.Spec.Containers[0].Args, "--run-controllers=false") {
-			t.Errorf("token service runs as %q with %v", ts.Spec.Template.Spec.ServiceAccountName, ts.Spec.Template.Spec.Containers[0].Args)
+		if ts.Spec.Template.Spec.ServiceAccountName != "pa-privateapp-operator-token-service" {
+			t.Errorf("token service runs as %q", ts.Spec.Template.Spec.ServiceAccountName)
 		}
 		if !slices.Contains(ctl.Spec.Template.Spec.Containers[0].Args, "--leader-elect") || *ctl.Spec.Replicas != 2 {
 			t.Errorf("controller: replicas %d args %v; want 2 with --leader-elect", *ctl.Spec.Replicas, ctl.Spec.Template.Spec.Containers[0].Args)
 		}
 		ins := convert[appsv1.Deployment](t, objs["Deployment/pa-privateapp-operator-insights"])
 		insArgs := strings.Join(ins.Spec.Template.Spec.Containers[0].Args, " ")
-		for _, want := range []string{"--run-controllers=false", "--call-log-sqlite=/var/lib/privateapp-insights/calls.db",
-			"--insights-bind-address=:8444", "--call-log-ingest-bind-address=:8445", "--call-log-syslog-bind-address=:5514"} {
+		// Each Deployment runs its component's command of the image.
+		for d, command := range map[*appsv1.Deployment]string{ctl: "/manager", ts: "/token-service", ins: "/insights"} {
+			if c := d.Spec.Template.Spec.Containers[0]; strings.Join(c.Command, " ") != command {
+				t.Errorf("%s runs %q, want %s", d.Name, c.Command, command)
+			}
+		}
+		for _, want := range []string{"--call-log-sqlite=/var/lib/privateapp-insights/calls.db", "--secure-port=8444",
+			"--tls-cert-file=/etc/privateapp-operator/insights-tls/tls.crt", "--call-log-ingest-bind-address=:8445", "--call-log-syslog-bind-address=:5514"} {
 			if !strings.Contains(insArgs, want) {
 				t.Errorf("insights args %s lack %s", insArgs, want)
 			}

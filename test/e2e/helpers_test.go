@@ -3,12 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/internal/insights/insightstest"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // startControlPlane starts envtest with the CRDs (configure, if given, may
@@ -87,51 +87,42 @@ func appToken(t *testing.T, ctx context.Context, c client.Client, app *v1alpha1.
 	return string(s.Data[v1alpha1.SecretTokenKey])
 }
 
+// managerProcess is one component of the operator (the manager, the token
+// service or the insights component) run by a test as a process of its own.
 type managerProcess struct {
 	t                    *testing.T
 	bin, kubeconfig, log string
-	// args replace the default of running without the token service.
-	args []string
-	cmd  *exec.Cmd
-	// logStart is the size of the log when the process last started.
-	logStart int64
+	args                 []string
+	p                    *framework.Process
 }
 
 func (m *managerProcess) start() {
 	m.t.Helper()
-	logFile, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	must(m.t, err)
-	info, err := logFile.Stat()
-	must(m.t, err)
-	m.logStart = info.Size()
-	args := m.args
-	if args == nil {
-		args = []string{"--token-service-bind-address="}
-	}
-	m.cmd = exec.Command(m.bin, append([]string{"--health-probe-bind-address=0"}, args...)...)
-	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	must(m.t, m.cmd.Start())
+	m.p = &framework.Process{Bin: m.bin, Args: append([]string{"--health-probe-bind-address=0"}, m.args...), Kubeconfig: m.kubeconfig, Log: m.log}
+	must(m.t, m.p.Start())
 }
 
 func (m *managerProcess) kill() {
-	if m.cmd == nil || m.cmd.Process == nil {
-		return
+	if m.p != nil {
+		m.p.Kill()
 	}
-	_ = m.cmd.Process.Kill()
-	_ = m.cmd.Wait()
-	m.cmd = nil
 }
 
 // waitLogged waits until the process, since it last started, has logged a
 // line that contains what.
 func (m *managerProcess) waitLogged(ctx context.Context, what string) {
 	m.t.Helper()
-	waitUntil(m.t, ctx, fmt.Sprintf("%s logs %q", filepath.Base(m.log), what), func() bool {
-		b, err := os.ReadFile(m.log)
-		return err == nil && int64(len(b)) >= m.logStart && strings.Contains(string(b[m.logStart:]), what)
-	})
+	waitUntil(m.t, ctx, fmt.Sprintf("%s logs %q", filepath.Base(m.log), what), func() bool { return m.p.Logged(what) })
+}
+
+// commands are the operator's commands, built once per test run into
+// bin/e2e.
+func commands(t *testing.T) framework.Commands {
+	t.Helper()
+	root := repoRoot(t)
+	c, err := framework.Build(root, filepath.Join(root, "bin", "e2e"))
+	must(t, err)
+	return c
 }
 
 func waitUntil(t *testing.T, ctx context.Context, what string, ok func() bool) {
@@ -196,4 +187,54 @@ func asServiceAccount(t *testing.T, ctx context.Context, env *envtest.Environmen
 	sc, err := client.New(cfg, client.Options{Scheme: c.Scheme()})
 	must(t, err)
 	return tr.Status.Token, sc
+}
+
+// startManager starts the manager (the controllers) with args, as the
+// chart runs it beside the token service; it is killed when the test ends.
+func startManager(t *testing.T, kubeconfig, log string, args ...string) *managerProcess {
+	t.Helper()
+	m := &managerProcess{t: t, bin: commands(t).Path(framework.Manager), kubeconfig: kubeconfig, log: log, args: args}
+	m.start()
+	t.Cleanup(m.kill)
+	return m
+}
+
+// insightsProcess is the insights component run by a test, as the chart
+// runs it: its SQLite call log in the test's directory, the insights API
+// on a port of its own, and the ingest endpoint that token services send
+// their decisions to.
+type insightsProcess struct {
+	*managerProcess
+	// secure is the insights API's host:port; ingest the ingest
+	// endpoint's.
+	secure, ingest string
+	// caPEM verifies both (serving certificate for
+	// privateapp-insights.privateapp-system.svc and localhost).
+	caPEM []byte
+	// tokenServiceArgs are the flags a token service sends its decisions
+	// here with.
+	tokenServiceArgs []string
+}
+
+// startInsights starts the insights component with extra args; it is
+// killed when the test ends.
+func startInsights(t *testing.T, kubeconfig, dir string, args ...string) *insightsProcess {
+	t.Helper()
+	certFile, keyFile, caPEM, err := insightstest.ServingCert(dir, "privateapp-insights.privateapp-system.svc")
+	must(t, err)
+	secret := filepath.Join(dir, "token-service-secret")
+	must(t, os.WriteFile(secret, []byte("the-token-services-secret-of-this-test\n"), 0o600))
+	caFile := filepath.Join(dir, "insights-ca.crt")
+	must(t, os.WriteFile(caFile, caPEM, 0o600))
+	p := &insightsProcess{secure: freeAddress(t), ingest: freeAddress(t), caPEM: caPEM}
+	_, securePort, _ := net.SplitHostPort(p.secure)
+	_, ingestPort, _ := net.SplitHostPort(p.ingest)
+	p.managerProcess = &managerProcess{t: t, bin: commands(t).Path(framework.Insights), kubeconfig: kubeconfig, log: filepath.Join(dir, "insights.log"),
+		args: append([]string{"--bind-address=127.0.0.1", "--secure-port=" + securePort, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile,
+			"--call-log-sqlite=" + filepath.Join(dir, "calls.db"), "--call-log-ingest-bind-address=" + p.ingest,
+			"--call-log-token-service-token-file=" + secret}, args...)}
+	p.tokenServiceArgs = []string{"--call-log-url=https://localhost:" + ingestPort, "--call-log-ca-file=" + caFile, "--call-log-token-file=" + secret}
+	p.start()
+	t.Cleanup(p.kill)
+	return p
 }

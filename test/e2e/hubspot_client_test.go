@@ -18,6 +18,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestHubSpotNodeClient points HubSpot's own Node client (@hubspot/api-client
@@ -35,16 +36,17 @@ func TestHubSpotNodeClient(t *testing.T) {
 	root := repoRoot(t)
 	clientDir := hubspotClient(t, root)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	tsAddr := freeAddress(t)
-	manager := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	manager := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + tsAddr, "--token-service-insecure"}}
 	manager.start()
 	defer manager.kill()
+	startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"))
 	// Who installed it: the admission webhook records it (not run here).
 	app := &v1alpha1.PrivateApp{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "crm-sync", Annotations: map[string]string{v1alpha1.InstalledByAnnotation: "alice@example.com"}},

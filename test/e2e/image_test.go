@@ -19,12 +19,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
+
 	"github.com/google/go-containerregistry/pkg/registry"
 )
 
 // TestImage: `make image` (hack/image) writes the image the Dockerfile
-// describes, without Docker: the Dockerfile's own build line makes a static
-// manager, the configuration has the Dockerfile's USER, ENTRYPOINT and
+// describes, without Docker: the Dockerfile's own build lines make a static
+// binary of each component (manager, token-service, insights), the configuration has the Dockerfile's USER, ENTRYPOINT and
 // LABELs, the layer has what distroless/static gives the binary, two builds
 // are byte for byte the same archive, and --push puts that image into a
 // registry. The archive is read here with tar and JSON, not with the
@@ -39,8 +41,11 @@ func TestImage(t *testing.T) {
 			t.Errorf("the Dockerfile lacks %q", want)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^RUN CGO_ENABLED=0 GOOS=\$\{TARGETOS\} GOARCH=\$\{TARGETARCH\} go build .* -o /manager \./cmd$`).MatchString(df) {
-		t.Fatal("the Dockerfile has no `RUN CGO_ENABLED=0 ... go build ... -o /manager ./cmd` line")
+	for _, component := range []string{framework.Manager, framework.TokenService, framework.Insights} {
+		if !regexp.MustCompile(`(?m)^RUN CGO_ENABLED=0 GOOS=\$\{TARGETOS\} GOARCH=\$\{TARGETARCH\} go build .* -o /`+component+` \./cmd/`+component+`$`).MatchString(df) ||
+			!strings.Contains(df, "COPY --from=build /"+component+" /"+component) {
+			t.Errorf("the Dockerfile does not build and copy /%s: no `RUN CGO_ENABLED=0 ... go build ... -o /%[1]s ./cmd/%[1]s` line and COPY", component)
+		}
 	}
 
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
@@ -131,7 +136,7 @@ func TestImage(t *testing.T) {
 	for name, want := range map[string]struct {
 		mode int64
 		uid  int
-	}{"manager": {0o755, 0}, "tmp/": {0o1777, 0}, "home/nonroot/": {0o700, 65532}, "etc/passwd": {0o644, 0}, "etc/ssl/certs/ca-certificates.crt": {0o644, 0}} {
+	}{"manager": {0o755, 0}, "token-service": {0o755, 0}, "insights": {0o755, 0}, "tmp/": {0o1777, 0}, "home/nonroot/": {0o700, 65532}, "etc/passwd": {0o644, 0}, "etc/ssl/certs/ca-certificates.crt": {0o644, 0}} {
 		h, ok := files[name]
 		if !ok {
 			t.Errorf("the layer lacks %s", name)
@@ -144,21 +149,25 @@ func TestImage(t *testing.T) {
 	if !strings.Contains(string(contents["etc/passwd"]), "nonroot:x:65532:65532:") || !strings.Contains(string(contents["etc/ssl/certs/ca-certificates.crt"]), "BEGIN CERTIFICATE") {
 		t.Errorf("/etc/passwd or the CA bundle is not what the manager needs")
 	}
-	manager := filepath.Join(tmp, "manager")
-	must(t, os.WriteFile(manager, contents["manager"], 0o755))
-	f, err := elf.Open(manager)
-	must(t, err)
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Error("the manager needs a dynamic loader; distroless/static has none")
+	// Each command is static (distroless/static has no loader or
+	// libraries) and is the component it is named after.
+	for component, flag := range map[string]string{"manager": "--max-apps-per-namespace", "token-service": "--token-service-bind-address", "insights": "--requestheader-client-ca-file"} {
+		bin := filepath.Join(tmp, component)
+		must(t, os.WriteFile(bin, contents[component], 0o755))
+		f, err := elf.Open(bin)
+		must(t, err)
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("/%s needs a dynamic loader; distroless/static has none", component)
+			}
 		}
-	}
-	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
-		t.Errorf("the manager links %v; distroless/static has none", libs)
-	}
-	f.Close()
-	if out, _ := exec.Command(manager, "--help").CombinedOutput(); !strings.Contains(string(out), "-token-service-bind-address") {
-		t.Errorf("the image's /manager --help:\n%s", out)
+		if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+			t.Errorf("/%s links %v; distroless/static has none", component, libs)
+		}
+		f.Close()
+		if out, _ := exec.Command(bin, "--help").CombinedOutput(); !strings.Contains(string(out), flag) {
+			t.Errorf("the image's /%s --help lacks %s:\n%s", component, flag, out)
+		}
 	}
 
 	// The registry holds the same image.

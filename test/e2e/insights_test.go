@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -205,7 +204,7 @@ func TestRecordInsights(t *testing.T) {
 		t.Errorf("kubectl get apiusage does not show today's %d calls:\n%s", daily().CurrentUsage, usage)
 	}
 
-	logText, _ := os.ReadFile(s.mgr.log)
+	logText, _ := s.logs()
 	all := string(logText) + s.kubectl("get", "recordinsights,needsattention,apiusage", "-A", "-o", "yaml")
 	for _, tok := range tokens {
 		if strings.Contains(all, tok) {

@@ -44,7 +44,22 @@ func TestKustomizeDefault(t *testing.T) {
 	}
 
 	pod := deploy.Spec.Template.Spec
-	c := pod.Containers[0]
+	// One container per component, each its command of the image.
+	if len(pod.Containers) != 2 || pod.Containers[0].Name != "manager" || pod.Containers[1].Name != "token-service" ||
+		strings.Join(pod.Containers[0].Command, " ") != "/manager" || strings.Join(pod.Containers[1].Command, " ") != "/token-service" {
+		t.Fatalf("the Deployment's containers are not the manager and the token service, each by its command: %+v", pod.Containers)
+	}
+	c, ts := pod.Containers[0], pod.Containers[1]
+	for _, want := range []string{"--token-service-bind-address=:8443", "--token-service-tls-cert=/etc/privateapp/token-service-tls/tls.crt",
+		"--token-service-tls-key=/etc/privateapp/token-service-tls/tls.key"} {
+		if !slices.Contains(ts.Args, want) {
+			t.Errorf("token-service args %v lack %s", ts.Args, want)
+		}
+	}
+	if ts.ReadinessProbe == nil || ts.SecurityContext == nil || ts.SecurityContext.ReadOnlyRootFilesystem == nil || !*ts.SecurityContext.ReadOnlyRootFilesystem ||
+		ts.Resources.Limits.Memory().IsZero() {
+		t.Error("the token-service container lacks a probe, a read-only root or a memory limit")
+	}
 	switch {
 	case deploy.Namespace != "privateapp-system":
 		t.Errorf("Deployment in %q", deploy.Namespace)
@@ -62,7 +77,6 @@ func TestKustomizeDefault(t *testing.T) {
 		t.Error("replicas > 1 need --leader-elect")
 	case !strings.Contains(strings.Join(c.Args, " "), "--self-signed-certs"):
 		t.Error("the operator's own CA is off: nothing would make the webhook and token service certificates")
-		t.Error("the token service is not given its certificate")
 	case len(pod.Volumes) == 0 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "privateapp-token-service-tls":
 		t.Error("the token service's certificate does not come from the Secret docs/install.md names")
 	}

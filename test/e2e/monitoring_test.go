@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // promtool returns Debian's promtool (hack/test-deps.sh installs it).
@@ -115,7 +116,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	root := repoRoot(t)
 	prometheus := promBinary(t, "prometheus")
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	env, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -125,11 +126,16 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	scraperToken := metricsScraper(t, ctx, env, c, root, "prometheus", true)
 	tokenFile := filepath.Join(tmp, "prometheus-token")
 	must(t, os.WriteFile(tokenFile, []byte(scraperToken), 0o600))
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
-		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--metrics-bind-address=" + metricsAddr,
-			"--usage-flush-interval=1s", "--call-log-sqlite=" + filepath.Join(tmp, "calls.db")}}
-	mgr.start()
-	defer mgr.kill()
+	// The three components as the chart runs them, each with its metrics
+	// endpoint, which Prometheus scrapes as the ServiceMonitors do.
+	serviceMetrics, insightsMetrics := freeAddress(t), freeAddress(t)
+	insights := startInsights(t, kubeconfig, tmp, "--metrics-bind-address="+insightsMetrics)
+	ts := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+		args: append([]string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--metrics-bind-address=" + serviceMetrics,
+			"--usage-flush-interval=1s"}, insights.tokenServiceArgs...)}
+	ts.start()
+	defer ts.kill()
+	startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"), "--metrics-bind-address="+metricsAddr)
 
 	_, tok := createReadyApp(t, ctx, c, "default", "reader", "crm.objects.contacts.read")
 	lifetime := &v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "reporting"},
@@ -146,8 +152,8 @@ scrape_configs:
     scheme: https
     tls_config: {insecure_skip_verify: true}
     authorization: {credentials_file: %q}
-    static_configs: [{targets: [%q]}]
-`, tokenFile, metricsAddr)), 0o600))
+    static_configs: [{targets: [%q, %q, %q]}]
+`, tokenFile, metricsAddr, serviceMetrics, insightsMetrics)), 0o600))
 	prom := exec.Command(prometheus, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(tmp, "tsdb"), "--web.listen-address="+promAddr)
 	promLog, err := os.Create(filepath.Join(tmp, "prometheus.log"))
 	must(t, err)
@@ -268,7 +274,7 @@ func metricsScraper(t *testing.T, ctx context.Context, env *envtest.Environment,
 func TestMetricsNeedAuthorization(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	env, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -277,8 +283,8 @@ func TestMetricsNeedAuthorization(t *testing.T) {
 		{"--metrics-bind-address=" + secure},
 		{"--metrics-bind-address=" + plain, "--metrics-secure=false"},
 	} {
-		mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("manager-%d.log", i)),
-			args: append([]string{"--run-controllers=false", "--token-service-bind-address=" + freeAddress(t), "--token-service-insecure",
+		mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
+			args: append([]string{"--token-service-bind-address=" + freeAddress(t), "--token-service-insecure",
 				"--health-probe-bind-address=" + freeAddress(t)}, args...)}
 		mgr.start()
 		defer mgr.kill()

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
+	"github.com/go-logr/logr"
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
@@ -107,10 +110,13 @@ func TestNginxAuthRequest(t *testing.T) {
 	ix.Set(indexedApp("team-a", "other", other, "crm.objects.deals.read"))
 	limits := tokenservice.DefaultLimits()
 	limits.Editions["free"] = tokenservice.EditionLimits{PerTenSeconds: 2, PerDay: 1000}
-	ts := httptest.NewServer((&tokenservice.Server{
-		Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: tokenservice.NewUsage(), Clock: clock.RealClock{},
-	}).Handler())
-	defer ts.Close()
+	svc := &tokenservice.Service{Index: ix, Limiter: ratelimit.New(), Limits: limits, Usage: tokenservice.NewUsage(), Clock: clock.RealClock{}}
+	tsListener, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	go func() { _ = tokenservice.Serve(serveCtx, tsListener, svc, logr.Discard()) }()
+	tsURL := "http://" + tsListener.Addr().String()
 
 	// The upstream echoes the identity nginx passed on, and the Authorization
 	// header it must not see.
@@ -121,7 +127,7 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	listen := freeAddress(t)
 	conf := filepath.Join(tmp, "nginx.conf")
-	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, tmp, listen, strings.TrimPrefix(ts.URL, "http://"), strings.TrimPrefix(upstream.URL, "http://"), "/v1/check?scope=crm.objects.contacts.read")), 0o600))
+	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, tmp, listen, strings.TrimPrefix(tsURL, "http://"), strings.TrimPrefix(upstream.URL, "http://"), "/v1/check?scope=crm.objects.contacts.read")), 0o600))
 	cmd := exec.Command(nginx, "-p", tmp, "-c", conf)
 	cmd.Stderr = os.Stderr
 	must(t, cmd.Start())

@@ -16,6 +16,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify/notifytest"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestNotificationsThroughTheManager runs the manager binary with a
@@ -25,7 +26,7 @@ import (
 func TestNotificationsThroughTheManager(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 
 	mailServer, err := notifytest.StartSMTP(notifytest.SMTPOptions{StartTLS: true, Username: "operator", Password: "smtp-pass-e2e"})
@@ -70,8 +71,8 @@ webhook:
 	}
 
 	logPath := filepath.Join(tmp, "manager.log")
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: logPath,
-		args: []string{"--token-service-bind-address=", "--notifications-config=" + config, "--operator-namespace=privateapp-system"}}
+	mgr := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: logPath,
+		args: []string{"--notifications-config=" + config, "--operator-namespace=privateapp-system"}}
 	mgr.start()
 	defer mgr.kill()
 

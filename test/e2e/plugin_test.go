@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestKubectlPlugin runs the built kubectl-privateapp against a real API
@@ -32,7 +33,7 @@ func TestKubectlPlugin(t *testing.T) {
 			w.WriteHeader(http.StatusCreated)
 		}
 	}))
-	plugin := build(t, repoRoot(t), "./cmd/kubectl-privateapp", filepath.Join(s.tmp, "kubectl-privateapp"))
+	plugin := commands(t).Path(framework.Plugin)
 	s.kubectl("apply", "-f", filepath.Join(repoRoot(t), "config", "samples", "privateapps_v1alpha1_apicatalog.yaml"))
 	app, tok := createReadyApp(t, ctx, s.c, "default", "syncer", "crm.objects.contacts.read", "crm.objects.contacts.write")
 	must(t, s.c.Create(ctx, &v1alpha1.PrivateApp{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "reporting"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestRotationSurvivesKills runs a series of rotations against the manager
@@ -38,12 +39,12 @@ func TestRotationSurvivesKills(t *testing.T) {
 
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log")}
+	mgr := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log")}
 	mgr.start()
 	defer mgr.kill()
 

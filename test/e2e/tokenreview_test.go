@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 	authnv1 "k8s.io/api/authentication/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -33,7 +34,7 @@ const apiserverTokenCache = 10 * time.Second
 func TestKubernetesAuthenticatesAppTokens(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	tokenService := freeAddress(t)
 
 	webhook := filepath.Join(tmp, "token-webhook.kubeconfig")
@@ -59,10 +60,11 @@ current-context: webhook
 	})
 	cfg := env.Config
 
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "manager.log"),
+	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure"}}
 	mgr.start()
 	defer mgr.kill()
+	startManager(t, adminKubeconfig, filepath.Join(tmp, "manager.log"))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

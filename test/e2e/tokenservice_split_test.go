@@ -24,11 +24,12 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit/redistest"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestTokenServiceRunsWithoutSecretAccess runs the layout of the Helm chart:
 // the controllers in one process, and the token service alone
-// (--run-controllers=false) as the chart's ServiceAccount, bound only to the
+// (cmd/token-service) as the chart's ServiceAccount, bound only to the
 // generated token-service-role, which grants no access to Secrets, and
 // under the chart's ValidatingAdmissionPolicy. The token service still
 // validates tokens, writes usage, and never hits a permission error; but
@@ -36,7 +37,7 @@ import (
 func TestTokenServiceRunsWithoutSecretAccess(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	env, c, adminKubeconfig := startControlPlane(t, root, tmp)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -95,13 +96,13 @@ contexts:
 current-context: token-service
 `, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), saToken)), 0o600))
 
-	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	defer controllers.kill()
 	addr := freeAddress(t)
 	tsLog := filepath.Join(tmp, "token-service.log")
-	tokenService := &managerProcess{t: t, bin: managerBin, kubeconfig: tsKubeconfig, log: tsLog,
-		args: []string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + addr,
+	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: tsKubeconfig, log: tsLog,
+		args: []string{"--token-service-insecure", "--token-service-bind-address=" + addr,
 			"--usage-flush-interval=200ms"}}
 	tokenService.start()
 	defer tokenService.kill()
@@ -167,21 +168,21 @@ current-context: token-service
 func TestTokenServiceReplicasShareRateLimits(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	redisServer := redistest.Start(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	defer controllers.kill()
 	var addrs []string
 	for i := range 2 {
 		addr := freeAddress(t)
 		addrs = append(addrs, addr)
-		p := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
-			args: []string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + addr,
+		p := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
+			args: []string{"--token-service-insecure", "--token-service-bind-address=" + addr,
 				"--rate-limit-redis=" + redisServer.Addr()}}
 		p.start()
 		defer p.kill()
@@ -225,19 +226,19 @@ func TestTokenServiceReplicasShareRateLimits(t *testing.T) {
 func TestRestartedTokenServiceKeepsTheDay(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	limits := filepath.Join(tmp, "limits.yaml")
 	must(t, os.WriteFile(limits, []byte("editions:\n  tiny: {perTenSeconds: 100, perDay: 6}\n"), 0o600))
 
-	controllers := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	defer controllers.kill()
 	addr := freeAddress(t)
-	tokenService := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
-		args: []string{"--run-controllers=false", "--token-service-insecure", "--token-service-bind-address=" + addr,
+	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+		args: []string{"--token-service-insecure", "--token-service-bind-address=" + addr,
 			"--usage-flush-interval=200ms", "--limits-file=" + limits}}
 	tokenService.start()
 	defer tokenService.kill()

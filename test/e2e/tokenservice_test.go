@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestTokenServiceThroughTheManager: the manager binary serves the token
@@ -31,7 +32,7 @@ import (
 func TestTokenServiceThroughTheManager(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	env, c, kubeconfig := startControlPlane(t, root, tmp)
 	addr := freeAddress(t)
 	madeCert, madeKey, pool := selfSignedCert(t, tmp)
@@ -39,10 +40,11 @@ func TestTokenServiceThroughTheManager(t *testing.T) {
 	// the operator's own CA does: the token service waits for it.
 	certFile, keyFile := filepath.Join(tmp, "later", "tls.crt"), filepath.Join(tmp, "later", "tls.key")
 
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addr, "--token-service-tls-cert=" + certFile, "--token-service-tls-key=" + keyFile}}
 	mgr.start()
 	defer mgr.kill()
+	startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"))
 	waitCtx, waitCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer waitCancel()
 	waitUntil(t, waitCtx, "the token service says it waits for its certificate", func() bool {

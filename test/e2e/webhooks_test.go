@@ -19,6 +19,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/webhook/webhooktest"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 // TestWebhooksThroughTheManager runs the manager binary with its admission
@@ -29,7 +30,7 @@ import (
 func TestWebhooksThroughTheManager(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	managerBin := build(t, root, "./cmd", filepath.Join(tmp, "manager"))
+	bins := commands(t)
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -42,13 +43,16 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 
 	tsAddr := freeAddress(t)
 	_, port, _ := strings.Cut(webhookAddr, ":")
-	mgr := &managerProcess{t: t, bin: managerBin, kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	mgr := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
 		args: []string{"--max-apps-per-namespace=2", "--operator-namespace=privateapp-system",
 			"--webhook-cert-dir=" + filepath.Join(tmp, "webhook-certs"), "--webhook-port=" + port,
-			"--self-signed-certs", "--webhook-cert-extra-names=127.0.0.1",
-			"--token-service-insecure", "--token-service-bind-address=" + tsAddr}}
+			"--self-signed-certs", "--webhook-cert-extra-names=127.0.0.1"}}
 	mgr.start()
 	defer mgr.kill()
+	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+		args: []string{"--token-service-insecure", "--token-service-bind-address=" + tsAddr}}
+	tokenService.start()
+	defer tokenService.kill()
 	must(t, webhooktest.WaitForCA(ctx, c, "privateapp", time.Minute))
 	for _, name := range []string{"privateapp-ca", "privateapp-webhook-tls", "privateapp-token-service-tls"} {
 		must(t, c.Get(ctx, client.ObjectKey{Namespace: "privateapp-system", Name: name}, &corev1.Secret{}))
@@ -156,11 +160,14 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 	waitUntil(t, ctx, "the deleted app's token is refused", func() bool { return check(rotated) == http.StatusUnauthorized })
 
 	mgr.kill()
-	log, err := os.ReadFile(mgr.log)
-	must(t, err)
-	for _, secret := range []string{tok, rotated, "PRIVATE KEY"} {
-		if strings.Contains(string(log), secret) {
-			t.Errorf("the manager log contains a token or a key")
+	tokenService.kill()
+	for _, p := range []*managerProcess{mgr, tokenService} {
+		log, err := os.ReadFile(p.log)
+		must(t, err)
+		for _, secret := range []string{tok, rotated, "PRIVATE KEY"} {
+			if strings.Contains(string(log), secret) {
+				t.Errorf("%s contains a token or a key", filepath.Base(p.log))
+			}
 		}
 	}
 }
