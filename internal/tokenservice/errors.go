@@ -28,8 +28,7 @@ type ErrorBody struct {
 	CorrelationID string `json:"correlationId"`
 }
 
-// errorJSON is the bytes of an error answer: the same whether the fasthttp
-// handler or a net/http one behind the adaptor writes it.
+// errorJSON is the bytes of an error answer, as writeError writes them.
 func errorJSON(category, message, id string) []byte {
 	return marshalLine(ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: id})
 }
@@ -46,9 +45,7 @@ func writeErrorCtx(ctx *fasthttp.RequestCtx, code int, category, message, id str
 // writeError answers an error from a net/http handler (the paths served
 // through the adaptor).
 func writeError(w http.ResponseWriter, code int, category, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(errorJSON(category, message, correlationID()))
+	writeJSON(w, code, ErrorBody{Status: "error", Message: message, Category: category, CorrelationID: correlationID()})
 }
 
 // unauthorized answers a request whose token does not authenticate.
@@ -61,7 +58,7 @@ func unauthorized(w http.ResponseWriter, reason, message string) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_, _ = w.Write(marshalLine(v))
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // marshalLine is v as json.Encoder writes it: JSON and a newline.
