@@ -35,18 +35,18 @@ import (
 
 type options struct {
 	bin, assets, crds string
-	connections           int
-	duration              time.Duration
-	trials                int
-	rounds                int
-	cpuProfile            string
-	catalogOnly           bool
-	callLogOnly           bool
-	checkOnly             bool
-	reviewOnly            bool
-	serve                 string
-	answerHeaders         string
-	ingestURL             string
+	connections       int
+	duration          time.Duration
+	trials            int
+	rounds            int
+	cpuProfile        string
+	catalogOnly       bool
+	callLogOnly       bool
+	checkOnly         bool
+	reviewOnly        bool
+	serve             string
+	answerHeaders     string
+	ingestURL         string
 }
 
 func main() {
