@@ -13,7 +13,7 @@ import (
 
 // The hot path of /v1/check over HTTP: reading the gateway's request and
 // writing the answer's headers without allocating more than the decision
-// itself does. TestCheckAnswerHeaders and BenchmarkCheck guard it.
+// itself does. TestCheckAnswerHeaders and TestCheckAllocations guard it.
 
 // Identity headers on an allowed /v1/check answer, for the upstream.
 const (

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
 )
 
@@ -198,5 +201,30 @@ func TestCheckAnswerHeaders(t *testing.T) {
 		"X-Privateapp-Namespace", "X-Privateapp-Name", "X-Privateapp-Id", "X-Privateapp-User", "X-Privateapp-Scopes"}
 	if lines[0] != "HTTP/1.1 200 OK" || strings.Join(names, ",") != strings.Join(want, ",") || body != "" {
 		t.Fatalf("answer:\n%s\nwant 200 with the headers %q and no body", head, want)
+	}
+}
+
+// TestCheckAllocations: an allowed check through the handler allocates
+// what reading the request and deciding need (the target, the token's
+// header value, the call's counters), and nothing for the answer's ten
+// headers.
+func TestCheckAllocations(t *testing.T) {
+	f := newFixture(t)
+	limits := DefaultLimits()
+	limits.Editions["professional"] = EditionLimits{PerTenSeconds: 1 << 40, PerDay: 1 << 40}
+	s := &Service{Index: f.ix, Limiter: ratelimit.New(), Limits: limits, Usage: f.usage, Clock: f.clock,
+		Accounts: labels{"team-a": {"professional", ""}}}
+	h := s.Handler()
+	var req fasthttp.Request
+	req.SetRequestURI(PathCheck + "?scope=crm.objects.contacts.read")
+	req.Header.Set("Authorization", "Bearer "+f.current.Reveal())
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, nil, nil)
+	allocs := testing.AllocsPerRun(200, func() {
+		ctx.Response.Reset()
+		h(&ctx)
+	})
+	if code := ctx.Response.StatusCode(); code != http.StatusOK || allocs > 4 {
+		t.Fatalf("status %d, %.1f allocations a check; want 200 and at most 4", code, allocs)
 	}
 }
