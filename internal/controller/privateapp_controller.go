@@ -2,13 +2,13 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -154,20 +154,22 @@ func (r *PrivateAppReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if r.Catalogs != nil && !r.Catalogs.Wait(ctx) {
 		return ctrl.Result{}, ctx.Err()
 	}
-	s := &appScope{app: app, base: app.DeepCopy(), now: r.Clock.Now()}
+	s := newAppScope(app, r.Clock.Now())
 	defer func() {
+		if errors.Is(retErr, errCacheBehind) {
+			// Status from a stale copy would be refused; the newer
+			// version's event brings the app back.
+			result, retErr = ctrl.Result{}, nil
+			return
+		}
+		setReadyCondition(s, retErr)
 		if err := r.patchStatus(ctx, s); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 			return
 		}
 		s.emitEvents(r.Recorder)
 	}()
-	result, retErr = r.reconcileNormal(ctx, s)
-	// A conflict means the cache lagged behind a write; the retry sees it.
-	if retErr != nil && !apierrors.IsConflict(retErr) && !apierrors.IsAlreadyExists(retErr) {
-		setReady(s, metav1False, v1alpha1.ReasonReconcileError, retErr.Error())
-	}
-	return result, retErr
+	return r.reconcileNormal(ctx, s)
 }
 
 func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope) (ctrl.Result, error) {
@@ -236,9 +238,6 @@ func minPositive(a, b time.Duration) time.Duration {
 
 // patchStatus writes status once per reconcile, and only when it changed.
 func (r *PrivateAppReconciler) patchStatus(ctx context.Context, s *appScope) error {
-	if s.skipStatus {
-		return nil
-	}
 	s.app.Status.ObservedGeneration = s.app.Generation
 	if equality.Semantic.DeepEqual(s.base.Status, s.app.Status) {
 		return nil
@@ -254,8 +253,8 @@ func (r *PrivateAppReconciler) reconcileDelete(ctx context.Context, app *v1alpha
 		return ctrl.Result{}, nil
 	}
 	if n := len(app.Status.Activity); n == 0 || app.Status.Activity[n-1].Type != v1alpha1.ActivityUninstalled {
-		s := &appScope{app: app, base: app.DeepCopy(), now: r.Clock.Now()}
-		s.record(v1alpha1.ActivityUninstalled, "", corev1.EventTypeNormal,
+		s := newAppScope(app, r.Clock.Now())
+		s.record(v1alpha1.ActivityUninstalled, "",
 			"The app was deleted; its tokens are revoked and its Secret %q is removed", app.TokenSecretName())
 		if err := r.patchStatus(ctx, s); err != nil {
 			return ctrl.Result{}, err

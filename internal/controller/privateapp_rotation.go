@@ -57,7 +57,7 @@ func promote(s *appScope, p *v1alpha1.PendingTokenStatus) {
 		if old.Previous.IssuedAt != nil {
 			t.IssuedAt = *old.Previous.IssuedAt
 		}
-		s.record(v1alpha1.ActivityRotationCancelled, "", corev1.EventTypeNormal,
+		s.record(v1alpha1.ActivityRotationCancelled, "",
 			"TokenRotation %q was cancelled: the previous token is current again and the new one is revoked", p.Rotation)
 		return
 	}
@@ -72,11 +72,11 @@ func promote(s *appScope, p *v1alpha1.PendingTokenStatus) {
 			Digest: old.Digest, IssuedAt: &issued, ExpiresAt: metav1.NewTime(until),
 			Reason: v1alpha1.PreviousReasonDelayedRotation, Rotation: p.Rotation,
 		}
-		s.record(v1alpha1.ActivityTokenRotated, "", corev1.EventTypeNormal,
+		s.record(v1alpha1.ActivityTokenRotated, "",
 			"TokenRotation %q issued a new token; the previous one works until %s", p.Rotation, until.UTC().Format(time.RFC3339))
 		return
 	}
-	s.record(v1alpha1.ActivityTokenRotated, "", corev1.EventTypeNormal,
+	s.record(v1alpha1.ActivityTokenRotated, "",
 		"TokenRotation %q issued a new token; every earlier token is revoked", p.Rotation)
 }
 
@@ -128,7 +128,7 @@ func (r *PrivateAppReconciler) reconcileRotations(ctx context.Context, s *appSco
 				return r.cancelRotation(ctx, s, secret, rot)
 			case rot.Spec.ExpireOldTokenNow:
 				t.Previous = nil
-				s.record(v1alpha1.ActivityOldTokenExpired, "", corev1.EventTypeNormal,
+				s.record(v1alpha1.ActivityOldTokenExpired, "",
 					"TokenRotation %q ended its grace period early (expireOldTokenNow); the previous token is revoked", rot.Name)
 				s.finishRotation(rot, v1alpha1.RotationCompleted, "")
 			}
@@ -365,7 +365,6 @@ func (s *appScope) failRotation(rot *v1alpha1.TokenRotation, msg string) {
 		rec.Phase, rec.CompletedAt = v1alpha1.RotationFailed, &now
 		rec.Reason, rec.Message = v1alpha1.ReasonRotationInProgress, msg
 	})
-	s.event(corev1.EventTypeWarning, v1alpha1.ReasonRotationInProgress, fmt.Sprintf("TokenRotation %q refused: %s", rot.Name, msg))
 }
 
 func (s *appScope) rotationCondition(rot *v1alpha1.TokenRotation, reason, msg string) {

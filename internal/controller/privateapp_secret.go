@@ -59,12 +59,10 @@ func isOwnedBy(secret *corev1.Secret, app *v1alpha1.PrivateApp) bool {
 	return metav1.IsControlledBy(secret, app)
 }
 
+// secretConflict records that the app's Secret belongs to someone else
+// (setReadyCondition says what to do about it).
 func (r *PrivateAppReconciler) secretConflict(s *appScope) ctrl.Result {
 	s.app.Status.Connection = v1alpha1.ConnectionError
-	setReady(s, metav1False, v1alpha1.ReasonSecretConflict, fmt.Sprintf(
-		"Secret %q in namespace %q exists and does not belong to this app, so the operator leaves it alone; "+
-			"delete that Secret, or re-create this app with another spec.secretName",
-		s.app.TokenSecretName(), s.app.Namespace))
 	return ctrl.Result{RequeueAfter: conflictRecheck}
 }
 
@@ -134,9 +132,11 @@ func (r *PrivateAppReconciler) replaceUnrecorded(ctx context.Context, s *appScop
 // either failed or waits for the newer app, whose event brings it back.
 func (r *PrivateAppReconciler) writeFreshToken(ctx context.Context, s *appScope, secret *corev1.Secret) (token.Digest, bool, error) {
 	fresh, err := r.isFresh(ctx, s.app)
-	if err != nil || !fresh {
-		s.skipStatus = !fresh
+	if err != nil {
 		return token.Digest{}, false, err
+	}
+	if !fresh {
+		return token.Digest{}, false, errCacheBehind
 	}
 	tok, err := token.New()
 	if err != nil {
@@ -154,7 +154,7 @@ func recordInstall(s *appScope, d token.Digest, issuedAt time.Time) {
 	if app.Status.InstalledAt == nil {
 		at := metav1.NewTime(issuedAt)
 		app.Status.InstalledAt = &at
-		s.record(v1alpha1.ActivityInstalled, app.Status.InstalledBy, corev1.EventTypeNormal,
+		s.record(v1alpha1.ActivityInstalled, app.Status.InstalledBy,
 			"The app was installed; its token is in Secret %q", app.TokenSecretName())
 	}
 }
@@ -180,9 +180,7 @@ func (r *PrivateAppReconciler) waitForSlot(ctx context.Context, s *appScope) (gr
 	for i := range apps.Items {
 		a := &apps.Items[i]
 		if a.Name == app.Name && a.ResourceVersion != app.ResourceVersion {
-			// The cache lags behind; the newer version's event reconciles again.
-			s.skipStatus = true
-			return false, ctrl.Result{}, nil
+			return false, ctrl.Result{}, errCacheBehind
 		}
 		entries = append(entries, capEntry{
 			name:     a.Name,
@@ -197,10 +195,7 @@ func (r *PrivateAppReconciler) waitForSlot(ctx context.Context, s *appScope) (gr
 		return true, ctrl.Result{}, nil
 	}
 	app.Status.Connection = v1alpha1.ConnectionPending
-	setReady(s, metav1False, v1alpha1.ReasonAppLimitExceeded, fmt.Sprintf(
-		"Namespace %q has %d private apps with tokens and the limit is %d; this app is number %d in line and gets "+
-			"its token when a slot frees (delete an app, or ask the cluster admin to raise the limit)",
-		app.Namespace, d.holders, r.MaxAppsPerNamespace, d.position))
+	s.slot, s.maxApps = &d, r.MaxAppsPerNamespace
 	return false, ctrl.Result{}, nil
 }
 
@@ -250,7 +245,7 @@ func (r *PrivateAppReconciler) repairToken(ctx context.Context, s *appScope, sec
 		what = "changed"
 	}
 	if tokenExpired(old, s.now) {
-		s.record(v1alpha1.ActivitySecretRepaired, OperatorUser, corev1.EventTypeWarning,
+		s.record(v1alpha1.ActivitySecretRepaired, OperatorUser,
 			"Secret %q was %s outside the operator; a new token was issued (the old one had expired)", app.TokenSecretName(), what)
 		return nil
 	}
@@ -262,7 +257,7 @@ func (r *PrivateAppReconciler) repairToken(ctx context.Context, s *appScope, sec
 	app.Status.Token.Previous = &v1alpha1.PreviousTokenStatus{
 		Digest: old.Digest, IssuedAt: &issued, ExpiresAt: metav1.NewTime(until), Reason: v1alpha1.PreviousReasonSecretRepaired,
 	}
-	s.record(v1alpha1.ActivitySecretRepaired, OperatorUser, corev1.EventTypeWarning,
+	s.record(v1alpha1.ActivitySecretRepaired, OperatorUser,
 		"Secret %q was %s outside the operator; a new token was issued and the previous one stays valid until %s",
 		app.TokenSecretName(), what, until.UTC().Format(time.RFC3339))
 	return nil

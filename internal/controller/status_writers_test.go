@@ -96,7 +96,7 @@ func statusOwners(obj client.Object) map[string][]string {
 			continue
 		}
 		var fields map[string]map[string]any
-		ExpectWithOffset(1, json.Unmarshal(m.FieldsV1.Raw, &fields)).To(Succeed())
+		ExpectWithOffset(1, json.Unmarshal(m.FieldsV1.GetRawBytes(), &fields)).To(Succeed())
 		for f := range fields["f:status"] {
 			if name, ok := strings.CutPrefix(f, "f:"); ok {
 				owners[m.Manager] = append(owners[m.Manager], name)
