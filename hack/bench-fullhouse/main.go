@@ -41,10 +41,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/certs/certstest"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 const (
@@ -66,28 +66,17 @@ func main() {
 }
 
 func run(tokenService, assets, crds string, maxConnections int) error {
-	env := &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
-	if _, err := env.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = env.Stop() }()
 	dir, err := os.MkdirTemp("", "bench-fullhouse")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	user, err := env.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
+	cp, err := framework.StartControlPlane(framework.ControlPlaneOptions{CRDs: crds, Assets: assets, Kubeconfig: filepath.Join(dir, "kubeconfig"), User: "bench"})
 	if err != nil {
 		return err
 	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		return err
-	}
+	defer func() { _ = cp.Stop() }()
+	kubeconfig := cp.Kubeconfig
 	ca, err := certstest.NewCA("bench-fullhouse")
 	if err != nil {
 		return err

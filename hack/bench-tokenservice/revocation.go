@@ -13,11 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kruntime "k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/tokenservice"
@@ -32,29 +28,17 @@ import (
 // deletes them one by one, timing from the delete to the first 401 at
 // /v1/check of the real token service.
 func revocationTrials(o options) ([]time.Duration, error) {
-	env := &envtest.Environment{CRDDirectoryPaths: []string{o.crds}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: o.assets}
-	cfg, err := env.Start()
-	if err != nil {
-		return nil, err
-	}
-	defer env.Stop()
-	user, err := env.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return nil, err
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "bench-tokenservice")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+	cp, err := framework.StartControlPlane(framework.ControlPlaneOptions{CRDs: o.crds, Assets: o.assets, Kubeconfig: filepath.Join(dir, "kubeconfig"), User: "bench"})
+	if err != nil {
 		return nil, err
 	}
+	defer func() { _ = cp.Stop() }()
+	kubeconfig := cp.Kubeconfig
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
@@ -71,13 +55,7 @@ func revocationTrials(o options) ([]time.Duration, error) {
 		defer p.Kill()
 	}
 
-	scheme := kruntime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, err
-	}
+	c := cp.Client
 	ctx := context.Background()
 	var apps []*v1alpha1.PrivateApp
 	for i := range o.trials {

@@ -28,10 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -89,18 +85,8 @@ type options struct {
 
 func run(ctx context.Context, o options) (err error) {
 	say("Starting a local control plane: etcd and kube-apiserver from %s, on loopback", o.assets)
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{o.crds},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: o.assets,
-	}
-	// The API server proxies insights.privateapps.dev to the manager, as a
-	// cluster's does to metrics-server.
 	devDir := o.logDir
 	if err := os.MkdirAll(devDir, 0o755); err != nil {
-		return err
-	}
-	if err := insightstest.EnableAggregation(env, devDir); err != nil {
 		return err
 	}
 	var caBundle []byte
@@ -125,29 +111,18 @@ func run(ctx context.Context, o options) (err error) {
 	if err := os.WriteFile(o.caFile, caBundle, 0o600); err != nil {
 		return err
 	}
-	cfg, err := env.Start()
+	// The API server proxies insights.privateapps.dev to the insights
+	// component, as a cluster's does to metrics-server.
+	cp, err := framework.StartControlPlane(framework.ControlPlaneOptions{CRDs: o.crds, Assets: o.assets, Kubeconfig: o.kubeconfig, User: "dev-admin",
+		Configure: func(env *envtest.Environment) error { return insightstest.EnableAggregation(env, devDir) }})
 	if err != nil {
-		return fmt.Errorf("starting the control plane (run `make envtest` to build it): %w", err)
+		return err
 	}
 	defer func() {
 		say("Stopping the control plane")
-		err = errors.Join(err, env.Stop())
+		err = errors.Join(err, cp.Stop())
 	}()
-
-	admin, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return err
-	}
-	kubeconfig, err := admin.KubeConfig()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(o.kubeconfig), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(o.kubeconfig, kubeconfig, 0o600); err != nil {
-		return err
-	}
+	cfg := cp.Env.Config
 	say("Control plane up at %s; kubeconfig in %s", cfg.Host, o.kubeconfig)
 
 	// A local mail catcher, so the AppNotification samples have somewhere
@@ -164,14 +139,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	say("Mail catcher on %s (mails in %s)", mail.Addr, o.mailLog)
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	utilruntime.Must(apiregistrationv1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
+	c := cp.Client
 	// The admission webhooks, called by URL on loopback, with the
 	// operator's own CA: they record who installed each app.
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: devOperatorNamespace}}); err != nil {

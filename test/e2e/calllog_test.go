@@ -242,11 +242,11 @@ current-context: app
 // kubectl runs kubectl as the admin.
 func (s *callLogStack) kubectl(args ...string) string {
 	s.t.Helper()
-	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", s.adminKubeconfig}, args...)...).CombinedOutput()
+	out, err := framework.Kubectl(s.adminKubeconfig, args...)
 	if err != nil {
-		s.t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		s.t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 // TestCallLog: calls made through a real nginx, the token service and the

@@ -35,7 +35,7 @@ func TestDevEnvironment(t *testing.T) {
 	bins := commands(t)
 	dev := build(t, root, "./hack/dev", filepath.Join(tmp, "dev"))
 	kubeconfig := filepath.Join(tmp, "kubeconfig")
-	logDir := filepath.Join(tmp, "dev")
+	logDir := filepath.Join(tmp, "dev-logs")
 
 	tokenService := freeAddress(t)
 	mailLog := filepath.Join(tmp, "mail.log")
@@ -76,11 +76,11 @@ func TestDevEnvironment(t *testing.T) {
 
 	kubectl := func(args ...string) []byte {
 		t.Helper()
-		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		out, err := framework.Kubectl(kubeconfig, args...)
 		if err != nil {
-			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+			t.Fatal(err)
 		}
-		return out
+		return []byte(out)
 	}
 	server := controlPlaneAddress(t, kubectl)
 

@@ -12,15 +12,10 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -32,35 +27,22 @@ import (
 
 // startControlPlane starts envtest with the CRDs (configure, if given, may
 // set kube-apiserver flags first) and returns it, a client and a kubeconfig
-// file with which the manager binary reaches it.
+// file with which the components reach it (test/framework's control plane,
+// which make dev and the benchmarks run too).
 func startControlPlane(t *testing.T, root, dir string, configure ...func(*envtest.Environment)) (*envtest.Environment, client.WithWatch, string) {
 	t.Helper()
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets(root),
-	}
-	for _, f := range configure {
-		f(env)
-	}
-	cfg, err := env.Start()
+	cp, err := framework.StartControlPlane(framework.ControlPlaneOptions{
+		CRDs: filepath.Join(root, "config", "crd", "bases"), Assets: assets(root), Kubeconfig: filepath.Join(dir, "kubeconfig"), User: "e2e-manager",
+		Configure: func(env *envtest.Environment) error {
+			for _, f := range configure {
+				f(env)
+			}
+			return nil
+		},
+	})
 	must(t, err)
-	t.Cleanup(func() { _ = env.Stop() })
-	user, err := env.AddUser(envtest.User{Name: "e2e-manager", Groups: []string{"system:masters"}}, nil)
-	must(t, err)
-	kc, err := user.KubeConfig()
-	must(t, err)
-	path := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(path, kc, 0o600))
-
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
-	utilruntime.Must(apiregistrationv1.AddToScheme(scheme))
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	must(t, err)
-	return env, c, path
+	t.Cleanup(func() { _ = cp.Stop() })
+	return cp.Env, cp.Client, cp.Kubeconfig
 }
 
 // createReadyApp creates an app, waits until it is Ready, and returns it with

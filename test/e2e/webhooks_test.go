@@ -58,10 +58,7 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 		must(t, c.Get(ctx, client.ObjectKey{Namespace: "privateapp-system", Name: name}, &corev1.Secret{}))
 	}
 
-	kubectl := func(args ...string) (string, error) {
-		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
-		return string(out), err
-	}
+	kubectl := func(args ...string) (string, error) { return framework.Kubectl(kubeconfig, args...) }
 	// Three sample apps, a cap of two: the third is refused at admission.
 	out, err := kubectl("apply", "-f", filepath.Join(root, "config", "samples"))
 	if err == nil || !strings.Contains(out, `namespace "default" already has 2 private apps and the limit is 2`) {
