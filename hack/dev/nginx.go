@@ -18,51 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
-
-// devNginxConf is docs/calllog.md's gateway: auth_request to the token
-// service, the request id sent with the check, and the access log in the
-// call log's JSON over syslog. %[1]s is the work directory, %[2]s the
-// listen address, %[3]s the token service, %[4]s the upstream, %[5]s the
-// shared secret, %[6]s the manager's syslog listener.
-const devNginxConf = `daemon off;
-master_process off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/nginx-error.log;
-events {}
-http {
-  client_body_temp_path %[1]s/nginx-body;
-  proxy_temp_path %[1]s/nginx-proxy;
-  fastcgi_temp_path %[1]s/nginx-fastcgi;
-  uwsgi_temp_path %[1]s/nginx-uwsgi;
-  scgi_temp_path %[1]s/nginx-scgi;
-  log_format privateapps escape=json '{"key":"%[5]s","time":"$msec","id":"$request_id",'
-    '"namespace":"$papp_namespace","app":"$papp_name","method":"$request_method","host":"$host",'
-    '"uri":"$request_uri","status":"$status","duration":"$request_time"}';
-  access_log syslog:server=%[6]s,tag=privateapps privateapps;
-  server {
-    listen %[2]s;
-    location = /_privateapp_check {
-      internal;
-      proxy_pass http://%[3]s/v1/check?gateway=dev-nginx;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Request-Id $request_id;
-    }
-    location / {
-      auth_request /_privateapp_check;
-      auth_request_set $papp_namespace $upstream_http_x_privateapp_namespace;
-      auth_request_set $papp_name $upstream_http_x_privateapp_name;
-      proxy_set_header X-PrivateApp-Namespace $papp_namespace;
-      proxy_set_header X-PrivateApp-Name $papp_name;
-      proxy_set_header Authorization "";
-      proxy_pass http://%[4]s;
-    }
-  }
-}
-`
 
 // newSecret is the shared secret of the call log's ingest endpoints.
 func newSecret() string {
@@ -97,12 +54,16 @@ func startNginx(dir, listen, tokenService, syslog, secret string) (*exec.Cmd, er
 			fmt.Fprintf(w, "{\"id\":%q,\"app\":%q}\n", r.URL.Path, r.Header.Get("X-PrivateApp-Name"))
 		}))
 	}()
-	conf := filepath.Join(dir, "nginx.conf")
-	abs, err := filepath.Abs(dir)
+	// docs/calllog.md's gateway, with its own working directory.
+	abs, err := filepath.Abs(filepath.Join(dir, "nginx"))
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(devNginxConf, abs, listen, tokenService, ln.Addr().String(), secret, syslog)), 0o600); err != nil {
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(framework.NginxCallLog, abs, listen, tokenService+"/v1/check?gateway=dev-nginx", ln.Addr().String(), secret, syslog)
+	if err := os.WriteFile(filepath.Join(abs, "nginx.conf"), []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-p", abs, "-c", filepath.Join(abs, "nginx.conf"))

@@ -26,52 +26,6 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
-// nginxCallLogConf is the gateway of docs/calllog.md: nginxConf's
-// auth_request, plus the request id sent to the token service and the
-// access log in the call log's JSON over syslog. %[5]s is the gateways'
-// secret, %[6]s the syslog listener.
-const nginxCallLogConf = `
-daemon off;
-master_process off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events {}
-http {
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  log_format privateapps escape=json '{"key":"%[5]s","time":"$msec","id":"$request_id",'
-    '"namespace":"$papp_namespace","app":"$papp_name","method":"$request_method","host":"$host",'
-    '"uri":"$request_uri","status":"$status","duration":"$request_time"}';
-  access_log syslog:server=%[6]s,tag=privateapps privateapps;
-  server {
-    listen %[2]s;
-
-    location = /_privateapp_check {
-      internal;
-      proxy_pass http://%[3]s;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Request-Id $request_id;
-    }
-
-    location / {
-      auth_request /_privateapp_check;
-      auth_request_set $papp_namespace $upstream_http_x_privateapp_namespace;
-      auth_request_set $papp_name $upstream_http_x_privateapp_name;
-      proxy_set_header X-PrivateApp-Namespace $papp_namespace;
-      proxy_set_header X-PrivateApp-Name $papp_name;
-      proxy_set_header Authorization "";
-      proxy_pass http://%[4]s;
-    }
-  }
-}
-`
-
 // auditPolicy sends the audit webhook one event per finished request of
 // an app's token, and nothing else (docs/calllog.md#kubernetes-api).
 const auditPolicy = `apiVersion: audit.k8s.io/v1
@@ -193,7 +147,7 @@ current-context: audit
 	up := httptest.NewServer(upstream)
 	t.Cleanup(up.Close)
 	s.nginx = freeAddress(t)
-	conf := s.writeFile("nginx.conf", fmt.Sprintf(nginxCallLogConf, s.tmp, s.nginx, tokenService+checkURL,
+	conf := s.writeFile("nginx.conf", fmt.Sprintf(framework.NginxCallLog, s.tmp, s.nginx, tokenService+checkURL,
 		strings.TrimPrefix(up.URL, "http://"), s.secret, syslogAddr))
 	cmd := exec.Command(nginx, "-p", s.tmp, "-c", conf)
 	cmd.Stderr = os.Stderr

@@ -125,7 +125,7 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	nginxAddr := freeAddress(t)
 	nginxDir := filepath.Join(tmp, "nginx")
 	must(t, os.MkdirAll(nginxDir, 0o755))
-	must(t, os.WriteFile(filepath.Join(nginxDir, "nginx.conf"), fmt.Appendf(nil, nginxConf, nginxDir, nginxAddr, addrA, upstreamAddr, "/v1/check"), 0o600))
+	must(t, os.WriteFile(filepath.Join(nginxDir, "nginx.conf"), fmt.Appendf(nil, framework.NginxGateway, nginxDir, nginxAddr, addrA, upstreamAddr, "/v1/check"), 0o600))
 	startGateway(t, exec.Command(nginx, "-p", nginxDir, "-c", filepath.Join(nginxDir, "nginx.conf")), nginxAddr)
 
 	caddyAddr := freeAddress(t)
@@ -320,10 +320,10 @@ func TestClientsCannotPickTheHostThroughGateways(t *testing.T) {
 
 	gateways := map[string]string{}
 	for name, conf := range map[string]string{
-		"nginx":                                nginxConf,
-		"nginx with a relative X-Original-URL": strings.Replace(nginxConf, "X-Original-URL $scheme://$http_host$request_uri", "X-Original-URL $request_uri", 1),
+		"nginx":                                framework.NginxGateway,
+		"nginx with a relative X-Original-URL": strings.Replace(framework.NginxGateway, "X-Original-URL $scheme://$http_host$request_uri", "X-Original-URL $request_uri", 1),
 	} {
-		if name != "nginx" && conf == nginxConf {
+		if name != "nginx" && conf == framework.NginxGateway {
 			t.Fatal("the relative X-Original-URL was not put into nginx's configuration")
 		}
 		gwAddr, dir := freeAddress(t), t.TempDir()
