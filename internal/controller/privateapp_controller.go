@@ -78,6 +78,9 @@ const (
 //     still lists it; status drops it, and the token service already refuses
 //     it by its expiry time.
 //
+// nextTokenStep (privateapp_tokensteps.go) tells these states apart, from
+// status and the Secret alone, and names the step each one needs.
+//
 // Decisions that replace a token are taken on the app as the API server has
 // it, not on a cached copy that may lag behind a write this controller just
 // made.
@@ -190,10 +193,14 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if secret != nil && !isOwnedBy(secret, app) {
+		switch nextTokenStep(app.Status.Token, secretFactsOf(secret, app)) {
+		case stepSecretConflict:
 			return r.secretConflict(s), nil
+		case stepFinishPending:
+			finishPending(s)
+		case stepDropPending:
+			app.Status.Token.Pending = nil
 		}
-		resolvePending(s, secret)
 		expirePreviousToken(s)
 		rotations, err := r.rotationsOf(ctx, app)
 		if err != nil {
@@ -203,7 +210,7 @@ func (r *PrivateAppReconciler) reconcileNormal(ctx context.Context, s *appScope)
 		// Rotations start from a Secret that holds the current token; a
 		// Secret that needs repair is repaired first, and its update event
 		// brings the rotations back.
-		if secret != nil && secret.Type == v1alpha1.SecretType && holdsToken(secret, app.Status.Token.Digest) {
+		if nextTokenStep(app.Status.Token, secretFactsOf(secret, app)) == stepInSync {
 			if secret, err = r.reconcileRotations(ctx, s, secret, rotations); err != nil {
 				return ctrl.Result{}, err
 			}

@@ -32,18 +32,13 @@ const maxAutomaticRotations = 5
 // runs again with a fresh token); after the second it finds the Secret with
 // it and finishes. Either way nothing in the Secret is ever adopted on trust.
 
-// resolvePending finishes or drops a token change that a restart
-// interrupted.
-func resolvePending(s *appScope, secret *corev1.Secret) {
+// finishPending makes current a token change that a restart interrupted
+// after it reached the Secret.
+func finishPending(s *appScope) {
 	t := s.app.Status.Token
 	p := t.Pending
-	if p == nil {
-		return
-	}
 	t.Pending = nil
-	if secret != nil && holdsToken(secret, p.Digest) {
-		promote(s, p)
-	}
+	promote(s, p)
 }
 
 // promote makes a pending token current, as the rotation that started it

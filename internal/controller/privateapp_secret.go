@@ -79,8 +79,8 @@ func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope
 	case err != nil:
 		return ctrl.Result{}, false, fmt.Errorf("reading Secret %q: %w", app.TokenSecretName(), err)
 	}
-	if secret != nil {
-		return r.replaceUnrecorded(ctx, s, secret)
+	if step := nextTokenStep(nil, secretFactsOf(secret, app)); step != stepIssueFirst {
+		return r.replaceUnrecorded(ctx, s, secret, step)
 	}
 
 	granted, res, err := r.waitForSlot(ctx, s)
@@ -98,7 +98,7 @@ func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope
 		if secret, err = r.getTokenSecret(ctx, app); err != nil || secret == nil {
 			return ctrl.Result{}, false, err
 		}
-		return r.replaceUnrecorded(ctx, s, secret)
+		return r.replaceUnrecorded(ctx, s, secret, nextTokenStep(nil, secretFactsOf(secret, app)))
 	}
 	if err != nil {
 		return ctrl.Result{}, false, err
@@ -108,13 +108,12 @@ func (r *PrivateAppReconciler) ensureFirstToken(ctx context.Context, s *appScope
 }
 
 // replaceUnrecorded handles a Secret that exists before the app has a token
-// in status. If the app owns it, a reconcile wrote it and was killed before
-// recording the digest: that token never worked, so it is replaced rather
-// than adopted, and a token planted by someone who may create Secrets but not
-// read them is never trusted.
-func (r *PrivateAppReconciler) replaceUnrecorded(ctx context.Context, s *appScope, secret *corev1.Secret) (ctrl.Result, bool, error) {
-	app := s.app
-	if !isOwnedBy(secret, app) {
+// in status (step): someone else's is left alone; the app's own was written
+// by a reconcile killed before recording the digest, and that token never
+// worked, so it is replaced rather than adopted, and a token planted by
+// someone who may create Secrets but not read them is never trusted.
+func (r *PrivateAppReconciler) replaceUnrecorded(ctx context.Context, s *appScope, secret *corev1.Secret, step tokenStep) (ctrl.Result, bool, error) {
+	if step == stepSecretConflict {
 		return r.secretConflict(s), false, nil
 	}
 	d, written, err := r.writeFreshToken(ctx, s, secret)
@@ -204,12 +203,12 @@ func (r *PrivateAppReconciler) waitForSlot(ctx context.Context, s *appScope) (gr
 // deleted or whose token was changed gets a new token.
 func (r *PrivateAppReconciler) ensureSecret(ctx context.Context, s *appScope, secret *corev1.Secret) error {
 	app := s.app
-	if secret != nil && secret.Type != v1alpha1.SecretType {
+	switch nextTokenStep(app.Status.Token, secretFactsOf(secret, app)) {
+	case stepRecreateSecret:
 		// The type of a Secret cannot be changed: remove it, and re-create it
 		// with a new token on the next pass.
 		return client.IgnoreNotFound(r.Delete(ctx, secret, client.Preconditions{UID: &secret.UID, ResourceVersion: &secret.ResourceVersion}))
-	}
-	if secret == nil || !holdsToken(secret, app.Status.Token.Digest) {
+	case stepRepair:
 		return r.repairToken(ctx, s, secret)
 	}
 	want := desiredSecret(app, secret)
