@@ -7,9 +7,9 @@ package main
 
 import (
 	"github.com/privateapps-dev/privateapp-operator/cmd/insights/app"
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 )
 
 func main() {
-	base.Main("insights", "the call log and the insights API of privateapp-operator", app.NewOptions())
+	command.Main("insights", "the call log and the insights API of privateapp-operator", app.NewOptions())
 }

@@ -5,10 +5,10 @@
 package main
 
 import (
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
 	"github.com/privateapps-dev/privateapp-operator/cmd/manager/app"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 )
 
 func main() {
-	base.Main("manager", "the controllers and admission webhooks of privateapp-operator", &app.Options{})
+	command.Main("manager", "the controllers and admission webhooks of privateapp-operator", &app.Options{})
 }

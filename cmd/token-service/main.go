@@ -5,10 +5,10 @@
 package main
 
 import (
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
 	"github.com/privateapps-dev/privateapp-operator/cmd/token-service/app"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 )
 
 func main() {
-	base.Main("token-service", "the token service of privateapp-operator", &app.Options{})
+	command.Main("token-service", "the token service of privateapp-operator", &app.Options{})
 }

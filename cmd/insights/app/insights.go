@@ -12,10 +12,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog/postgres"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog/sqlite"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/ingest"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights"
@@ -33,7 +33,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	// The delegated authentication and authorization reach the
 	// kube-apiserver as the component does, unless told otherwise.
-	if kc := base.Kubeconfig(); kc != "" {
+	if kc := command.Kubeconfig(); kc != "" {
 		if o.Authentication.RemoteKubeConfigFile == "" {
 			o.Authentication.RemoteKubeConfigFile = kc
 		}
@@ -56,7 +56,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	metrics.Registry.MustRegister(calllog.Collectors()...)
-	queue := calllog.NewQueue(store, calllog.QueueOptions{Redactor: calllog.NewRedactor(base.CommaList(o.SensitiveParams)...)}, ctrl.Log.WithName("call-log"))
+	queue := calllog.NewQueue(store, calllog.QueueOptions{Redactor: calllog.NewRedactor(command.CommaList(o.SensitiveParams)...)}, ctrl.Log.WithName("call-log"))
 	if err := mgr.Add(queue); err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func (o *Options) senderSecrets() (map[ingest.Sender][]byte, error) {
 	secrets := map[ingest.Sender][]byte{}
 	for _, kind := range ingest.Senders {
 		flagName := "--call-log-" + string(kind) + "-token-file"
-		secret, err := base.ReadSecretFile(flagName, files[kind])
+		secret, err := command.ReadSecretFile(flagName, files[kind])
 		if err != nil {
 			return nil, err
 		}
@@ -114,7 +114,7 @@ func (o *Options) openStore(ctx context.Context) (calllog.Store, error) {
 	if o.SQLite != "" {
 		return sqlite.Open(ctx, o.SQLite)
 	}
-	dsn, err := base.ReadSecretFile("--call-log-postgres-dsn-file", o.PostgresDSNFile)
+	dsn, err := command.ReadSecretFile("--call-log-postgres-dsn-file", o.PostgresDSNFile)
 	if err != nil {
 		return nil, err
 	}

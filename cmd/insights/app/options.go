@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 	"github.com/privateapps-dev/privateapp-operator/internal/insights"
 )
 
@@ -24,7 +24,7 @@ import (
 // API server takes from k8s.io/apiserver (--secure-port, --tls-cert-file,
 // --authentication-kubeconfig, --requestheader-client-ca-file, ...).
 type Options struct {
-	base.Options
+	command.Options
 	Serving        *genericoptions.SecureServingOptionsWithLoopback
 	Authentication *genericoptions.DelegatingAuthenticationOptions
 	Authorization  *genericoptions.DelegatingAuthorizationOptions

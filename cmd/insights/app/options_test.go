@@ -5,12 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 )
 
 func problems(t *testing.T, args ...string) string {
 	t.Helper()
-	p, err := base.Check(NewOptions(), args...)
+	p, err := command.Check(NewOptions(), args...)
 	if err != nil {
 		t.Fatalf("%q: %v", args, err)
 	}
@@ -26,7 +26,7 @@ func TestInsightsFlagProblems(t *testing.T) {
 		"--call-log-ingest-bind-address=:8445", "--call-log-syslog-bind-address=:5514", "--call-log-gateway-token-file=g",
 		"--call-log-audit-token-file=a", "--call-log-token-service-token-file=t", "--authentication-kubeconfig=kc",
 		"--requestheader-allowed-names=front-proxy-client", "--authorization-always-allow-paths=/healthz"}, tls...)
-	if p, err := base.Check(NewOptions(), chart...); err != nil || len(p) != 0 {
+	if p, err := command.Check(NewOptions(), chart...); err != nil || len(p) != 0 {
 		t.Fatalf("the chart's command line: %v %q", err, p)
 	}
 	sqlite := "--call-log-sqlite=calls.db"
@@ -51,12 +51,12 @@ func TestInsightsFlagProblems(t *testing.T) {
 			t.Errorf("%q: %q, want a problem saying %q", tc.args, got, tc.says)
 		}
 	}
-	p, _ := base.Check(NewOptions(), "--call-log-retention=1h", "--call-log-syslog-bind-address=:5514")
+	p, _ := command.Check(NewOptions(), "--call-log-retention=1h", "--call-log-syslog-bind-address=:5514")
 	if len(p) != 3 { // and no store
 		t.Errorf("three mistakes give %d problems: %q", len(p), p)
 	}
 	for _, gone := range []string{"--run-controllers=false", "--token-service-bind-address=", "--leader-elect"} {
-		if _, err := base.Check(NewOptions(), gone); err == nil {
+		if _, err := command.Check(NewOptions(), gone); err == nil {
 			t.Errorf("the insights component takes %s", gone)
 		}
 	}

@@ -13,9 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
 	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/certs"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/hubid"
 	"github.com/privateapps-dev/privateapp-operator/internal/notify"
@@ -142,14 +142,14 @@ func (o *Options) idRegistry(mgr ctrl.Manager) controller.IDRegistry {
 // setUpCertRotator makes the certificates once before the manager starts, so
 // the webhook server finds its files, and keeps them renewed after.
 func (o *Options) setUpCertRotator(ctx context.Context, mgr ctrl.Manager) error {
-	names := base.CommaList(o.WebhookConfigurations)
+	names := command.CommaList(o.WebhookConfigurations)
 	if len(names) == 0 {
 		names = []string{o.CertPrefix}
 	}
 	r := &appwebhook.CertRotator{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.OperatorNamespace, Prefix: o.CertPrefix,
 		WebhookConfigurations: names, CertDir: o.WebhookCertDir, Policy: certs.DefaultPolicy,
-		ExtraNames: base.CommaList(o.WebhookCertExtraNames), WebhookService: o.WebhookService, APIServices: base.CommaList(o.InsightsAPIService),
+		ExtraNames: command.CommaList(o.WebhookCertExtraNames), WebhookService: o.WebhookService, APIServices: command.CommaList(o.InsightsAPIService),
 		Clock: clock.RealClock{}, Interval: time.Minute, Log: ctrl.Log.WithName("certificates"),
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)

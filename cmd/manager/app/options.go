@@ -11,13 +11,13 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 )
 
 // Options are the manager's flags.
 type Options struct {
-	base.Options
+	command.Options
 
 	LeaderElect                               bool
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration

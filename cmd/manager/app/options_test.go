@@ -5,13 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 )
 
 // problems parses args as the manager does and returns what Validate says.
 func problems(t *testing.T, args ...string) string {
 	t.Helper()
-	p, err := base.Check(&Options{}, args...)
+	p, err := command.Check(&Options{}, args...)
 	if err != nil {
 		t.Fatalf("%q: %v", args, err)
 	}
@@ -24,7 +24,7 @@ func TestManagerFlagProblems(t *testing.T) {
 	chart := []string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080", "--max-apps-per-namespace=20",
 		"--self-signed-certs", "--operator-namespace=privateapp-system", "--cert-name-prefix=privateapp", "--webhook-configurations=privateapp",
 		"--insights-apiservice=v1alpha1.insights.privateapps.dev", "--webhook-cert-dir=/tmp/x"}
-	if p, err := base.Check(&Options{}, chart...); err != nil || len(p) != 0 {
+	if p, err := command.Check(&Options{}, chart...); err != nil || len(p) != 0 {
 		t.Fatalf("the chart's command line: %v %q", err, p)
 	}
 	for _, tc := range []struct {
@@ -43,14 +43,14 @@ func TestManagerFlagProblems(t *testing.T) {
 			t.Errorf("%q: %q, want a problem saying %q", tc.args, got, tc.says)
 		}
 	}
-	p, _ := base.Check(&Options{}, "--max-apps-per-namespace=-1", "--max-concurrent-reconciles=0", "--scope-catalog=x")
+	p, _ := command.Check(&Options{}, "--max-apps-per-namespace=-1", "--max-concurrent-reconciles=0", "--scope-catalog=x")
 	if len(p) != 3 {
 		t.Errorf("three mistakes give %d problems: %q", len(p), p)
 	}
 	// No flag turns a component on or off here: the token service and the
 	// insights API are commands of their own.
 	for _, gone := range []string{"--run-controllers=false", "--token-service-bind-address=:8443", "--insights-bind-address=:8444"} {
-		if _, err := base.Check(&Options{}, gone); err == nil {
+		if _, err := command.Check(&Options{}, gone); err == nil {
 			t.Errorf("the manager takes %s", gone)
 		}
 	}

@@ -13,12 +13,12 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 )
 
 // Options are the token service's flags.
 type Options struct {
-	base.Options
+	command.Options
 
 	Addr                    string
 	CertFile, KeyFile       string

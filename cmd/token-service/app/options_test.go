@@ -5,12 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 )
 
 func problems(t *testing.T, args ...string) string {
 	t.Helper()
-	p, err := base.Check(&Options{}, args...)
+	p, err := command.Check(&Options{}, args...)
 	if err != nil {
 		t.Fatalf("%q: %v", args, err)
 	}
@@ -23,7 +23,7 @@ func TestTokenServiceFlagProblems(t *testing.T) {
 	tls := []string{"--token-service-tls-cert=tls.crt", "--token-service-tls-key=tls.key"}
 	chart := append([]string{"--token-service-bind-address=:8443", "--usage-flush-interval=30s", "--introspection-rate-limit=50",
 		"--call-log-url=https://privateapp-insights.privateapp-system.svc:8445", "--call-log-ca-file=ca.crt", "--call-log-token-file=secret"}, tls...)
-	if p, err := base.Check(&Options{}, chart...); err != nil || len(p) != 0 {
+	if p, err := command.Check(&Options{}, chart...); err != nil || len(p) != 0 {
 		t.Fatalf("the chart's command line: %v %q", err, p)
 	}
 	for _, tc := range []struct {
@@ -45,12 +45,12 @@ func TestTokenServiceFlagProblems(t *testing.T) {
 			t.Errorf("%q: %q, want a problem saying %q", tc.args, got, tc.says)
 		}
 	}
-	p, _ := base.Check(&Options{}, "--usage-flush-interval=0s", "--token-service-issuer=ftp://x", "--call-log-token-file=s")
+	p, _ := command.Check(&Options{}, "--usage-flush-interval=0s", "--token-service-issuer=ftp://x", "--call-log-token-file=s")
 	if len(p) != 4 { // and no TLS
 		t.Errorf("four mistakes give %d problems: %q", len(p), p)
 	}
 	for _, gone := range []string{"--run-controllers=false", "--token-service-http-engine=net/http", "--call-log-sqlite=calls.db", "--leader-elect"} {
-		if _, err := base.Check(&Options{}, gone); err == nil {
+		if _, err := command.Check(&Options{}, gone); err == nil {
 			t.Errorf("the token service takes %s", gone)
 		}
 	}

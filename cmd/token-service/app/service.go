@@ -16,9 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/privateapps-dev/privateapp-operator/cmd/internal/base"
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
 	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
+	"github.com/privateapps-dev/privateapp-operator/internal/command"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/ingest"
 	"github.com/privateapps-dev/privateapp-operator/internal/ratelimit"
@@ -72,7 +72,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	svc := &tokenservice.Service{
 		Index: ix, Limiter: limiter, Limits: limits, Accounts: accounts, Usage: usage, Catalogs: catalogs, RouteHeader: o.RouteHeader,
-		Audiences: base.CommaList(o.Audiences), TokenReviewNeedsClientCert: o.ClientCA != "",
+		Audiences: command.CommaList(o.Audiences), TokenReviewNeedsClientCert: o.ClientCA != "",
 		Introspection: &tokenservice.IntrospectionLimit{PerSecond: o.IntrospectionLimit}, Clock: clock.RealClock{}, Log: log,
 		Issuer: strings.TrimSuffix(o.Issuer, "/"), OAuthClients: clients,
 	}
@@ -126,7 +126,7 @@ func (o *Options) limiter(local *ratelimit.Limiter, log logr.Logger) (ratelimit.
 	}
 	opts := &redis.Options{Addr: o.RedisAddr, DialTimeout: time.Second, ReadTimeout: 100 * time.Millisecond,
 		WriteTimeout: 100 * time.Millisecond, PoolSize: 64}
-	password, err := base.ReadSecretFile("--rate-limit-redis-password-file", o.RedisPasswordFile)
+	password, err := command.ReadSecretFile("--rate-limit-redis-password-file", o.RedisPasswordFile)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (o *Options) limiter(local *ratelimit.Limiter, log logr.Logger) (ratelimit.
 // callLog sends the decisions to the insights component through a queue,
 // so that its absence costs the checks nothing.
 func (o *Options) callLog(mgr ctrl.Manager) (*calllog.Queue, error) {
-	secret, err := base.ReadSecretFile("--call-log-token-file", o.CallLogTokenFile)
+	secret, err := command.ReadSecretFile("--call-log-token-file", o.CallLogTokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (o *Options) callLog(mgr ctrl.Manager) (*calllog.Queue, error) {
 		return nil, err
 	}
 	metrics.Registry.MustRegister(calllog.Collectors()...)
-	queue := calllog.NewQueue(client, calllog.QueueOptions{Redactor: calllog.NewRedactor(base.CommaList(o.SensitiveParams)...)}, ctrl.Log.WithName("call-log"))
+	queue := calllog.NewQueue(client, calllog.QueueOptions{Redactor: calllog.NewRedactor(command.CommaList(o.SensitiveParams)...)}, ctrl.Log.WithName("call-log"))
 	return queue, mgr.Add(queue)
 }
 

@@ -1,9 +1,9 @@
-// Package base is what the operator's commands share: how a command reads
+// Package command is what the operator's commands share: how a command reads
 // and checks its flags, its logging, its connection to the Kubernetes API
 // and its metrics, health and profiling endpoints. Each component
 // (cmd/manager, cmd/token-service, cmd/insights) is an Options type of its
 // own beside its main; this package holds only the common part.
-package base
+package command
 
 import (
 	"context"
