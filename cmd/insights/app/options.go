@@ -50,7 +50,7 @@ func NewOptions() *Options {
 
 // replacedBy says, for each flag of the manager's insights mode that is
 // gone, what does its work now.
-var replacedBy = map[string]string{
+var replacedBy = map[string]string{ //nolint:gosec // G101: flag names and what replaced them, no credential
 	"insights-bind-address":      "--secure-port (and --bind-address for the address)",
 	"insights-tls-cert":          "--tls-cert-file",
 	"insights-tls-key":           "--tls-private-key-file",
