@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -95,7 +96,13 @@ func rotationStatus(rot *v1alpha1.TokenRotation, app *v1alpha1.PrivateApp, now t
 		if rec.Phase == v1alpha1.RotationFailed {
 			ready = metav1.ConditionFalse
 		}
-		setRotationReady(&st, now, ready, rec.Reason, rec.Message)
+		// Ready changed when the app's controller decided, not when this
+		// report runs.
+		decided := now
+		if at := cmp.Or(rec.CompletedAt, rec.RotatedAt); at != nil {
+			decided = at.Time
+		}
+		setRotationReady(&st, decided, ready, rec.Reason, rec.Message)
 	case app.Status.Token == nil:
 		st.Phase = v1alpha1.RotationPending
 		why := readyReason(app)

@@ -60,8 +60,8 @@ func TestRotationStatus(t *testing.T) {
 			Phase: v1alpha1.RotationGracePeriod, Reason: v1alpha1.ReasonCannotCancel}),
 			want{phase: v1alpha1.RotationGracePeriod, ready: metav1.ConditionTrue, reason: v1alpha1.ReasonCannotCancel}},
 		{"completed", rotation(""), app(v1alpha1.RotationRecord{Name: "r", Phase: v1alpha1.RotationCompleted,
-			RotatedAt: at(0), CompletedAt: at(0), Reason: v1alpha1.ReasonCompleted}),
-			want{phase: v1alpha1.RotationCompleted, ready: metav1.ConditionTrue, reason: v1alpha1.ReasonCompleted, rotatedAt: at(0), completedAt: at(0)}},
+			RotatedAt: at(-time.Minute), CompletedAt: at(-time.Minute), Reason: v1alpha1.ReasonCompleted}),
+			want{phase: v1alpha1.RotationCompleted, ready: metav1.ConditionTrue, reason: v1alpha1.ReasonCompleted, rotatedAt: at(-time.Minute), completedAt: at(-time.Minute)}},
 		{"refused", rotation(""), app(v1alpha1.RotationRecord{Name: "r", Phase: v1alpha1.RotationFailed,
 			CompletedAt: at(0), Reason: v1alpha1.ReasonRotationInProgress}),
 			want{phase: v1alpha1.RotationFailed, ready: metav1.ConditionFalse, reason: v1alpha1.ReasonRotationInProgress, completedAt: at(0)}},
@@ -80,6 +80,9 @@ func TestRotationStatus(t *testing.T) {
 				got.ready, got.reason = c.Status, c.Reason
 				if c.ObservedGeneration != tt.rot.Generation {
 					t.Errorf("condition observedGeneration = %d, want %d", c.ObservedGeneration, tt.rot.Generation)
+				}
+				if st.CompletedAt != nil && !c.LastTransitionTime.Equal(st.CompletedAt) {
+					t.Errorf("Ready changed at %v, want when the rotation ended, %v", c.LastTransitionTime, st.CompletedAt)
 				}
 			}
 			if d := cmp.Diff(tt.want, got, cmp.AllowUnexported(want{})); d != "" {
