@@ -72,9 +72,6 @@ type Target struct {
 	RecordType, RecordAction string
 	// Template is the route's path template.
 	Template string
-	// IDValue is ID as a one-element slice of capacity 1, shared and read
-	// only, so an HTTP header can carry it without allocating.
-	IDValue []string
 }
 
 // Problem is something wrong in one catalog that CEL validation cannot see:
@@ -197,7 +194,6 @@ func compileCatalog(c Catalog) ([]*entry, []Problem) {
 			target: &Target{
 				Catalog: c.Name, Route: r.Name, ID: c.Name + "/" + r.Name, Scopes: slices.Compact(scopes),
 				RecordType: r.RecordType, RecordAction: r.RecordAction, Template: r.Path,
-				IDValue: []string{c.Name + "/" + r.Name},
 			},
 		})
 	}
