@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/privateapps-dev/privateapp-operator/api/v1alpha1"
 	"github.com/privateapps-dev/privateapp-operator/internal/token"
+	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
 type options struct {
@@ -170,27 +170,22 @@ func runManager(o options, env *envtest.Environment, creator client.Client) (tim
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
 		return 0, mem, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "manager.log"))
-	if err != nil {
+	manager := &framework.Process{Bin: o.manager, Kubeconfig: path, Log: filepath.Join(dir, "manager.log"),
+		Args: []string{"--health-probe-bind-address=127.0.0.1:18181", "--metrics-bind-address=127.0.0.1:18180", "--metrics-secure=false",
+			"--pprof-bind-address=127.0.0.1:18182",
+			"--max-concurrent-reconciles=" + strconv.Itoa(o.concurrency),
+			fmt.Sprintf("--kube-api-qps=%g", o.qps), "--kube-api-burst=" + strconv.Itoa(o.burst)}}
+	if err := manager.Start(); err != nil {
 		return 0, mem, err
 	}
-	cmd := exec.Command(o.manager, "--health-probe-bind-address=127.0.0.1:18181", "--metrics-bind-address=127.0.0.1:18180", "--metrics-secure=false",
-		"--pprof-bind-address=127.0.0.1:18182",
-		"--max-concurrent-reconciles="+strconv.Itoa(o.concurrency),
-		fmt.Sprintf("--kube-api-qps=%g", o.qps), "--kube-api-burst="+strconv.Itoa(o.burst))
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+path)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return 0, mem, err
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	defer manager.Stop(30 * time.Second)
+	pid := manager.Pid()
 	if err := waitHealthy("http://127.0.0.1:18181/readyz"); err != nil {
 		return 0, mem, err
 	}
 
 	if os.Getenv("BENCH_TRACE") != "" {
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)); err == nil {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 			for _, l := range strings.Split(string(st), "\n") {
 				if strings.HasPrefix(l, "VmRSS") || strings.HasPrefix(l, "RssAnon") || strings.HasPrefix(l, "RssFile") {
 					fmt.Println("manager before the first app:", l)
@@ -217,7 +212,7 @@ func runManager(o options, env *envtest.Environment, creator client.Client) (tim
 				ready++
 			}
 		}
-		if st, err := procStatus(cmd.Process.Pid, "RssAnon"); err == nil {
+		if st, err := procStatus(pid, "RssAnon"); err == nil {
 			mem.anonPeak = max(mem.anonPeak, st["RssAnon"])
 		}
 		if ready == o.apps {
@@ -238,11 +233,11 @@ func runManager(o options, env *envtest.Environment, creator client.Client) (tim
 			_ = os.WriteFile(file, out, 0o600)
 		}
 	}
-	st, err := procStatus(cmd.Process.Pid, "VmHWM", "RssFile", "RssAnon")
+	st, err := procStatus(pid, "VmHWM", "RssFile", "RssAnon")
 	if err == nil {
 		mem.hwm, mem.file, mem.anonPeak = st["VmHWM"], st["RssFile"], max(mem.anonPeak, st["RssAnon"])
 	}
-	if stat, serr := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)); serr == nil {
+	if stat, serr := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); serr == nil {
 		f := strings.Fields(string(stat))
 		ut, _ := strconv.Atoi(f[13])
 		st, _ := strconv.Atoi(f[14])

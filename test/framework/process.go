@@ -198,3 +198,13 @@ func (p *Process) Logged(what string) bool {
 	b, err := os.ReadFile(p.Log)
 	return err == nil && int64(len(b)) >= p.logStart && strings.Contains(string(b[p.logStart:]), what)
 }
+
+// Pid is the process's id; 0 before Start or after it ended.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
