@@ -115,19 +115,20 @@ build: ## Build each component's command into bin/ (manager, token-service, insi
 	go build -o bin/ ./cmd/manager ./cmd/token-service ./cmd/insights ./cmd/kubectl-privateapp
 
 .PHONY: run
-run: build ## Run the controllers and the token service (http://127.0.0.1:18080) against the cluster of the current kubeconfig (Ctrl-C stops both).
-	trap 'kill 0' EXIT; ./bin/token-service --token-service-bind-address=127.0.0.1:18080 --token-service-insecure --health-probe-bind-address=0 & ./bin/manager
+run: build ## Run the manager and the token service (http://127.0.0.1:18080) against the cluster of the current kubeconfig (Ctrl-C stops both).
+	./bin/token-service --token-service-bind-address=127.0.0.1:18080 --token-service-insecure --health-probe-bind-address=0 & ts=$$!; \
+		trap 'kill $$ts 2>/dev/null' EXIT; ./bin/manager
 
 IMG ?= privateapp-operator:dev
 # The image make cluster loads: the name the chart's default values pull.
 CLUSTER_IMG ?= ghcr.io/privateapps-dev/privateapp-operator:$(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/privateapp-operator/Chart.yaml)
 
 .PHONY: image
-image: ## Write the manager image as an OCI archive (bin/image/privateapp-operator.tar) from the Dockerfile, without Docker; PUSH=<registry>/<repo>:<tag> also pushes it.
+image: ## Write the operator's image (its three commands) as an OCI archive (bin/image/privateapp-operator.tar) from the Dockerfile, without Docker; PUSH=<registry>/<repo>:<tag> also pushes it.
 	go run ./hack/image --tag $(IMG) --out bin/image/privateapp-operator.tar $(if $(PUSH),--push $(PUSH))
 
 .PHONY: docker-build
-docker-build: ## Build the manager image with a Docker engine (none runs on the build machines: `make image` makes the same image without one).
+docker-build: ## Build the operator's image with a Docker engine (none runs on the build machines: `make image` makes the same image without one).
 	docker build -t $(IMG) .
 
 .PHONY: envtest

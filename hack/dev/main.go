@@ -1,6 +1,7 @@
 // Command dev runs the operator on a local control plane for a newcomer:
 // it starts etcd and kube-apiserver on loopback, installs the CRDs, runs the
-// manager binary against them, applies config/samples and waits until the
+// operator's three components (manager, token service, insights) against
+// them, applies config/samples and waits until the
 // sample apps have their tokens. It runs until interrupted, then stops every
 // process it started. `make dev` builds what it needs and runs it.
 package main

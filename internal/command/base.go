@@ -104,13 +104,12 @@ type Options struct {
 	KubeBurst      int
 }
 
-// AddFlags adds the common flags; the metrics default differs by
-// component (the chart's ports).
-func (o *Options) AddFlags(fs *pflag.FlagSet, probeDefault string) {
+// AddFlags adds the common flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8080; 0 turns it off.")
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the kube-apiserver authenticates (TokenReview) and authorizes (SubjectAccessReview: get on the non-resource URL /metrics, which the metrics-reader ClusterRole grants); others get 401 or 403. false serves plain HTTP to anyone who reaches the address (local development only: the metrics name every tenant's apps).")
 	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the HTTPS metrics endpoint, read again when they change; empty: a self-signed certificate made at start.")
-	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", probeDefault, "Address of the /healthz and /readyz endpoints; 0 turns them off.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 turns them off.")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address of Go's net/http/pprof profiles (heap, CPU), e.g. 127.0.0.1:6060; empty turns them off. Profiles name no token, but bind it to loopback.")
 	fs.Float64Var(&o.KubeQPS, "kube-api-qps", 50, "Requests per second to the Kubernetes API server.")
 	fs.IntVar(&o.KubeBurst, "kube-api-burst", 100, "Burst of requests to the Kubernetes API server.")

@@ -134,7 +134,7 @@ type CatalogSource interface {
 // (config/rbac/leader_election_role.yaml), not cluster-wide.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 // The metrics endpoint asks the kube-apiserver who a scraper is and whether
-// it may read /metrics (cmd/main.go, --metrics-secure).
+// it may read /metrics (internal/command, --metrics-secure).
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 

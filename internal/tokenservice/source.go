@@ -25,7 +25,7 @@ import (
 // +kubebuilder:rbac:groups=privateapps.dev,resources=privateapps/status,verbs=get;patch
 // +kubebuilder:rbac:groups=privateapps.dev,resources=apicatalogs,verbs=get;list;watch
 // The metrics endpoint asks the kube-apiserver who a scraper is and whether
-// it may read /metrics (cmd/main.go, --metrics-secure).
+// it may read /metrics (internal/command, --metrics-secure).
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 

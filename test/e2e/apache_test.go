@@ -88,7 +88,7 @@ func TestApacheIntrospection(t *testing.T) {
 	clients := filepath.Join(tmp, "clients.yaml")
 	must(t, os.WriteFile(clients, []byte("clients:\n- id: apache\n  secret: "+secret+"\n"), 0o600))
 	tsAddr := freeAddress(t)
-	manager := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	manager := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + tsAddr, "--token-service-insecure", "--introspection-clients-file=" + clients,
 			"--token-service-issuer=http://" + tsAddr}}
 	manager.start()

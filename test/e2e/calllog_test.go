@@ -39,9 +39,9 @@ rules:
 
 // callLogStack is the call log's whole path on one machine: envtest's
 // kube-apiserver with the aggregation layer, the token webhook and the
-// audit webhook; the manager binary with the token service, the insights
-// server, SQLite and both ingest listeners; a real nginx in front of an
-// upstream, logging over syslog.
+// audit webhook; the built token service, the insights component (the
+// insights server, SQLite and both ingest listeners) and the manager; a
+// real nginx in front of an upstream, logging over syslog.
 type callLogStack struct {
 	t                    *testing.T
 	tmp, adminKubeconfig string
@@ -57,7 +57,7 @@ type callLogStack struct {
 	// insights component (the store, the insights API and the ingest
 	// listeners) that mgr sends its decisions to: three processes, as in
 	// the chart.
-	mgr, controllers, insights *managerProcess
+	mgr, controllers, insights *componentProcess
 }
 
 // startCallLogStack starts it all; nginx asks the
@@ -124,14 +124,14 @@ current-context: audit
 		"--call-log-gateway-token-file=" + secretFile, "--call-log-audit-token-file=" + auditSecretFile,
 		"--call-log-token-service-token-file=" + tokenServiceSecretFile, "--call-log-syslog-bind-address=" + syslogAddr}
 	caFile := s.writeFile("ca.crt", string(caPEM))
-	s.mgr = &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "token-service.log"),
+	s.mgr = &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--usage-flush-interval=2s",
 			"--call-log-url=https://localhost:" + ingestPort, "--call-log-ca-file=" + caFile, "--call-log-token-file=" + tokenServiceSecretFile}}
 	if split {
 		s.insightsMetrics = freeAddress(t)
 		insightsArgs = append(insightsArgs, "--metrics-bind-address="+s.insightsMetrics, "--metrics-secure=false", "--call-log-gateway-report-wait=3s")
 	}
-	s.insights = &managerProcess{t: t, bin: bins.Path(framework.Insights), kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "insights.log"), args: insightsArgs}
+	s.insights = &componentProcess{t: t, bin: bins.Path(framework.Insights), kubeconfig: s.adminKubeconfig, log: filepath.Join(s.tmp, "insights.log"), args: insightsArgs}
 	s.insights.start()
 	t.Cleanup(s.insights.kill)
 	s.controllers = startManager(t, s.adminKubeconfig, filepath.Join(s.tmp, "manager.log"))
@@ -510,7 +510,7 @@ func TestCallLogOutlivesTheStore(t *testing.T) {
 		must(t, insightstest.EnableAggregation(env, tmp))
 	})
 	insights := startInsights(t, adminKubeconfig, tmp)
-	operator := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	operator := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: append([]string{"--token-service-bind-address=" + tokenService, "--token-service-insecure"}, insights.tokenServiceArgs...)}
 	operator.start()
 	defer operator.kill()
@@ -560,7 +560,7 @@ func TestCallLogOutlivesTheStore(t *testing.T) {
 // logs are the three processes' logs, one after the other.
 func (s *callLogStack) logs() ([]byte, error) {
 	var all []byte
-	for _, p := range []*managerProcess{s.mgr, s.controllers, s.insights} {
+	for _, p := range []*componentProcess{s.mgr, s.controllers, s.insights} {
 		b, err := os.ReadFile(p.log)
 		if err != nil {
 			return nil, err

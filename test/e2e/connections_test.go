@@ -16,7 +16,7 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
-// TestConnectionFloodThroughTheBinary runs the built manager's token service
+// TestConnectionFloodThroughTheBinary runs the built token service
 // over TLS with a small connection bound (64, at most 16 per source) and
 // fills it from four pod-like source addresses, twice: with connections
 // that connect and send nothing, then with connections that made one
@@ -33,7 +33,7 @@ func TestConnectionFloodThroughTheBinary(t *testing.T) {
 	_, c, kubeconfig := startControlPlane(t, root, tmp)
 	addr, metricsAddr := freeAddress(t), freeAddress(t)
 	certFile, keyFile, pool := selfSignedCert(t, tmp)
-	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	mgr := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addr, "--token-service-tls-cert=" + certFile, "--token-service-tls-key=" + keyFile,
 			"--token-service-max-connections=64", "--token-service-max-connections-per-source=16",
 			"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false"}}

@@ -64,9 +64,9 @@ func TestLeaderFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+kills/10)*time.Minute)
 	defer cancel()
 
-	replicas := make([]*managerProcess, 2)
+	replicas := make([]*componentProcess, 2)
 	for i := range replicas {
-		replicas[i] = &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("replica-%d.log", i)),
+		replicas[i] = &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("replica-%d.log", i)),
 			args: append([]string{"--leader-elect", "--operator-namespace=default"}, lease...)}
 		replicas[i].start()
 		defer replicas[i].kill()

@@ -150,11 +150,11 @@ contexts:
 current-context: proxy
 `, proxy.url, base64.StdEncoding.EncodeToString(proxy.ca))), 0o600))
 
-	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	t.Cleanup(controllers.kill)
 	p := &proxiedTokenService{proxy: proxy, c: c, addr: freeAddress(t), probes: freeAddress(t), metrics: freeAddress(t)}
-	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: viaProxy, log: filepath.Join(tmp, "token-service.log"),
+	tokenService := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: viaProxy, log: filepath.Join(tmp, "token-service.log"),
 		args: append([]string{"--token-service-insecure", "--token-service-bind-address=" + p.addr,
 			"--health-probe-bind-address=" + p.probes, "--metrics-bind-address=" + p.metrics, "--metrics-secure=false"}, extraArgs...)}
 	tokenService.start()

@@ -84,12 +84,12 @@ func TestGatewaysEnforceCatalogRoutes(t *testing.T) {
 	must(t, c.Create(ctx, cat))
 
 	addrA, addrB := freeAddress(t), freeAddress(t)
-	serviceA := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	serviceA := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addrA, "--token-service-insecure", "--token-service-route-header"}}
 	serviceA.start()
 	defer serviceA.kill()
 	controllers := startManager(t, kubeconfig, filepath.Join(tmp, "manager.log"))
-	replica := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "replica.log"),
+	replica := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "replica.log"),
 		args: []string{"--token-service-bind-address=" + addrB, "--token-service-insecure", "--token-service-route-header"}}
 	replica.start()
 	defer replica.kill()
@@ -303,7 +303,7 @@ func TestClientsCannotPickTheHostThroughGateways(t *testing.T) {
 		must(t, c.Create(ctx, cat))
 	}
 	addr := freeAddress(t)
-	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	mgr := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addr, "--token-service-insecure"}}
 	mgr.start()
 	defer mgr.kill()

@@ -69,22 +69,22 @@ func appToken(t *testing.T, ctx context.Context, c client.Client, app *v1alpha1.
 	return string(s.Data[v1alpha1.SecretTokenKey])
 }
 
-// managerProcess is one component of the operator (the manager, the token
+// componentProcess is one component of the operator (the manager, the token
 // service or the insights component) run by a test as a process of its own.
-type managerProcess struct {
+type componentProcess struct {
 	t                    *testing.T
 	bin, kubeconfig, log string
 	args                 []string
 	p                    *framework.Process
 }
 
-func (m *managerProcess) start() {
+func (m *componentProcess) start() {
 	m.t.Helper()
 	m.p = &framework.Process{Bin: m.bin, Args: append([]string{"--health-probe-bind-address=0"}, m.args...), Kubeconfig: m.kubeconfig, Log: m.log}
 	must(m.t, m.p.Start())
 }
 
-func (m *managerProcess) kill() {
+func (m *componentProcess) kill() {
 	if m.p != nil {
 		m.p.Kill()
 	}
@@ -92,7 +92,7 @@ func (m *managerProcess) kill() {
 
 // waitLogged waits until the process, since it last started, has logged a
 // line that contains what.
-func (m *managerProcess) waitLogged(ctx context.Context, what string) {
+func (m *componentProcess) waitLogged(ctx context.Context, what string) {
 	m.t.Helper()
 	waitUntil(m.t, ctx, fmt.Sprintf("%s logs %q", filepath.Base(m.log), what), func() bool { return m.p.Logged(what) })
 }
@@ -173,9 +173,9 @@ func asServiceAccount(t *testing.T, ctx context.Context, env *envtest.Environmen
 
 // startManager starts the manager (the controllers) with args, as the
 // chart runs it beside the token service; it is killed when the test ends.
-func startManager(t *testing.T, kubeconfig, log string, args ...string) *managerProcess {
+func startManager(t *testing.T, kubeconfig, log string, args ...string) *componentProcess {
 	t.Helper()
-	m := &managerProcess{t: t, bin: commands(t).Path(framework.Manager), kubeconfig: kubeconfig, log: log, args: args}
+	m := &componentProcess{t: t, bin: commands(t).Path(framework.Manager), kubeconfig: kubeconfig, log: log, args: args}
 	m.start()
 	t.Cleanup(m.kill)
 	return m
@@ -186,7 +186,7 @@ func startManager(t *testing.T, kubeconfig, log string, args ...string) *manager
 // on a port of its own, and the ingest endpoint that token services send
 // their decisions to.
 type insightsProcess struct {
-	*managerProcess
+	*componentProcess
 	// secure is the insights API's host:port; ingest the ingest
 	// endpoint's.
 	secure, ingest string
@@ -211,7 +211,7 @@ func startInsights(t *testing.T, kubeconfig, dir string, args ...string) *insigh
 	p := &insightsProcess{secure: freeAddress(t), ingest: freeAddress(t), caPEM: caPEM}
 	_, securePort, _ := net.SplitHostPort(p.secure)
 	_, ingestPort, _ := net.SplitHostPort(p.ingest)
-	p.managerProcess = &managerProcess{t: t, bin: commands(t).Path(framework.Insights), kubeconfig: kubeconfig, log: filepath.Join(dir, "insights.log"),
+	p.componentProcess = &componentProcess{t: t, bin: commands(t).Path(framework.Insights), kubeconfig: kubeconfig, log: filepath.Join(dir, "insights.log"),
 		args: append([]string{"--bind-address=127.0.0.1", "--secure-port=" + securePort, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile,
 			"--call-log-sqlite=" + filepath.Join(dir, "calls.db"), "--call-log-ingest-bind-address=" + p.ingest,
 			"--call-log-token-service-token-file=" + secret}, args...)}

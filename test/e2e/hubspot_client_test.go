@@ -42,7 +42,7 @@ func TestHubSpotNodeClient(t *testing.T) {
 	defer cancel()
 
 	tsAddr := freeAddress(t)
-	manager := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	manager := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + tsAddr, "--token-service-insecure"}}
 	manager.start()
 	defer manager.kill()

@@ -108,10 +108,10 @@ func dashboardQueries(t *testing.T, path string) map[string]string {
 	return out
 }
 
-// TestDashboardQueriesReturnData runs the manager binary (controllers,
-// token service, call log) against a real API server, with apps in every
-// state the panels draw, and a real Prometheus (Debian's) scraping its
-// metrics endpoint; every query of the dashboard returns data.
+// TestDashboardQueriesReturnData runs the three built components (manager,
+// token service, insights) against a real API server, with apps in every
+// state the panels draw, and a real Prometheus (Debian's) scraping their
+// metrics endpoints; every query of the dashboard returns data.
 func TestDashboardQueriesReturnData(t *testing.T) {
 	root := repoRoot(t)
 	prometheus := promBinary(t, "prometheus")
@@ -130,7 +130,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	// endpoint, which Prometheus scrapes as the ServiceMonitors do.
 	serviceMetrics, insightsMetrics := freeAddress(t), freeAddress(t)
 	insights := startInsights(t, kubeconfig, tmp, "--metrics-bind-address="+insightsMetrics)
-	ts := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	ts := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: append([]string{"--token-service-bind-address=" + tokenService, "--token-service-insecure", "--metrics-bind-address=" + serviceMetrics,
 			"--usage-flush-interval=1s"}, insights.tokenServiceArgs...)}
 	ts.start()
@@ -283,7 +283,7 @@ func TestMetricsNeedAuthorization(t *testing.T) {
 		{"--metrics-bind-address=" + secure},
 		{"--metrics-bind-address=" + plain, "--metrics-secure=false"},
 	} {
-		mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
+		mgr := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
 			args: append([]string{"--token-service-bind-address=" + freeAddress(t), "--token-service-insecure",
 				"--health-probe-bind-address=" + freeAddress(t)}, args...)}
 		mgr.start()

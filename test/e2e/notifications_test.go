@@ -71,7 +71,7 @@ webhook:
 	}
 
 	logPath := filepath.Join(tmp, "manager.log")
-	mgr := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: logPath,
+	mgr := &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: logPath,
 		args: []string{"--notifications-config=" + config, "--operator-namespace=privateapp-system"}}
 	mgr.start()
 	defer mgr.kill()

@@ -22,8 +22,8 @@ import (
 )
 
 // TestKubectlPlugin runs the built kubectl-privateapp against a real API
-// server, the manager binary (controllers, token service, call log and
-// insights API) and a real nginx: every subcommand, the output formats,
+// server, the built components (manager, token service, and insights with
+// the call log and its API) and a real nginx: every subcommand, the output formats,
 // completion, exit codes, and no token in any output but `token`'s.
 func TestKubectlPlugin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

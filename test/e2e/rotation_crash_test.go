@@ -44,7 +44,7 @@ func TestRotationSurvivesKills(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	mgr := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log")}
+	mgr := &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log")}
 	mgr.start()
 	defer mgr.kill()
 

@@ -60,7 +60,7 @@ current-context: webhook
 	})
 	cfg := env.Config
 
-	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	mgr := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + tokenService, "--token-service-insecure"}}
 	mgr.start()
 	defer mgr.kill()

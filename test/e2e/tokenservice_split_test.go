@@ -96,12 +96,12 @@ contexts:
 current-context: token-service
 `, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), saToken)), 0o600))
 
-	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: adminKubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	defer controllers.kill()
 	addr := freeAddress(t)
 	tsLog := filepath.Join(tmp, "token-service.log")
-	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: tsKubeconfig, log: tsLog,
+	tokenService := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: tsKubeconfig, log: tsLog,
 		args: []string{"--token-service-insecure", "--token-service-bind-address=" + addr,
 			"--usage-flush-interval=200ms"}}
 	tokenService.start()
@@ -174,14 +174,14 @@ func TestTokenServiceReplicasShareRateLimits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	defer controllers.kill()
 	var addrs []string
 	for i := range 2 {
 		addr := freeAddress(t)
 		addrs = append(addrs, addr)
-		p := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
+		p := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, fmt.Sprintf("token-service-%d.log", i)),
 			args: []string{"--token-service-insecure", "--token-service-bind-address=" + addr,
 				"--rate-limit-redis=" + redisServer.Addr()}}
 		p.start()
@@ -233,11 +233,11 @@ func TestRestartedTokenServiceKeepsTheDay(t *testing.T) {
 	limits := filepath.Join(tmp, "limits.yaml")
 	must(t, os.WriteFile(limits, []byte("editions:\n  tiny: {perTenSeconds: 100, perDay: 6}\n"), 0o600))
 
-	controllers := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
+	controllers := &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "controllers.log")}
 	controllers.start()
 	defer controllers.kill()
 	addr := freeAddress(t)
-	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	tokenService := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-insecure", "--token-service-bind-address=" + addr,
 			"--usage-flush-interval=200ms", "--limits-file=" + limits}}
 	tokenService.start()

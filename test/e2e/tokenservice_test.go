@@ -26,8 +26,8 @@ import (
 	"github.com/privateapps-dev/privateapp-operator/test/framework"
 )
 
-// TestTokenServiceThroughTheManager: the manager binary serves the token
-// service over TLS, applies each namespace's edition labels, and keeps
+// TestTokenServiceThroughTheManager: the built token service, beside the
+// manager, serves over TLS, applies each namespace's edition labels, and keeps
 // answering from its cache while kube-apiserver is down.
 func TestTokenServiceThroughTheManager(t *testing.T) {
 	root := repoRoot(t)
@@ -40,7 +40,7 @@ func TestTokenServiceThroughTheManager(t *testing.T) {
 	// the operator's own CA does: the token service waits for it.
 	certFile, keyFile := filepath.Join(tmp, "later", "tls.crt"), filepath.Join(tmp, "later", "tls.key")
 
-	mgr := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	mgr := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-bind-address=" + addr, "--token-service-tls-cert=" + certFile, "--token-service-tls-key=" + keyFile}}
 	mgr.start()
 	defer mgr.kill()

@@ -43,13 +43,13 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 
 	tsAddr := freeAddress(t)
 	_, port, _ := strings.Cut(webhookAddr, ":")
-	mgr := &managerProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
+	mgr := &componentProcess{t: t, bin: bins.Path(framework.Manager), kubeconfig: kubeconfig, log: filepath.Join(tmp, "manager.log"),
 		args: []string{"--max-apps-per-namespace=2", "--operator-namespace=privateapp-system",
 			"--webhook-cert-dir=" + filepath.Join(tmp, "webhook-certs"), "--webhook-port=" + port,
 			"--self-signed-certs", "--webhook-cert-extra-names=127.0.0.1"}}
 	mgr.start()
 	defer mgr.kill()
-	tokenService := &managerProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
+	tokenService := &componentProcess{t: t, bin: bins.Path(framework.TokenService), kubeconfig: kubeconfig, log: filepath.Join(tmp, "token-service.log"),
 		args: []string{"--token-service-insecure", "--token-service-bind-address=" + tsAddr}}
 	tokenService.start()
 	defer tokenService.kill()
@@ -158,7 +158,7 @@ func TestWebhooksThroughTheManager(t *testing.T) {
 
 	mgr.kill()
 	tokenService.kill()
-	for _, p := range []*managerProcess{mgr, tokenService} {
+	for _, p := range []*componentProcess{mgr, tokenService} {
 		log, err := os.ReadFile(p.log)
 		must(t, err)
 		for _, secret := range []string{tok, rotated, "PRIVATE KEY"} {

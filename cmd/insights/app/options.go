@@ -60,7 +60,7 @@ var replacedBy = map[string]string{ //nolint:gosec // G101: flag names and what 
 
 // AddFlags adds the insights component's flags to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	o.Options.AddFlags(fs, ":8081")
+	o.Options.AddFlags(fs)
 	o.Serving.AddFlags(fs)
 	o.Authentication.AddFlags(fs)
 	o.Authorization.AddFlags(fs)

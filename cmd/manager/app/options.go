@@ -46,7 +46,7 @@ type Options struct {
 
 // AddFlags adds the manager's flags to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	o.Options.AddFlags(fs, ":8081")
+	o.Options.AddFlags(fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader among replicas; needed when running more than one.")
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 12*time.Second, "How long standby replicas wait after the leader's last renewal before taking over (a killed leader is replaced within about this long).")
 	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 8*time.Second, "How long the leader keeps trying to renew before it gives up leading; less than --leader-elect-lease-duration.")

@@ -45,7 +45,7 @@ type Options struct {
 
 // AddFlags adds the token service's flags to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	o.Options.AddFlags(fs, ":8081")
+	o.Options.AddFlags(fs)
 	fs.StringVar(&o.Addr, "token-service-bind-address", ":8443", "Address of the token service.")
 	fs.StringVar(&o.CertFile, "token-service-tls-cert", "", "TLS certificate of the token service (PEM); reloaded when it changes.")
 	fs.StringVar(&o.KeyFile, "token-service-tls-key", "", "TLS key of the token service (PEM).")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -126,11 +127,15 @@ func (o *Options) limiter(local *ratelimit.Limiter, log logr.Logger) (ratelimit.
 	}
 	opts := &redis.Options{Addr: o.RedisAddr, DialTimeout: time.Second, ReadTimeout: 100 * time.Millisecond,
 		WriteTimeout: 100 * time.Millisecond, PoolSize: 64}
-	password, err := command.ReadSecretFile("--rate-limit-redis-password-file", o.RedisPasswordFile)
-	if err != nil {
-		return nil, err
+	if o.RedisPasswordFile != "" {
+		// Only the line end is dropped: a password may begin or end with
+		// spaces.
+		b, err := os.ReadFile(o.RedisPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--rate-limit-redis-password-file: %w", err)
+		}
+		opts.Password = strings.TrimRight(string(b), "\r\n")
 	}
-	opts.Password = string(password)
 	if o.RedisTLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
