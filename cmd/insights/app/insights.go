@@ -47,17 +47,16 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	opts := o.ManagerOptions()
 	opts.Cache = controller.CacheOptions()
-	mgr, err := ctrl.NewManager(cfg, opts)
+	mgr, err := command.NewManager(cfg, opts)
 	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
+		return err
 	}
 	store, err := o.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	metrics.Registry.MustRegister(calllog.Collectors()...)
-	queue := calllog.NewQueue(store, calllog.QueueOptions{Redactor: calllog.NewRedactor(command.CommaList(o.SensitiveParams)...)}, ctrl.Log.WithName("call-log"))
-	if err := mgr.Add(queue); err != nil {
+	queue, err := command.AddCallLogQueue(mgr, store, o.SensitiveParams)
+	if err != nil {
 		return err
 	}
 	if err := mgr.Add(&calllog.Retention{Store: store, Keep: o.Retention, Clock: clock.RealClock{}, Log: log}); err != nil {
@@ -76,9 +75,6 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	if err := mgr.Add(srv); err != nil {
-		return err
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {

@@ -45,17 +45,14 @@ func (o *Options) Run(ctx context.Context) error {
 	opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = &o.LeaseDuration, &o.RenewDeadline, &o.RetryPeriod
 	opts.Cache = controller.CacheOptions()
 	opts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir})
-	mgr, err := ctrl.NewManager(cfg, opts)
+	mgr, err := command.NewManager(cfg, opts)
 	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
+		return err
 	}
 
 	// The webhooks and the controller check scopes against the catalogs.
-	catalogs := catalogfeed.New(ctrl.Log.WithName("catalogs"))
-	if err := catalogs.Register(ctx, mgr.GetCache()); err != nil {
-		return fmt.Errorf("watching APICatalogs: %w", err)
-	}
-	if err := mgr.Add(catalogs); err != nil {
+	catalogs, err := command.AddCatalogs(ctx, mgr)
+	if err != nil {
 		return err
 	}
 	recorder := mgr.GetEventRecorder(eventSource)
@@ -100,9 +97,6 @@ func (o *Options) Run(ctx context.Context) error {
 	// token-service replica), and the notification deliveries.
 	metrics.Registry.MustRegister(controller.AppsByConnection{Reader: mgr.GetCache(), Limit: o.AppMetricsLimit})
 	metrics.Registry.MustRegister(controller.NotificationCollectors()...)
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}

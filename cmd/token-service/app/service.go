@@ -14,11 +14,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/privateapps-dev/privateapp-operator/internal/calllog"
-	"github.com/privateapps-dev/privateapp-operator/internal/catalogfeed"
 	"github.com/privateapps-dev/privateapp-operator/internal/command"
 	"github.com/privateapps-dev/privateapp-operator/internal/controller"
 	"github.com/privateapps-dev/privateapp-operator/internal/ingest"
@@ -49,17 +46,14 @@ func (o *Options) Run(ctx context.Context) error {
 	opts := o.ManagerOptions()
 	opts.Cache = controller.CacheOptions()
 	opts.Cache.NewInformer = health.NewInformer
-	mgr, err := ctrl.NewManager(cfg, opts)
+	mgr, err := command.NewManager(cfg, opts)
 	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
+		return err
 	}
 
 	// Routes are matched against the catalogs, compiled in this process.
-	catalogs := catalogfeed.New(ctrl.Log.WithName("catalogs"))
-	if err := catalogs.Register(ctx, mgr.GetCache()); err != nil {
-		return fmt.Errorf("watching APICatalogs: %w", err)
-	}
-	if err := mgr.Add(catalogs); err != nil {
+	catalogs, err := command.AddCatalogs(ctx, mgr)
+	if err != nil {
 		return err
 	}
 	local := ratelimit.New()
@@ -104,9 +98,6 @@ func (o *Options) Run(ctx context.Context) error {
 		Client: mgr.GetClient(), Usage: usage, Limits: limits, Accounts: accounts,
 		Clock: clock.RealClock{}, Interval: o.FlushInterval, Log: log,
 	}); err != nil {
-		return err
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
 	// Ready once the token service listens (its index synced), and not
@@ -158,9 +149,7 @@ func (o *Options) callLog(mgr ctrl.Manager) (*calllog.Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	metrics.Registry.MustRegister(calllog.Collectors()...)
-	queue := calllog.NewQueue(client, calllog.QueueOptions{Redactor: calllog.NewRedactor(command.CommaList(o.SensitiveParams)...)}, ctrl.Log.WithName("call-log"))
-	return queue, mgr.Add(queue)
+	return command.AddCallLogQueue(mgr, client, o.SensitiveParams)
 }
 
 // apiServerAnswers asks the API server for its version: whether it answers
